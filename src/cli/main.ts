@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+/**
+ * The `vdspec` command. Each subcommand is a function that takes its
+ * arguments and two writers and returns an exit code, so tests can run it
+ * in-process; this file only dispatches and turns any escaped error into a
+ * one-line message (no stack trace unless VDSPEC_DEBUG is set).
+ */
+import { readFileSync } from 'node:fs';
+import { isVdspecError } from '../errors.js';
+import { runKlCommand } from './kl.js';
+
+type Writer = (s: string) => void;
+type Command = (argv: string[], out: Writer, err: Writer) => number;
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  kl: {
+    run: runKlCommand,
+    summary: 'KL per weight over a grid of log_alpha: exact, SVD and VD approximations',
+  },
+};
+
+function packageVersion(): string {
+  const url = new URL('../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+}
+
+function usage(): string {
+  const lines = [
+    'usage: vdspec <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`),
+    '',
+    'vdspec <command> --help shows the options of a command.',
+  ];
+  return lines.join('\n');
+}
+
+export function main(argv: string[], out: Writer, err: Writer): number {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    out(packageVersion());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    err(`vdspec: unknown command "${name}"\n${usage()}`);
+    return 2;
+  }
+  try {
+    return command.run(rest, out, err);
+  } catch (e) {
+    if (isVdspecError(e)) {
+      err(`vdspec ${name}: ${e.message}`);
+      return 2;
+    }
+    if (process.env['VDSPEC_DEBUG']) throw e;
+    err(`vdspec ${name}: internal error: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith('/cli/main.js');
+if (invokedDirectly) {
+  const code = main(
+    process.argv.slice(2),
+    (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
+    (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`),
+  );
+  process.exitCode = code;
+}
