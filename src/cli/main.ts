@@ -66,6 +66,13 @@ export function main(argv: string[], out: Writer, err: Writer): number {
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith('/cli/main.js');
 if (invokedDirectly) {
+  // A reader that stops early (`vdspec kl | head`) closes the pipe: that is not an error.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const code = main(
     process.argv.slice(2),
     (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
