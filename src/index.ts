@@ -7,4 +7,5 @@ export * from './constants.js';
 export * from './errors.js';
 export * from './profiles.js';
 export * from './tensor.js';
+export * from './ops.js';
 export * as reference from './reference/index.js';

@@ -7,3 +7,4 @@ export * from './logAlpha.js';
 export * from './dense.js';
 export * from './conv2d.js';
 export * from './objective.js';
+export { run, type Outputs } from './run.js';

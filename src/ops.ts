@@ -1,0 +1,240 @@
+/**
+ * The catalogue of operations: one stable name per operation of the spec,
+ * with its inputs and outputs (spec/ops.md). Data only: the reference, the
+ * fast implementation, the golden files and ports all speak this vocabulary,
+ * so nothing here computes.
+ *
+ * Values crossing `run(op, inputs, profile)` are plain JSON: tensors as
+ * `{shape, data}`, numbers, booleans, strings, arrays of integers (labels),
+ * and `[sh, sw]` for a stride. Every output is a tensor (a scalar has shape []).
+ * The input `$noise` stands for the profile's learned noise parameter
+ * (`log_sigma2`, `log_sigma` or `log_alpha`); its gradient output is
+ * `grad_<that name>`.
+ */
+import { VdspecError } from './errors.js';
+import type { LayerKind, Profile } from './profiles.js';
+
+export type InputKind = 'tensor' | 'number' | 'boolean' | 'labels' | 'stride' | 'padding' | 'layer';
+
+export interface OpInput {
+  readonly name: string;
+  readonly kind: InputKind;
+  /** Optional inputs take the default the spec section states. */
+  readonly optional?: boolean;
+}
+
+export interface OpSpec {
+  readonly name: string;
+  /** The algorithm whose profiles the op accepts; null: any profile (or none needed). */
+  readonly algorithm: 'svd' | 'vd' | null;
+  /** The layer kind the op is about, when fixed by its name. */
+  readonly layer: LayerKind | null;
+  /** The spec page and anchor that define the op. */
+  readonly section: string;
+  readonly inputs: readonly OpInput[];
+  readonly outputs: readonly string[];
+}
+
+export const NOISE = '$noise';
+const tensor = (name: string, optional = false): OpInput => ({ name, kind: 'tensor', optional });
+
+const LAYER_INPUTS: Record<LayerKind, readonly OpInput[]> = {
+  dense: [tensor('x'), tensor('theta'), tensor(NOISE), tensor('bias')],
+  conv2d: [
+    tensor('x'),
+    tensor('theta'),
+    tensor(NOISE),
+    tensor('bias'),
+    { name: 'stride', kind: 'stride', optional: true },
+    { name: 'padding', kind: 'padding', optional: true },
+  ],
+};
+const TRAIN_CLIP: OpInput = { name: 'train_clip', kind: 'boolean', optional: true };
+const GRADIENTS = ['grad_x', 'grad_theta', `grad_${NOISE}`, 'grad_bias'] as const;
+
+function layerOps(algorithm: 'svd' | 'vd', layer: LayerKind): OpSpec[] {
+  const base = `${algorithm}.${layer}`;
+  const page = layer === 'dense' ? 'spec/dense.md' : 'spec/conv2d.md';
+  const anchor = (op: string) => `${page}#${`${base}.${op}`.replace(/\./g, '')}`;
+  const inputs = LAYER_INPUTS[layer];
+  return [
+    {
+      name: `${base}.train`,
+      algorithm,
+      layer,
+      section: anchor('train'),
+      inputs: [...inputs, tensor('eps'), TRAIN_CLIP],
+      outputs: ['mean', 'variance', 'output'],
+    },
+    {
+      name: `${base}.eval`,
+      algorithm,
+      layer,
+      section: anchor('eval'),
+      inputs,
+      outputs: ['output'],
+    },
+    {
+      name: `${base}.train_vjp`,
+      algorithm,
+      layer,
+      section: anchor('train'),
+      inputs: [...inputs, tensor('eps'), TRAIN_CLIP, tensor('cotangent')],
+      outputs: GRADIENTS,
+    },
+    {
+      name: `${base}.eval_vjp`,
+      algorithm,
+      layer,
+      section: anchor('eval'),
+      inputs: [...inputs, tensor('cotangent')],
+      outputs: GRADIENTS,
+    },
+  ];
+}
+
+const WEIGHT_INPUTS: readonly OpInput[] = [
+  tensor('theta'),
+  tensor(NOISE),
+  { name: 'layer', kind: 'layer', optional: true },
+];
+
+export const OPS: readonly OpSpec[] = [
+  {
+    name: 'kl.exact',
+    algorithm: null,
+    layer: null,
+    section: 'spec/kl.md#klexact',
+    inputs: [tensor('log_alpha')],
+    outputs: ['kl', 'dkl_dlog_alpha'],
+  },
+  {
+    name: 'kl.approx',
+    algorithm: null,
+    layer: null,
+    section: 'spec/kl.md#klsum',
+    inputs: [tensor('log_alpha')],
+    outputs: ['kl', 'dkl_dlog_alpha'],
+  },
+  ...(['svd', 'vd'] as const).map((algorithm): OpSpec => ({
+    name: `${algorithm}.log_alpha`,
+    algorithm,
+    layer: null,
+    section: `spec/log-alpha.md#${algorithm}log_alpha`,
+    inputs: WEIGHT_INPUTS,
+    outputs: ['log_alpha'],
+  })),
+  {
+    name: 'svd.mask',
+    algorithm: 'svd',
+    layer: null,
+    section: 'spec/log-alpha.md#svdmask',
+    inputs: WEIGHT_INPUTS,
+    outputs: ['mask'],
+  },
+  ...(['svd', 'vd'] as const).flatMap((a) => [...layerOps(a, 'dense'), ...layerOps(a, 'conv2d')]),
+  {
+    name: 'kl.layer',
+    algorithm: null,
+    layer: null,
+    section: 'spec/objective.md#kllayer',
+    inputs: WEIGHT_INPUTS,
+    outputs: ['kl', 'grad_theta', `grad_${NOISE}`],
+  },
+  {
+    name: 'objective.cross_entropy',
+    algorithm: null,
+    layer: null,
+    section: 'spec/objective.md#objectivecross_entropy',
+    inputs: [tensor('logits'), { name: 'labels', kind: 'labels' }],
+    outputs: ['per_example', 'mean'],
+  },
+  {
+    name: 'objective.sgvb',
+    algorithm: null,
+    layer: null,
+    section: 'spec/objective.md#objectivesgvb',
+    inputs: [
+      tensor('logits'),
+      { name: 'labels', kind: 'labels' },
+      { name: 'train_size', kind: 'number' },
+      { name: 'kl_weight', kind: 'number' },
+      { name: 'kl', kind: 'number' },
+    ],
+    outputs: ['loss', 'data_term', 'kl_term'],
+  },
+  {
+    name: 'schedule.kl_weight',
+    algorithm: null,
+    layer: null,
+    section: 'spec/objective.md#schedulekl_weight',
+    inputs: [{ name: 'epoch', kind: 'number' }],
+    outputs: ['kl_weight'],
+  },
+];
+
+export const OP_NAMES: readonly string[] = OPS.map((op) => op.name);
+
+/** The op named `name`, or a VdspecError('unknown_op') that lists the known ones. */
+export function getOp(name: unknown): OpSpec {
+  const op = OPS.find((o) => o.name === name);
+  if (op === undefined) {
+    throw new VdspecError(
+      'unknown_op',
+      `unknown operation ${JSON.stringify(name)}; known operations: ${OP_NAMES.join(', ')}`,
+      'op',
+    );
+  }
+  return op;
+}
+
+/** An op's input and output names with `$noise` resolved for a profile. */
+export function resolveNames(
+  op: OpSpec,
+  profile: Profile,
+): { inputs: OpInput[]; outputs: string[] } {
+  const resolve = (name: string) => name.replace(NOISE, profile.noiseParameter);
+  return {
+    inputs: op.inputs.map((i) => ({ ...i, name: resolve(i.name) })),
+    outputs: op.outputs.map(resolve),
+  };
+}
+
+/**
+ * Check that `inputs` is an object with every required input of `op` and
+ * nothing else, and that the profile suits the op. Value checks (shapes,
+ * finiteness) are the implementation's.
+ */
+export function checkOpCall(
+  op: OpSpec,
+  inputs: unknown,
+  profile: Profile,
+): Record<string, unknown> {
+  if (op.algorithm !== null && op.algorithm !== profile.algorithm) {
+    throw new VdspecError(
+      'invalid_argument',
+      `${op.name} needs a ${op.algorithm.toUpperCase()} profile; "${profile.name}" is ${profile.algorithm.toUpperCase()}`,
+      'profile',
+    );
+  }
+  if (typeof inputs !== 'object' || inputs === null || Array.isArray(inputs)) {
+    throw new VdspecError('invalid_argument', 'expected an object of named inputs', 'inputs');
+  }
+  const given = inputs as Record<string, unknown>;
+  const { inputs: expected } = resolveNames(op, profile);
+  for (const input of expected) {
+    if (!(input.name in given) && !input.optional) {
+      throw new VdspecError('invalid_argument', `missing input of ${op.name}`, input.name);
+    }
+  }
+  for (const name of Object.keys(given)) {
+    if (!expected.some((i) => i.name === name)) {
+      throw new VdspecError(
+        'invalid_argument',
+        `${op.name} takes no input "${name}"; it takes ${expected.map((i) => i.name).join(', ')}`,
+        name,
+      );
+    }
+  }
+  return given;
+}

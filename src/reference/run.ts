@@ -1,0 +1,171 @@
+/**
+ * The reference's front door: `run(op, inputs, profile)` over plain JSON
+ * values (src/ops.ts, spec/ops.md). Each op maps its named inputs onto the
+ * reference function of its spec section and returns every output as a tensor.
+ */
+import { VdspecError } from '../errors.js';
+import { checkOpCall, getOp, resolveNames, type OpSpec } from '../ops.js';
+import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
+import { checkTensor, scalar, type Tensor } from '../tensor.js';
+import { conv2dEval, conv2dEvalVjp, conv2dTrain, conv2dTrainVjp } from './conv2d.js';
+import { denseEval, denseEvalVjp, denseTrain, denseTrainVjp } from './dense.js';
+import { klApprox, klApproxDerivative, klExact, klExactDerivative } from './kl.js';
+import { keepMask, logAlpha } from './logAlpha.js';
+import { crossEntropy, klWeightSchedule, layerKl, layerKlVjp, sgvbObjective } from './objective.js';
+
+export type Outputs = Record<string, Tensor>;
+
+function optionalBoolean(name: string, value: unknown): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') {
+    throw new VdspecError(
+      'invalid_argument',
+      `expected true or false, got ${JSON.stringify(value)}`,
+      name,
+    );
+  }
+  return value;
+}
+
+function layerKind(value: unknown): LayerKind {
+  if (value === undefined) return 'dense';
+  if (value !== 'dense' && value !== 'conv2d') {
+    throw new VdspecError(
+      'invalid_argument',
+      `expected "dense" or "conv2d", got ${JSON.stringify(value)}`,
+      'layer',
+    );
+  }
+  return value;
+}
+
+function labels(value: unknown): number[] {
+  if (!Array.isArray(value)) {
+    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
+  }
+  return value as number[];
+}
+
+function elementwise(t: Tensor, f: (v: number) => number): Tensor {
+  return { shape: t.shape, data: t.data.map(f) };
+}
+
+function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile): Outputs {
+  const noiseName = profile.noiseParameter;
+  const inputs = {
+    x: given['x'] as Tensor,
+    theta: given['theta'] as Tensor,
+    noise: given[noiseName] as Tensor,
+    bias: given['bias'] as Tensor,
+    eps: given['eps'] as Tensor,
+  };
+  const trainClip = optionalBoolean('train_clip', given['train_clip']);
+  const options = {
+    ...(trainClip === undefined ? {} : { trainClip }),
+    ...(given['stride'] === undefined ? {} : { stride: given['stride'] as [number, number] }),
+    ...(given['padding'] === undefined ? {} : { padding: given['padding'] as 'valid' | 'same' }),
+  };
+  const kind = op.name.split('.').slice(2).join('.');
+  const gradients = (g: { x: Tensor; theta: Tensor; noise: Tensor; bias: Tensor }): Outputs => ({
+    grad_x: g.x,
+    grad_theta: g.theta,
+    [`grad_${noiseName}`]: g.noise,
+    grad_bias: g.bias,
+  });
+  const cotangent = given['cotangent'] as Tensor;
+  if (op.layer === 'dense') {
+    switch (kind) {
+      case 'train': {
+        const r = denseTrain(inputs, profile, options);
+        return { mean: r.mean, variance: r.variance, output: r.output };
+      }
+      case 'eval':
+        return { output: denseEval(inputs, profile) };
+      case 'train_vjp':
+        return gradients(denseTrainVjp(inputs, { output: cotangent }, profile, options));
+      case 'eval_vjp':
+        return gradients(denseEvalVjp(inputs, cotangent, profile));
+    }
+  } else {
+    switch (kind) {
+      case 'train': {
+        const r = conv2dTrain(inputs, profile, options);
+        return { mean: r.mean, variance: r.variance, output: r.output };
+      }
+      case 'eval':
+        return { output: conv2dEval(inputs, profile, options) };
+      case 'train_vjp':
+        return gradients(conv2dTrainVjp(inputs, { output: cotangent }, profile, options));
+      case 'eval_vjp':
+        return gradients(conv2dEvalVjp(inputs, cotangent, profile, options));
+    }
+  }
+  throw new VdspecError('unknown_op', `no reference for ${op.name}`, 'op');
+}
+
+/**
+ * Run operation `opName` of the reference on JSON-able `inputs` under
+ * `profile`. Returns the op's outputs by name, each a tensor.
+ */
+export function run(
+  opName: string,
+  inputs: unknown,
+  profileIn: Profile | ProfileName | string,
+): Outputs {
+  const op = getOp(opName);
+  const profile = getProfile(profileIn);
+  const given = checkOpCall(op, inputs, profile);
+  const noise = given[profile.noiseParameter];
+  const noiseOut = resolveNames(op, profile).outputs;
+
+  if (op.layer !== null) return layerCall(op, given, profile);
+
+  switch (op.name) {
+    case 'kl.exact': {
+      const la = checkTensor('log_alpha', given['log_alpha'], { allow: 'infinity' });
+      return { kl: elementwise(la, klExact), dkl_dlog_alpha: elementwise(la, klExactDerivative) };
+    }
+    case 'kl.approx': {
+      const la = checkTensor('log_alpha', given['log_alpha'], { allow: 'infinity' });
+      return {
+        kl: elementwise(la, (v) => klApprox(v, profile)),
+        dkl_dlog_alpha: elementwise(la, (v) => klApproxDerivative(v, profile)),
+      };
+    }
+    case 'svd.log_alpha':
+    case 'vd.log_alpha':
+      return { log_alpha: logAlpha(given['theta'], noise, profile, layerKind(given['layer'])) };
+    case 'svd.mask':
+      return { mask: keepMask(given['theta'], noise, profile, layerKind(given['layer'])) };
+    case 'kl.layer': {
+      const layer = layerKind(given['layer']);
+      const weights = { theta: given['theta'] as Tensor, noise: noise as Tensor };
+      const grad = layerKlVjp(weights, 1, profile, layer);
+      return {
+        kl: scalar(layerKl(weights, profile, layer)),
+        grad_theta: grad.theta,
+        [noiseOut[2]!]: grad.noise,
+      };
+    }
+    case 'objective.cross_entropy': {
+      const ce = crossEntropy(given['logits'] as Tensor, labels(given['labels']));
+      return {
+        per_example: { shape: [ce.perExample.length], data: ce.perExample },
+        mean: scalar(ce.mean),
+      };
+    }
+    case 'objective.sgvb': {
+      const r = sgvbObjective({
+        logits: given['logits'] as Tensor,
+        labels: labels(given['labels']),
+        trainSize: given['train_size'] as number,
+        klWeight: given['kl_weight'] as number,
+        kl: given['kl'] as number,
+      });
+      return { loss: scalar(r.loss), data_term: scalar(r.dataTerm), kl_term: scalar(r.klTerm) };
+    }
+    case 'schedule.kl_weight':
+      return { kl_weight: scalar(klWeightSchedule(given['epoch'] as number)) };
+  }
+  throw new VdspecError('unknown_op', `no reference for ${op.name}`, 'op');
+}
