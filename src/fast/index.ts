@@ -1,0 +1,49 @@
+/**
+ * The float32 fast implementation on TensorFlow.js (spec/fast.md). Same
+ * operations, inputs and outputs as the float64 reference, computed with
+ * tfjs kernels; call `await initBackend()` once before any operation.
+ */
+export {
+  activeBackend,
+  availableBackends,
+  BACKEND_ENV_VAR,
+  FAST_BACKENDS,
+  initBackend,
+  type BackendInfo,
+  type FastBackend,
+  type InitBackendOptions,
+} from './backend.js';
+export { fastKeepMask, fastLogAlpha, fastWeightVariance } from './weights.js';
+export {
+  fastKlPerWeight,
+  fastKlSum,
+  fastLayerKl,
+  fastLayerKlVjp,
+  type FastLayerKlGradient,
+  type FastLayerKlInputs,
+} from './kl.js';
+export {
+  fastDenseEval,
+  fastDenseEvalVjp,
+  fastDenseTrain,
+  fastDenseTrainVjp,
+  type FastCotangent,
+  type FastDenseEvalInputs,
+  type FastDenseOptions,
+  type FastDenseTrainInputs,
+  type FastLayerGradients,
+  type FastTrainCotangent,
+  type FastTrainResult,
+} from './dense.js';
+export {
+  fastConv2dEval,
+  fastConv2dEvalVjp,
+  fastConv2dTrain,
+  fastConv2dTrainVjp,
+  type FastConv2dEvalInputs,
+  type FastConv2dOptions,
+  type FastConv2dPadding,
+  type FastConv2dPath,
+  type FastConv2dStride,
+  type FastConv2dTrainInputs,
+} from './conv2d.js';
