@@ -10,7 +10,7 @@ import { isVdspecError } from '../errors.js';
 import { runKlCommand } from './kl.js';
 
 type Writer = (s: string) => void;
-type Command = (argv: string[], out: Writer, err: Writer) => number;
+type Command = (argv: string[], out: Writer, err: Writer) => number | Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   kl: {
@@ -36,7 +36,7 @@ function usage(): string {
   return lines.join('\n');
 }
 
-export function main(argv: string[], out: Writer, err: Writer): number {
+export async function main(argv: string[], out: Writer, err: Writer): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     out(usage());
@@ -52,7 +52,7 @@ export function main(argv: string[], out: Writer, err: Writer): number {
     return 2;
   }
   try {
-    return command.run(rest, out, err);
+    return await command.run(rest, out, err);
   } catch (e) {
     if (isVdspecError(e)) {
       err(`vdspec ${name}: ${e.message}`);
@@ -73,10 +73,9 @@ if (invokedDirectly) {
       throw e;
     });
   }
-  const code = main(
+  process.exitCode = await main(
     process.argv.slice(2),
     (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
     (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`),
   );
-  process.exitCode = code;
 }

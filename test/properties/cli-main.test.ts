@@ -4,10 +4,10 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 
-function run(argv: string[]) {
+async function run(argv: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = main(
+  const code = await main(
     argv,
     (s) => out.push(s),
     (s) => err.push(s),
@@ -16,27 +16,27 @@ function run(argv: string[]) {
 }
 
 describe('vdspec (the command dispatcher)', () => {
-  it('no command: usage on stdout, exit 2', () => {
-    const r = run([]);
+  it('no command: usage on stdout, exit 2', async () => {
+    const r = await run([]);
     expect(r.code).toBe(2);
     expect(r.out.join('\n')).toContain('usage: vdspec');
   });
 
-  it('--help exits 0 and lists kl', () => {
-    const r = run(['--help']);
+  it('--help exits 0 and lists kl', async () => {
+    const r = await run(['--help']);
     expect(r.code).toBe(0);
     expect(r.out.join('\n')).toMatch(/\bkl\b/);
   });
 
-  it('an unknown command is a one-line error and exit 2, not a stack trace', () => {
-    const r = run(['frobnicate']);
+  it('an unknown command is a one-line error and exit 2, not a stack trace', async () => {
+    const r = await run(['frobnicate']);
     expect(r.code).toBe(2);
     expect(r.err[0]).toMatch(/^vdspec: unknown command "frobnicate"/);
     expect(r.err.join('\n')).not.toMatch(/\bat .*\(.*:\d+:\d+\)/);
   });
 
-  it('--version prints the package version', () => {
-    const r = run(['--version']);
+  it('--version prints the package version', async () => {
+    const r = await run(['--version']);
     expect(r.code).toBe(0);
     expect(r.out[0]).toMatch(/^\d+\.\d+\.\d+/);
   });
