@@ -238,3 +238,26 @@ export function checkOpCall(
   }
   return given;
 }
+
+/**
+ * Argument names the implementations' functions use for what the catalogue
+ * calls by another name; an error raised inside `run` names the catalogue input.
+ */
+const CATALOGUE_NAME_OF_ARGUMENT: Readonly<Record<string, string>> = {
+  'options.trainClip': 'train_clip',
+  'options.stride': 'stride',
+  'options.padding': 'padding',
+  'cotangent.output': 'cotangent',
+  trainSize: 'train_size',
+  klWeight: 'kl_weight',
+};
+
+/** `e` with its argument renamed to the catalogue's input name, when they differ. */
+export function inCatalogueTerms(e: unknown): unknown {
+  if (!(e instanceof VdspecError) || e.argument === undefined) return e;
+  const renamed = CATALOGUE_NAME_OF_ARGUMENT[e.argument];
+  if (renamed === undefined) return e;
+  const prefix = `${e.argument}: `;
+  const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+  return new VdspecError(e.code, message, renamed);
+}

@@ -47,3 +47,15 @@ export {
   type FastConv2dStride,
   type FastConv2dTrainInputs,
 } from './conv2d.js';
+export {
+  fastCrossEntropy,
+  fastKlApprox,
+  fastKlWeightSchedule,
+  fastSgvbObjective,
+  type FastCrossEntropy,
+  type FastKlApprox,
+  type FastKlWeightScheduleOptions,
+  type FastSgvbInputs,
+  type FastSgvbObjective,
+} from './objective.js';
+export { FAST_UNSUPPORTED_OPS, fastRun, type FastOutputs } from './run.js';

@@ -4,7 +4,7 @@
  * reference function of its spec section and returns every output as a tensor.
  */
 import { VdspecError } from '../errors.js';
-import { checkOpCall, getOp, resolveNames, type OpSpec } from '../ops.js';
+import { checkOpCall, getOp, inCatalogueTerms, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
 import { checkTensor, scalar, type Tensor } from '../tensor.js';
 import { conv2dEval, conv2dEvalVjp, conv2dTrain, conv2dTrainVjp } from './conv2d.js';
@@ -108,6 +108,18 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
  * `profile`. Returns the op's outputs by name, each a tensor.
  */
 export function run(
+  opName: string,
+  inputs: unknown,
+  profileIn: Profile | ProfileName | string,
+): Outputs {
+  try {
+    return runInReferenceTerms(opName, inputs, profileIn);
+  } catch (e) {
+    throw inCatalogueTerms(e);
+  }
+}
+
+function runInReferenceTerms(
   opName: string,
   inputs: unknown,
   profileIn: Profile | ProfileName | string,
