@@ -7,15 +7,25 @@
  */
 import { readFileSync } from 'node:fs';
 import { isVdspecError } from '../errors.js';
+import { runEvalCommand } from './eval.js';
+import { runGoldenCommand } from './golden.js';
 import { runKlCommand } from './kl.js';
 
 type Writer = (s: string) => void;
 type Command = (argv: string[], out: Writer, err: Writer) => number | Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  golden: {
+    run: runGoldenCommand,
+    summary: 'write golden files (reference outputs) and their manifest',
+  },
   kl: {
     run: runKlCommand,
     summary: 'KL per weight over a grid of log_alpha: exact, SVD and VD approximations',
+  },
+  eval: {
+    run: runEvalCommand,
+    summary: 'run one operation (reference or fast) on JSON inputs from stdin',
   },
 };
 
