@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isVdspecError } from '../errors.js';
+import { runCheckCommand } from './check.js';
 import { runEvalCommand } from './eval.js';
 import { runGoldenCommand } from './golden.js';
 import { runKlCommand } from './kl.js';
@@ -15,6 +16,10 @@ type Writer = (s: string) => void;
 type Command = (argv: string[], out: Writer, err: Writer) => number | Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  check: {
+    run: runCheckCommand,
+    summary: 'check a port against the golden files (spec/check.md)',
+  },
   golden: {
     run: runGoldenCommand,
     summary: 'write golden files (reference outputs) and their manifest',

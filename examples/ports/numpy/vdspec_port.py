@@ -1,0 +1,775 @@
+#!/usr/bin/env python3
+"""A NumPy port of VD / Sparse VD that speaks the vdspec port protocol.
+
+Written from the specification pages (spec/*.md), not from the TypeScript
+reference: it is the example of an independent implementation that
+`vdspec check --port` can hold to the golden files.
+
+    python3 vdspec_port.py [--profile NAME] [--bug NAME]
+
+Protocol (spec/check.md#protocol): JSON lines on stdin/stdout. The runner says
+hello, the port answers with its name, ops, profile and dtype, then answers
+one case per line until "bye". Nothing else may go to stdout; diagnostics go
+to stderr.
+
+`--bug NAME` plants one of the published bugs (for testing the checker's
+fingerprint): std-from-sigma4, mask-ge-threshold, kl-constant-dropped,
+bias-in-variance.
+"""
+
+import argparse
+import json
+import math
+import sys
+import traceback
+
+import numpy as np
+
+PROTOCOL = "vdspec-port/1"
+
+# spec/constants.md
+SVD_KL_K1 = 0.63576
+SVD_KL_K2 = 1.8732
+SVD_KL_K3 = 1.48695
+VD_KL_C1 = 1.16145124
+VD_KL_C2 = -1.50204118
+VD_KL_C3 = 0.58629921
+EULER_GAMMA = 0.5772156649015329
+EXACT_KL_LIMIT = (EULER_GAMMA + math.log(2)) / 2
+KL_WARMUP_START_EPOCH = 5
+KL_WARMUP_END_EPOCH = 20
+
+
+def _layer(form, theta_eps, clip, variance="alpha_theta2", train_mask="mean"):
+    return {"form": form, "theta_eps": theta_eps, "clip": clip,
+            "variance": variance, "train_mask": train_mask}
+
+
+# spec/profiles.md, "Side by side": the conventions of each profile.
+PROFILES = {
+    "molchanov2017": {
+        "algorithm": "svd", "noise": "log_sigma2",
+        "dense": _layer("log_theta2", 0.0, (-8.0, 8.0)),
+        "conv2d": _layer("log_theta2", 0.0, (-8.0, 8.0)),
+        "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">", "from": "clipped"},
+        "train_clip_default": False, "kl": ("svd_sigmoid", "minus_k1"),
+    },
+    "kingma2015": {
+        "algorithm": "vd", "noise": "log_alpha",
+        "dense": _layer("learned", 0.0, (None, 0.0)),
+        "conv2d": _layer("learned", 0.0, (None, 0.0)),
+        "sqrt_eps": 1e-8, "prune": None,
+        "train_clip_default": False, "kl": ("vd_cubic", "dropped"),
+    },
+    "bayesgroup-theano": {
+        "algorithm": "svd", "noise": "log_sigma2",
+        "dense": _layer("log_theta2", 0.0, (-8.0, 8.0)),
+        "conv2d": _layer("log_theta2", 1e-8, (-8.0, 8.0), train_mask="mean_and_variance"),
+        "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">=", "from": "clipped"},
+        "train_clip_default": True, "kl": ("svd_sigmoid", "minus_k1"),
+    },
+    "deepbayes-pytorch": {
+        "algorithm": "svd", "noise": "log_sigma",
+        "dense": _layer("log_abs_theta", 1e-16, (-10.0, 10.0), variance="sigma2"),
+        "conv2d": _layer("log_abs_theta", 1e-16, (-10.0, 10.0), variance="sigma2"),
+        "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">=", "from": "clipped"},
+        "train_clip_default": False, "kl": ("svd_sigmoid", "omitted"),
+    },
+    "state-of-sparsity": {
+        "algorithm": "svd", "noise": "log_sigma2",
+        "dense": _layer("log_theta2", 1e-8, None, variance="sigma2"),
+        "conv2d": _layer("log_theta2", 1e-8, None, variance="sigma2"),
+        "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">=", "from": "unclipped"},
+        "train_clip_default": False, "kl": ("svd_sigmoid", "minus_k1"),
+    },
+    "pytorch-ard": {
+        "algorithm": "svd", "noise": "log_sigma2",
+        "dense": _layer("log_abs_theta", 1e-15, (-10.0, 10.0)),
+        "conv2d": _layer("log_abs_theta", 1e-15, (-8.0, 8.0)),
+        "sqrt_eps": 1e-15, "prune": {"threshold": 3.0, "comparison": ">=", "from": "clipped"},
+        "train_clip_default": False, "kl": ("svd_sigmoid", "minus_k1"),
+    },
+}
+
+BUGS = ("std-from-sigma4", "mask-ge-threshold", "kl-constant-dropped", "bias-in-variance")
+
+
+class PortError(Exception):
+    """An input this port rejects: answered as an error message, not a crash."""
+
+
+# ---------------------------------------------------------------------------
+# Elementwise functions. NumPy's vectorised exp/log may differ from the
+# correctly rounded value by a few ulps, and the golden tolerance is a couple
+# of ulps; Python's math module (the C library) is within one.
+
+def _scalar_log(v):
+    if v == 0.0:
+        return -math.inf
+    if v == math.inf:
+        return math.inf
+    return math.log(v)
+
+
+def _scalar_exp(v):
+    if v == -math.inf:
+        return 0.0
+    if v == math.inf:
+        return math.inf
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _scalar_log1p(v):
+    return math.inf if v == math.inf else math.log1p(v)
+
+
+LOG = np.vectorize(_scalar_log, otypes=[float])
+EXP = np.vectorize(_scalar_exp, otypes=[float])
+LOG1P = np.vectorize(_scalar_log1p, otypes=[float])
+
+
+def hard_product(a, b):
+    """a * b, except that an exact 0 wins over an infinite factor (spec/log-alpha.md, hard zero)."""
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where((a == 0) | (b == 0), 0.0, a * b)
+
+
+# ---------------------------------------------------------------------------
+# Values in and out (spec/check.md#numbers)
+
+SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "-0": -0.0}
+
+
+def decode_number(v, name):
+    if isinstance(v, bool):
+        raise PortError("%s: expected a number" % name)
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v in SPECIAL:
+        return SPECIAL[v]
+    raise PortError("%s: expected a number" % name)
+
+
+def decode_tensor(v, name):
+    if not isinstance(v, dict) or "shape" not in v or "data" not in v:
+        raise PortError("%s: expected a tensor {shape, data}" % name)
+    shape = tuple(int(d) for d in v["shape"])
+    data = [decode_number(x, name) for x in v["data"]]
+    if len(data) != int(np.prod(shape, dtype=np.int64)):
+        raise PortError("%s: shape %s does not hold %d values" % (name, list(shape), len(data)))
+    return np.array(data, dtype=np.float64).reshape(shape)
+
+
+def encode_number(v):
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    if v == 0.0 and math.copysign(1.0, v) < 0:
+        return "-0"
+    return v
+
+
+def encode_tensor(a):
+    a = np.asarray(a, dtype=np.float64)
+    return {"shape": list(a.shape), "data": [encode_number(float(x)) for x in a.reshape(-1)]}
+
+
+def finite(a, name):
+    if not np.all(np.isfinite(a)):
+        raise PortError("%s: NaN or infinite values are not allowed" % name)
+    return a
+
+
+# ---------------------------------------------------------------------------
+# spec/log-alpha.md: per-weight values and their partials
+
+def broadcastable(shape, target):
+    if len(shape) > len(target):
+        return False
+    lead = len(target) - len(shape)
+    return all(d == 1 or d == target[lead + i] for i, d in enumerate(shape))
+
+
+def sum_to_shape(values, shape):
+    """The adjoint of broadcasting `shape` to values.shape."""
+    lead = values.ndim - len(shape)
+    out = values.sum(axis=tuple(range(lead))) if lead > 0 else values
+    axes = tuple(i for i, d in enumerate(shape) if d == 1 and out.shape[i] != 1)
+    if axes:
+        out = out.sum(axis=axes, keepdims=True)
+    return out.reshape(shape)
+
+
+class Weights:
+    """log_alpha, its clip, the keep mask, the per-weight variance s2, and their partials."""
+
+    def __init__(self, theta, noise, prof, layer, bug):
+        conv = prof[layer]
+        form, theta_eps, clip = conv["form"], conv["theta_eps"], conv["clip"]
+        if form == "learned":
+            if not broadcastable(noise.shape, theta.shape):
+                raise PortError("%s: shape %s does not broadcast to theta's %s"
+                                % (prof["noise"], list(noise.shape), list(theta.shape)))
+        elif noise.shape != theta.shape:
+            raise PortError("%s: expected theta's shape %s" % (prof["noise"], list(theta.shape)))
+        noise_full = np.broadcast_to(noise, theta.shape).astype(float)
+        # d log_sigma2 / d noise
+        noise_scale = 2.0 if prof["noise"] == "log_sigma" else 1.0
+        log_sigma2 = noise_scale * noise_full
+
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if form == "learned":
+                raw = noise_full.copy()
+                raw_dtheta = np.zeros_like(theta)
+                raw_dnoise = np.ones_like(theta)
+            elif form == "log_theta2":
+                # Evaluated as written: theta * theta, + eps, log, subtraction.
+                raw = log_sigma2 - LOG(theta * theta + theta_eps)
+                raw_dtheta = np.where(theta == 0, 0.0, -2.0 * theta / (theta * theta + theta_eps))
+                raw_dnoise = np.full(theta.shape, noise_scale)
+            else:
+                raw = log_sigma2 - 2.0 * LOG(np.abs(theta) + theta_eps)
+                raw_dtheta = np.where(theta == 0, 0.0,
+                                      -2.0 * np.sign(theta) / (np.abs(theta) + theta_eps))
+                raw_dnoise = np.full(theta.shape, noise_scale)
+
+        lo = -math.inf if clip is None or clip[0] is None else clip[0]
+        hi = math.inf if clip is None or clip[1] is None else clip[1]
+        log_alpha = np.minimum(np.maximum(raw, lo), hi)
+        # Clip gradient: 1 on the closed interval, 0 strictly outside and at +-inf.
+        inside = np.isfinite(raw) & (raw >= lo) & (raw <= hi)
+        self.dla_dtheta = np.where(inside, raw_dtheta, 0.0)
+        self.dla_dnoise = np.where(inside, raw_dnoise, 0.0)
+
+        prune = prof["prune"]
+        if prune is None:
+            keep = np.ones(theta.shape)
+        else:
+            compared = log_alpha if prune["from"] == "clipped" else raw
+            comparison = ">=" if bug == "mask-ge-threshold" else prune["comparison"]
+            with np.errstate(invalid="ignore"):
+                pruned = compared > prune["threshold"] if comparison == ">" else \
+                    compared >= prune["threshold"]
+            keep = np.where(pruned, 0.0, 1.0)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            if conv["variance"] == "sigma2":
+                s2 = EXP(log_sigma2)
+                ds2_dtheta = np.zeros_like(theta)
+                ds2_dnoise = noise_scale * s2
+            else:
+                alpha = EXP(log_alpha)
+                s2 = alpha * (theta * theta)
+                direct = np.where(theta == 0, 0.0, 2.0 * alpha * theta)
+                through_theta = (self.dla_dtheta != 0) & (form != "learned")
+                if form == "log_theta2":
+                    share_inside = theta_eps / (theta * theta + theta_eps)
+                elif form == "log_abs_theta":
+                    share_inside = theta_eps / (np.abs(theta) + theta_eps)
+                else:
+                    share_inside = np.ones_like(theta)
+                # d(alpha theta^2)/dtheta = 2 alpha theta * share: inside the clip the log's
+                # derivative cancels all of 2 alpha theta but the eps's share.
+                share = np.where(through_theta, share_inside, 1.0)
+                ds2_dtheta = hard_product(direct, share)
+                ds2_dnoise = hard_product(s2, self.dla_dnoise)
+
+        self.theta = theta
+        self.noise_shape = noise.shape
+        self.raw = raw
+        self.log_alpha = log_alpha
+        self.keep = keep
+        self.s2 = s2
+        self.ds2_dtheta = ds2_dtheta
+        self.ds2_dnoise = ds2_dnoise
+
+
+def layer_kind(inputs):
+    layer = inputs.get("layer", "dense")
+    if layer not in ("dense", "conv2d"):
+        raise PortError('layer: expected "dense" or "conv2d"')
+    return layer
+
+
+# ---------------------------------------------------------------------------
+# spec/kl.md
+
+def kl_approx(la, prof, bug):
+    """Per-weight KL (positive, nats) and dKL/dla at an already clipped log_alpha."""
+    approximation, constant = prof["kl"]
+    la = np.asarray(la, float)
+    if np.any(np.isnan(la)):
+        raise PortError("log_alpha: NaN")
+    kl = np.empty_like(la)
+    dkl = np.empty_like(la)
+    if approximation == "svd_sigmoid":
+        c = -SVD_KL_K1 if constant == "minus_k1" and bug != "kl-constant-dropped" else 0.0
+        for i, v in np.ndenumerate(la):
+            if v == math.inf:
+                kl[i], dkl[i] = -(SVD_KL_K1 + c), 0.0
+            elif v == -math.inf:
+                kl[i], dkl[i] = math.inf, -0.5
+            else:
+                z = SVD_KL_K2 + SVD_KL_K3 * v
+                sig_minus_z = 1.0 / (1.0 + _scalar_exp(z))
+                sig_z = 1.0 / (1.0 + _scalar_exp(-z))
+                # softplus(-v) = max(-v, 0) + log1p(exp(-|v|)): finite for every finite v
+                softplus = max(-v, 0.0) + math.log1p(_scalar_exp(-abs(v)))
+                kl[i] = SVD_KL_K1 * sig_minus_z + 0.5 * softplus - (SVD_KL_K1 + c)
+                dkl[i] = -SVD_KL_K1 * SVD_KL_K3 * sig_z * sig_minus_z \
+                    - 0.5 / (1.0 + _scalar_exp(v))
+    else:
+        for i, v in np.ndenumerate(la):
+            if v == math.inf:
+                raise PortError("log_alpha: +inf has no cubic KL")
+            if v == -math.inf:
+                kl[i], dkl[i] = math.inf, -0.5
+                continue
+            a = _scalar_exp(v)
+            kl[i] = -(0.5 * v + a * (VD_KL_C1 + a * (VD_KL_C2 + a * VD_KL_C3)))
+            dkl[i] = -(0.5 + a * (VD_KL_C1 + a * (2 * VD_KL_C2 + a * 3 * VD_KL_C3)))
+    return kl, dkl
+
+
+class Neumaier:
+    def __init__(self):
+        self.s = 0.0
+        self.c = 0.0
+
+    def add(self, x):
+        t = self.s + x
+        if abs(self.s) >= abs(x):
+            self.c += (self.s - t) + x
+        else:
+            self.c += (x - t) + self.s
+        self.s = t
+
+    def value(self):
+        return self.s + self.c
+
+
+def kl_exact_one(la):
+    """The exact KL and its derivative (spec/kl.md#klexact)."""
+    if la == math.inf:
+        return 0.0, 0.0
+    if la == -math.inf:
+        return math.inf, -0.5
+    if la < -8:
+        # Small-alpha expansion: KL ~ LIMIT - la/2 - 0.5 sum (2n-1)!! alpha^n / n.
+        alpha = math.exp(la)
+        s_kl = Neumaier()
+        s_d = Neumaier()
+        term = 1.0  # (2n-1)!! alpha^n
+        for n in range(1, 200):
+            term *= (2 * n - 1) * alpha
+            if term < 1e-19 * 1e-3:
+                break
+            s_kl.add(term / n)
+            s_d.add(term)
+        return EXACT_KL_LIMIT - la / 2 - 0.5 * s_kl.value(), -0.5 - 0.5 * s_d.value()
+    mu = 0.5 * math.exp(-la)
+    mode = int(math.floor(mu))
+    # Poisson weights relative to the mode, outward in both directions.
+    weights = {mode: 1.0}
+    k = mode
+    w = 1.0
+    while True:
+        w *= mu / (k + 1)
+        k += 1
+        weights[k] = w
+        if w < 1e-20 and k >= mode + 2:
+            break
+    k = mode
+    w = 1.0
+    while k > 0:
+        w *= k / mu
+        k -= 1
+        weights[k] = w
+        if w < 1e-20:
+            break
+    lo = min(weights)
+    hi = max(weights)
+    harmonic = Neumaier()  # H_k = sum_{j=1..k} 2/(2j - 1)
+    for j in range(1, lo + 1):
+        harmonic.add(2.0 / (2 * j - 1))
+    total = Neumaier()
+    s_h = Neumaier()
+    s_inv = Neumaier()
+    for k in range(lo, hi + 1):
+        if k > lo:
+            harmonic.add(2.0 / (2 * k - 1))
+        w = weights[k]
+        total.add(w)
+        s_h.add(w * harmonic.value())
+        s_inv.add(w / (2 * k + 1))
+    z = total.value()
+    return 0.5 * s_h.value() / z, -mu * s_inv.value() / z
+
+
+# ---------------------------------------------------------------------------
+# spec/conv2d.md: TensorFlow's padding rule, cross-correlation, NHWC / HWIO
+
+def stride_pair(v):
+    if v is None:
+        return 1, 1
+    if isinstance(v, list):
+        if len(v) != 2:
+            raise PortError("stride: expected [sh, sw]")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def axis_geometry(size, k, s, padding):
+    if padding == "same":
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        return out, total // 2, total - total // 2
+    if size < k:
+        raise PortError("x: 'valid' needs the input at least as large as the kernel")
+    return (size - k) // s + 1, 0, 0
+
+
+class Geometry:
+    def __init__(self, x_shape, f_shape, stride, padding):
+        if padding not in ("valid", "same"):
+            raise PortError("padding: expected 'valid' or 'same'")
+        self.sh, self.sw = stride
+        self.kh, self.kw = f_shape[0], f_shape[1]
+        self.oh, self.top, self.bottom = axis_geometry(x_shape[1], self.kh, self.sh, padding)
+        self.ow, self.left, self.right = axis_geometry(x_shape[2], self.kw, self.sw, padding)
+        self.x_shape = x_shape
+
+    def padded(self, x):
+        n, h, w, c = x.shape
+        xp = np.zeros((n, h + self.top + self.bottom, w + self.left + self.right, c))
+        xp[:, self.top:self.top + h, self.left:self.left + w, :] = x
+        return xp
+
+    def window(self, p, q):
+        """The slice of the padded input that tap (p, q) reads for every output pixel."""
+        return (slice(None),
+                slice(p, p + (self.oh - 1) * self.sh + 1, self.sh),
+                slice(q, q + (self.ow - 1) * self.sw + 1, self.sw),
+                slice(None))
+
+
+def conv(x, f, g):
+    xp = g.padded(x)
+    out = np.zeros((x.shape[0], g.oh, g.ow, f.shape[3]))
+    if g.oh == 0 or g.ow == 0:
+        return out
+    for p in range(g.kh):
+        for q in range(g.kw):
+            out += xp[g.window(p, q)] @ f[p, q]
+    return out
+
+
+def conv_t_x(cot, f, g):
+    """The transposed convolution: the gradient with respect to the input."""
+    n, h, w, c = g.x_shape
+    dxp = np.zeros((n, h + g.top + g.bottom, w + g.left + g.right, c))
+    if g.oh > 0 and g.ow > 0:
+        for p in range(g.kh):
+            for q in range(g.kw):
+                dxp[g.window(p, q)] += cot @ f[p, q].T
+    return dxp[:, g.top:g.top + h, g.left:g.left + w, :]
+
+
+def conv_t_f(x, cot, g, f_shape):
+    """The correlation of the input with the cotangent: the gradient with respect to the filter."""
+    xp = g.padded(x)
+    df = np.zeros(f_shape)
+    if g.oh > 0 and g.ow > 0:
+        for p in range(g.kh):
+            for q in range(g.kw):
+                df[p, q] = np.tensordot(xp[g.window(p, q)], cot, axes=([0, 1, 2], [0, 1, 2]))
+    return df
+
+
+# ---------------------------------------------------------------------------
+# spec/dense.md and spec/conv2d.md: the layers
+
+
+class Layer:
+    """The linear algebra of one layer kind: dense (matmul) or conv2d (convolution)."""
+
+    def __init__(self, kind, inputs, prof):
+        self.kind = kind
+        self.x = finite(decode_tensor(inputs.get("x"), "x"), "x")
+        self.theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
+        self.bias = finite(decode_tensor(inputs.get("bias"), "bias"), "bias")
+        if kind == "dense":
+            if self.x.ndim != 2 or self.theta.ndim != 2 or self.x.shape[1] != self.theta.shape[0]:
+                raise PortError("x, theta: expected [batch, in] and [in, out]")
+            self.geometry = None
+        else:
+            if self.x.ndim != 4 or self.theta.ndim != 4 or self.x.shape[3] != self.theta.shape[2]:
+                raise PortError("x, theta: expected NHWC and HWIO with the same cin")
+            self.geometry = Geometry(self.x.shape, self.theta.shape,
+                                     stride_pair(inputs.get("stride")),
+                                     inputs.get("padding", "valid"))
+        if self.bias.shape != (self.theta.shape[-1],):
+            raise PortError("bias: expected shape [out]")
+
+    def forward(self, x, w):
+        return x @ w if self.kind == "dense" else conv(x, w, self.geometry)
+
+    def input_grad(self, cot, w):
+        return cot @ w.T if self.kind == "dense" else conv_t_x(cot, w, self.geometry)
+
+    def weight_grad(self, x, cot):
+        if self.kind == "dense":
+            return x.T @ cot
+        return conv_t_f(x, cot, self.geometry, self.theta.shape)
+
+    def bias_grad(self, cot):
+        return cot.reshape(-1, cot.shape[-1]).sum(axis=0)
+
+
+def layer_setup(op, inputs, prof, bug):
+    kind = op.split(".")[1]
+    layer = Layer(kind, inputs, prof)
+    noise = finite(decode_tensor(inputs.get(prof["noise"]), prof["noise"]), prof["noise"])
+    weights = Weights(layer.theta, noise, prof, kind, bug)
+    return layer, weights
+
+
+def train_masks(prof, kind, weights, inputs):
+    train_clip = inputs.get("train_clip", prof["train_clip_default"])
+    if not isinstance(train_clip, bool):
+        raise PortError("train_clip: expected true or false")
+    if not train_clip:
+        ones = np.ones(weights.theta.shape)
+        return ones, ones
+    m_var = weights.keep if prof[kind]["train_mask"] == "mean_and_variance" else \
+        np.ones(weights.theta.shape)
+    return weights.keep, m_var
+
+
+def train_forward(op, inputs, prof, bug):
+    layer, weights = layer_setup(op, inputs, prof, bug)
+    kind = layer.kind
+    m_mean, m_var = train_masks(prof, kind, weights, inputs)
+    theta_m = weights.theta * m_mean
+    s2_m = np.where(m_var == 0, 0.0, weights.s2)
+    if bug == "std-from-sigma4":
+        s2_m = s2_m * s2_m
+    mean = layer.forward(layer.x, theta_m) + layer.bias
+    variance = layer.forward(layer.x * layer.x, s2_m)
+    if bug == "bias-in-variance":
+        variance = variance + layer.bias
+    eps = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    if eps.shape != mean.shape:
+        raise PortError("eps: expected the output's shape %s" % list(mean.shape))
+    with np.errstate(invalid="ignore"):
+        s = np.sqrt(variance + prof["sqrt_eps"])
+    return layer, weights, (m_mean, m_var, theta_m, s2_m), eps, mean, variance, s
+
+
+def op_train(op, inputs, prof, bug):
+    _, _, _, eps, mean, variance, s = train_forward(op, inputs, prof, bug)
+    return {"mean": mean, "variance": variance, "output": mean + s * eps}
+
+
+def op_eval(op, inputs, prof, bug):
+    layer, weights = layer_setup(op, inputs, prof, bug)
+    return {"output": layer.forward(layer.x, weights.theta * weights.keep) + layer.bias}
+
+
+def gradients(prof, layer, weights, dx, dtheta, dnoise, dbias):
+    return {"grad_x": dx, "grad_theta": dtheta,
+            "grad_" + prof["noise"]: dnoise, "grad_bias": dbias}
+
+
+def op_train_vjp(op, inputs, prof, bug):
+    layer, weights, masks, eps, mean, _, s = train_forward(op, inputs, prof, bug)
+    m_mean, m_var, theta_m, s2_m = masks
+    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    if cot.shape != mean.shape:
+        raise PortError("cotangent: expected the output's shape")
+    g_mean = cot
+    numerator = cot * eps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_var = np.where(numerator == 0, 0.0, numerator / (2.0 * s))
+    x2 = layer.x * layer.x
+    dx = layer.input_grad(g_mean, theta_m) + 2.0 * layer.x * layer.input_grad(g_var, s2_m)
+    ds2 = m_var * layer.weight_grad(x2, g_var)
+    dtheta = m_mean * layer.weight_grad(layer.x, g_mean) + hard_product(ds2, weights.ds2_dtheta)
+    dnoise = sum_to_shape(hard_product(ds2, weights.ds2_dnoise), weights.noise_shape)
+    return gradients(prof, layer, weights, dx, dtheta, dnoise, layer.bias_grad(g_mean))
+
+
+def op_eval_vjp(op, inputs, prof, bug):
+    layer, weights = layer_setup(op, inputs, prof, bug)
+    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    theta_m = weights.theta * weights.keep
+    dx = layer.input_grad(cot, theta_m)
+    dtheta = weights.keep * layer.weight_grad(layer.x, cot)
+    return gradients(prof, layer, weights, dx, dtheta, np.zeros(weights.noise_shape),
+                     layer.bias_grad(cot))
+
+
+def weights_of(inputs, prof, bug):
+    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
+    noise = finite(decode_tensor(inputs.get(prof["noise"]), prof["noise"]), prof["noise"])
+    return Weights(theta, noise, prof, layer_kind(inputs), bug)
+
+
+def op_log_alpha(op, inputs, prof, bug):
+    return {"log_alpha": weights_of(inputs, prof, bug).log_alpha}
+
+
+def op_mask(op, inputs, prof, bug):
+    return {"mask": weights_of(inputs, prof, bug).keep}
+
+
+def op_kl_approx(op, inputs, prof, bug):
+    la = decode_tensor(inputs.get("log_alpha"), "log_alpha")
+    kl, dkl = kl_approx(la, prof, bug)
+    return {"kl": kl, "dkl_dlog_alpha": dkl}
+
+
+def op_kl_exact(op, inputs, prof, bug):
+    la = decode_tensor(inputs.get("log_alpha"), "log_alpha")
+    if np.any(np.isnan(la)):
+        raise PortError("log_alpha: NaN")
+    kl = np.empty_like(la)
+    dkl = np.empty_like(la)
+    for i, v in np.ndenumerate(la):
+        kl[i], dkl[i] = kl_exact_one(float(v))
+    return {"kl": kl, "dkl_dlog_alpha": dkl}
+
+
+def op_kl_layer(op, inputs, prof, bug):
+    """spec/objective.md#kllayer: the KL summed over theta's entries, and its gradient."""
+    w = weights_of(inputs, prof, bug)
+    kl, dkl = kl_approx(w.log_alpha, prof, bug)
+    total = math.fsum(kl.reshape(-1).tolist())
+    dtheta = hard_product(dkl, w.dla_dtheta)
+    dnoise = sum_to_shape(hard_product(dkl, w.dla_dnoise), w.noise_shape)
+    return {"kl": np.array(total), "grad_theta": dtheta, "grad_" + prof["noise"]: dnoise}
+
+
+def cross_entropy(inputs):
+    logits = finite(decode_tensor(inputs.get("logits"), "logits"), "logits")
+    labels = inputs.get("labels")
+    if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
+        raise PortError("logits: expected [M, classes] with M, classes >= 1")
+    if not isinstance(labels, list) or len(labels) != logits.shape[0] or not all(
+            isinstance(y, int) and not isinstance(y, bool) and 0 <= y < logits.shape[1]
+            for y in labels):
+        raise PortError("labels: expected M class indices in range")
+    per_example = []
+    for row, y in zip(logits, labels):
+        m = float(np.max(row))
+        lse = m + math.log(math.fsum(_scalar_exp(float(z) - m) for z in row))
+        per_example.append(lse - float(row[y]))
+    return np.array(per_example), math.fsum(per_example) / len(per_example)
+
+
+def op_cross_entropy(op, inputs, prof, bug):
+    per_example, mean = cross_entropy(inputs)
+    return {"per_example": per_example, "mean": np.array(mean)}
+
+
+def op_sgvb(op, inputs, prof, bug):
+    _, mean_ce = cross_entropy(inputs)
+    n = decode_number(inputs.get("train_size"), "train_size")
+    beta = decode_number(inputs.get("kl_weight"), "kl_weight")
+    kl = decode_number(inputs.get("kl"), "kl")
+    data_term = n * mean_ce
+    kl_term = beta * kl
+    return {"loss": np.array(data_term + kl_term), "data_term": np.array(data_term),
+            "kl_term": np.array(kl_term)}
+
+
+def op_kl_weight(op, inputs, prof, bug):
+    epoch = decode_number(inputs.get("epoch"), "epoch")
+    if not math.isfinite(epoch) or epoch < 0:
+        raise PortError("epoch: expected a finite number >= 0")
+    start, end = KL_WARMUP_START_EPOCH, KL_WARMUP_END_EPOCH
+    if epoch < start:
+        beta = 0.0
+    elif epoch < end:
+        beta = (epoch - start) / (end - start)
+    else:
+        beta = 1.0
+    return {"kl_weight": np.array(beta)}
+
+
+def ops_for(prof):
+    alg = prof["algorithm"]
+    table = {
+        "kl.exact": op_kl_exact,
+        "kl.approx": op_kl_approx,
+        alg + ".log_alpha": op_log_alpha,
+        "kl.layer": op_kl_layer,
+        "objective.cross_entropy": op_cross_entropy,
+        "objective.sgvb": op_sgvb,
+        "schedule.kl_weight": op_kl_weight,
+    }
+    if alg == "svd":
+        table["svd.mask"] = op_mask
+    for kind in ("dense", "conv2d"):
+        base = "%s.%s." % (alg, kind)
+        table[base + "train"] = op_train
+        table[base + "eval"] = op_eval
+        table[base + "train_vjp"] = op_train_vjp
+        table[base + "eval_vjp"] = op_eval_vjp
+    return table
+
+
+# ---------------------------------------------------------------------------
+# The protocol loop
+
+def send(message):
+    sys.stdout.write(json.dumps(message, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="molchanov2017", choices=sorted(PROFILES))
+    parser.add_argument("--bug", default=None, choices=BUGS)
+    args = parser.parse_args(argv)
+    prof = PROFILES[args.profile]
+    table = ops_for(prof)
+    name = "numpy-example" + ("" if args.bug is None else " (planted bug: %s)" % args.bug)
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        kind = message.get("type")
+        if kind == "hello":
+            if message.get("protocol") != PROTOCOL:
+                print("unsupported protocol %r" % message.get("protocol"), file=sys.stderr)
+            send({"type": "hello", "protocol": PROTOCOL, "name": name, "ops": sorted(table),
+                  "profile": args.profile, "dtype": "float64"})
+        elif kind == "case":
+            case_id = message.get("id")
+            op = message.get("op")
+            try:
+                if op not in table:
+                    raise PortError("op %r is not implemented by this port" % op)
+                outputs = table[op](op, message.get("inputs") or {}, prof, args.bug)
+                send({"type": "result", "id": case_id,
+                      "outputs": {k: encode_tensor(v) for k, v in outputs.items()}})
+            except PortError as e:
+                send({"type": "error", "id": case_id, "message": str(e)})
+            except Exception as e:  # a bug here: answer, and leave the traceback on stderr
+                traceback.print_exc(file=sys.stderr)
+                send({"type": "error", "id": case_id,
+                      "message": "internal error: %s: %s" % (type(e).__name__, e)})
+        elif kind == "bye":
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,421 @@
+/**
+ * The convention fingerprint (spec/check.md#fingerprint): for a failed case,
+ * which other answer the port's answer matches. Candidates, each evaluated on
+ * the case's own inputs and compared with the port's answer under the same
+ * tolerance as the golden outputs:
+ *
+ * - known bugs, computed here: the standard deviation from sigma^4, the bias
+ *   inside the variance, `>=` at the threshold, the KL constant dropped;
+ * - one convention changed: the profile with a single field (clip, eps in the
+ *   log, variance form, mask comparison, ...) set to the value another
+ *   published profile of the same algorithm uses;
+ * - every other profile of the same algorithm as a whole, the noise
+ *   parameter mapped when the names differ (log_sigma = log_sigma2 / 2).
+ *
+ * Everything is computed with the float64 reference (`run`, `weightStatistics`,
+ * `conv2d`): the fingerprint never trusts the port's own numbers.
+ */
+import { SVD_KL_K1 } from '../constants.js';
+import { getOp, type OpSpec } from '../ops.js';
+import { PROFILE_NAMES, PROFILES, type LayerKind, type Profile } from '../profiles.js';
+import { conv2d, type Conv2dPaddingMode, type Conv2dStride } from '../reference/conv2d.js';
+import { weightStatistics } from '../reference/logAlpha.js';
+import { run } from '../reference/run.js';
+import type { Tensor } from '../tensor.js';
+import { compareOutputs } from './compare.js';
+import type { Tolerance } from './golden.js';
+
+export interface Diagnosis {
+  readonly kind: 'bug' | 'convention' | 'profile';
+  /** Stable identifier, e.g. `bug:std_from_sigma4`, `convention:prune.comparison=">="`, `profile:pytorch-ard`. */
+  readonly id: string;
+  readonly text: string;
+}
+
+type Outputs = Record<string, Tensor>;
+type Inputs = Readonly<Record<string, unknown>>;
+
+interface Candidate extends Diagnosis {
+  /** Only candidates that can change this op's answer for this layer kind are evaluated. */
+  applies(op: OpSpec, layer: LayerKind): boolean;
+  compute(op: OpSpec, inputs: Inputs): Outputs;
+}
+
+// ---------------------------------------------------------------------------
+// Convention fields and how to say them
+
+const CONVENTION_PATHS = [
+  'dense.logAlpha.form',
+  'dense.logAlpha.thetaEps',
+  'dense.logAlpha.clip',
+  'dense.variance',
+  'dense.trainMask',
+  'conv2d.logAlpha.form',
+  'conv2d.logAlpha.thetaEps',
+  'conv2d.logAlpha.clip',
+  'conv2d.variance',
+  'conv2d.trainMask',
+  'sqrtEps',
+  'prune.comparison',
+  'prune.from',
+  'trainClipDefault',
+  'kl.constant',
+] as const;
+type ConventionPath = (typeof CONVENTION_PATHS)[number];
+
+function getPath(profile: Profile, path: string): unknown {
+  let v: unknown = profile;
+  for (const key of path.split('.')) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+function withPath(profile: Profile, path: string, value: unknown): Profile {
+  const copy = structuredClone(profile) as unknown as Record<string, unknown>;
+  const keys = path.split('.');
+  let node = copy;
+  for (const key of keys.slice(0, -1)) node = node[key] as Record<string, unknown>;
+  node[keys[keys.length - 1]!] = value;
+  return copy as unknown as Profile;
+}
+
+function shown(value: unknown): string {
+  if (value === null) return 'none';
+  if (typeof value === 'object') {
+    const clip = value as { min: number | null; max: number | null };
+    return `[${clip.min ?? 'none'}, ${clip.max ?? 'none'}]`;
+  }
+  return typeof value === 'string' ? `'${value}'` : String(value);
+}
+
+/** What a port with `value` at `path` does, in the words of the spec. */
+function describe(path: ConventionPath, value: unknown): string {
+  const [first] = path.split('.');
+  const layer = first === 'dense' || first === 'conv2d' ? first : '';
+  switch (path) {
+    case 'dense.logAlpha.form':
+    case 'conv2d.logAlpha.form':
+      return value === 'log_abs_theta'
+        ? `your ${layer} log_alpha is log_sigma2 - 2*log(|theta| + eps)`
+        : value === 'log_theta2'
+          ? `your ${layer} log_alpha is log_sigma2 - log(theta^2 + eps)`
+          : `your ${layer} log_alpha is the learned parameter itself`;
+    case 'dense.logAlpha.thetaEps':
+    case 'conv2d.logAlpha.thetaEps':
+      return value === 0
+        ? `your ${layer} log_alpha has no eps inside the log`
+        : `your ${layer} log_alpha adds eps ${String(value)} inside the log`;
+    case 'dense.logAlpha.clip':
+    case 'conv2d.logAlpha.clip':
+      return value === null
+        ? `your ${layer} log_alpha is not clipped`
+        : `your ${layer} log_alpha is clipped to ${shown(value)}`;
+    case 'dense.variance':
+    case 'conv2d.variance':
+      return value === 'sigma2'
+        ? `your ${layer} variance is exp(log_sigma2), ignoring the clip`
+        : `your ${layer} variance is exp(clipped log_alpha) * theta^2`;
+    case 'dense.trainMask':
+    case 'conv2d.trainMask':
+      return value === 'mean_and_variance'
+        ? `your ${layer} training forward masks the variance as well as the mean`
+        : `your ${layer} training forward masks the mean only`;
+    case 'sqrtEps':
+      return `your training forward adds ${String(value)} (not the profile's eps) inside the square root`;
+    case 'prune.comparison':
+      return `your mask uses ${String(value)} at the threshold`;
+    case 'prune.from':
+      return `your mask reads the ${String(value)} log_alpha`;
+    case 'trainClipDefault':
+      return value === true
+        ? 'your training forward applies the mask by default (train_clip on)'
+        : 'your training forward does not apply the mask by default (train_clip off)';
+    case 'kl.constant':
+      return value === 'omitted'
+        ? 'your KL omits the constant C = -k1'
+        : `your KL uses the constant ${shown(value)}`;
+  }
+}
+
+function profilesWith(path: string, value: unknown, algorithm: Profile['algorithm']): string[] {
+  return PROFILE_NAMES.filter(
+    (name) =>
+      PROFILES[name].algorithm === algorithm &&
+      JSON.stringify(getPath(PROFILES[name], path)) === JSON.stringify(value),
+  );
+}
+
+function conventionText(profile: Profile, path: ConventionPath, value: unknown): string {
+  const like = profilesWith(path, value, profile.algorithm);
+  return `${describe(path, value)} (${path} = ${shown(value)}; ${profile.name} has ${shown(
+    getPath(profile, path),
+  )})${like.length > 0 ? `, like ${like.join(', ')}` : ''}`;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers over op inputs
+
+function layerOf(op: OpSpec, inputs: Inputs): LayerKind {
+  if (op.layer !== null) return op.layer;
+  return inputs['layer'] === 'conv2d' ? 'conv2d' : 'dense';
+}
+
+function isTrainForward(op: OpSpec): boolean {
+  return op.layer !== null && op.name.endsWith('.train');
+}
+
+/** (x*x) linear map with per-weight w: a dense product, or the layer's convolution. */
+function linearOfSquares(op: OpSpec, inputs: Inputs, weights: readonly number[]): Tensor {
+  const x = inputs['x'] as Tensor;
+  const theta = inputs['theta'] as Tensor;
+  const x2 = x.data.map((v) => v * v);
+  if (op.layer === 'dense') {
+    // A dense product is a 1x1 convolution over a 1x1 image.
+    const [batch, inSize] = x.shape as [number, number];
+    const out = theta.shape[1]!;
+    const y = conv2d(
+      { shape: [batch, 1, 1, inSize], data: x2 },
+      { shape: [1, 1, inSize, out], data: [...weights] },
+    );
+    return { shape: [batch, out], data: y.data };
+  }
+  return conv2d(
+    { shape: x.shape, data: x2 },
+    { shape: theta.shape, data: [...weights] },
+    (inputs['stride'] as Conv2dStride | undefined) ?? 1,
+    (inputs['padding'] as Conv2dPaddingMode | undefined) ?? 'valid',
+  );
+}
+
+/** The training forward with the variance replaced, mean and eps kept. */
+function withVariance(
+  profile: Profile,
+  correct: Outputs,
+  inputs: Inputs,
+  variance: Tensor,
+): Outputs {
+  const mean = correct['mean']!;
+  const eps = inputs['eps'] as Tensor;
+  return {
+    mean,
+    variance,
+    output: {
+      shape: mean.shape,
+      data: mean.data.map(
+        (m, i) => m + Math.sqrt(variance.data[i]! + profile.sqrtEps) * eps.data[i]!,
+      ),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Candidates
+
+function variantCandidate(
+  kind: 'bug' | 'convention',
+  id: string,
+  text: string,
+  variant: Profile,
+  relevant: (layer: LayerKind) => boolean,
+): Candidate {
+  return {
+    kind,
+    id,
+    text,
+    applies: (_op, layer) => relevant(layer),
+    compute: (op, inputs) => run(op.name, inputs, variant),
+  };
+}
+
+function knownBugs(profile: Profile): Candidate[] {
+  const bugs: Candidate[] = [];
+  bugs.push({
+    kind: 'bug',
+    id: 'bug:std_from_sigma4',
+    text: 'known bug: your standard deviation comes from sigma^4 instead of sigma^2 (variance = (x*x) @ s2^2; pytorch_ard, since fixed)',
+    applies: (op) => isTrainForward(op),
+    compute(op, inputs) {
+      const correct = run(op.name, inputs, profile);
+      const layer = op.layer!;
+      const stats = weightStatistics(
+        inputs['theta'],
+        inputs[profile.noiseParameter],
+        profile,
+        layer,
+      );
+      const trainClip = (inputs['train_clip'] as boolean | undefined) ?? profile.trainClipDefault;
+      const maskVariance = trainClip && profile[layer].trainMask === 'mean_and_variance';
+      const squared = stats.variance.map((s2, i) => {
+        const masked = maskVariance && stats.mask[i] === 0 ? 0 : s2;
+        return masked * masked;
+      });
+      return withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared));
+    },
+  });
+  bugs.push({
+    kind: 'bug',
+    id: 'bug:bias_in_variance',
+    text: 'known bug: your variance includes the bias (variance = (x*x) @ s2 + b; deepbayes-2019 issue #7, pytorch_ard Conv2dARD)',
+    applies: (op) => isTrainForward(op),
+    compute(op, inputs) {
+      const correct = run(op.name, inputs, profile);
+      const bias = inputs['bias'] as Tensor;
+      const variance = correct['variance']!;
+      const channels = bias.data.length;
+      return withVariance(profile, correct, inputs, {
+        shape: variance.shape,
+        data: variance.data.map((v, i) => v + bias.data[i % channels]!),
+      });
+    },
+  });
+  if (profile.prune !== null && profile.prune.comparison === '>') {
+    const path = 'prune.comparison';
+    const like = profilesWith(path, '>=', profile.algorithm);
+    bugs.push(
+      variantCandidate(
+        'bug',
+        'bug:mask_ge_threshold',
+        `known bug: your mask uses >= at the threshold (a weight at exactly log_alpha = ${profile.prune.threshold} is pruned; ${profile.name} keeps it)${like.length > 0 ? `, like ${like.join(', ')}` : ''}`,
+        withPath(profile, path, '>='),
+        () => true,
+      ),
+    );
+  }
+  if (profile.kl.approximation === 'svd_sigmoid' && profile.kl.constant === 'minus_k1') {
+    const like = profilesWith('kl.constant', 'omitted', profile.algorithm);
+    bugs.push({
+      kind: 'bug',
+      id: 'bug:kl_constant_dropped',
+      text: `known bug: your KL drops the constant C = -k1 (KL lower by SVD_KL_K1 = ${SVD_KL_K1} per weight, -> -k1 instead of 0 as alpha -> inf)${like.length > 0 ? `, like ${like.join(', ')}` : ''}`,
+      applies: (op) => op.name === 'kl.approx' || op.name === 'kl.layer',
+      compute(op, inputs) {
+        const correct = run(op.name, inputs, profile);
+        const kl = correct['kl']!;
+        // kl.approx is per weight; kl.layer sums over theta's entries (each weight once).
+        const weights = op.name === 'kl.layer' ? (inputs['theta'] as Tensor).data.length : 1;
+        return {
+          ...correct,
+          kl: { shape: kl.shape, data: kl.data.map((v) => v - SVD_KL_K1 * weights) },
+        };
+      },
+    });
+  }
+  return bugs;
+}
+
+/** Fields covered by a known bug above: not repeated as a plain convention change. */
+const COVERED_BY_BUGS = new Set(['prune.comparison=">="', 'kl.constant="omitted"']);
+
+function conventionCandidates(profile: Profile): Candidate[] {
+  const candidates: Candidate[] = [];
+  for (const path of CONVENTION_PATHS) {
+    const own = JSON.stringify(getPath(profile, path));
+    if (own === undefined) continue;
+    const seen = new Set<string>();
+    for (const name of PROFILE_NAMES) {
+      const other = PROFILES[name];
+      if (other.algorithm !== profile.algorithm) continue;
+      const value = getPath(other, path);
+      const key = JSON.stringify(value);
+      if (key === own || seen.has(key)) continue;
+      seen.add(key);
+      if (COVERED_BY_BUGS.has(`${path}=${key}`)) continue;
+      const [first] = path.split('.');
+      const onlyLayer = first === 'dense' || first === 'conv2d' ? first : null;
+      candidates.push(
+        variantCandidate(
+          'convention',
+          `convention:${path}=${key}`,
+          conventionText(profile, path, value),
+          withPath(profile, path, value),
+          (layer) => onlyLayer === null || onlyLayer === layer,
+        ),
+      );
+    }
+  }
+  return candidates;
+}
+
+/** Rename (and rescale) the noise parameter between two profiles' parameterizations. */
+function noiseScale(from: Profile['noiseParameter'], to: Profile['noiseParameter']): number | null {
+  if (from === to) return 1;
+  if (from === 'log_sigma2' && to === 'log_sigma') return 0.5;
+  if (from === 'log_sigma' && to === 'log_sigma2') return 2;
+  return null;
+}
+
+function scaleTensor(t: Tensor, k: number): Tensor {
+  return k === 1 ? t : { shape: t.shape, data: t.data.map((v) => v * k) };
+}
+
+function profileCandidates(profile: Profile): Candidate[] {
+  const candidates: Candidate[] = [];
+  for (const name of PROFILE_NAMES) {
+    const other = PROFILES[name];
+    if (name === profile.name || other.algorithm !== profile.algorithm) continue;
+    const k = noiseScale(profile.noiseParameter, other.noiseParameter);
+    if (k === null) continue;
+    const mine = profile.noiseParameter;
+    const theirs = other.noiseParameter;
+    candidates.push({
+      kind: 'profile',
+      id: `profile:${name}`,
+      text: `your answer matches the ${name} profile (${other.source.project})`,
+      applies: () => true,
+      compute(op, inputs) {
+        const mapped = Object.fromEntries(
+          Object.entries(inputs).map(([name, value]) =>
+            name === mine ? [theirs, scaleTensor(value as Tensor, k)] : [name, value],
+          ),
+        );
+        const out = run(op.name, mapped, other);
+        // theirs = k * mine, so d/d(mine) = k * d/d(theirs).
+        return Object.fromEntries(
+          Object.entries(out).map(([name, value]) =>
+            name === `grad_${theirs}` ? [`grad_${mine}`, scaleTensor(value, k)] : [name, value],
+          ),
+        );
+      },
+    });
+  }
+  return candidates;
+}
+
+/** Every candidate for ops under `profile`, bugs first, whole profiles last. */
+export function fingerprintCandidates(profile: Profile): readonly Candidate[] {
+  return [...knownBugs(profile), ...conventionCandidates(profile), ...profileCandidates(profile)];
+}
+
+/**
+ * The candidates whose answer on this case matches the port's answer within
+ * the case's tolerance (and its scale). A candidate the reference rejects on
+ * these inputs is left out.
+ */
+export function fingerprintCase(
+  opName: string,
+  profile: Profile,
+  inputs: Inputs,
+  actualOutputs: unknown,
+  tolerance: Tolerance,
+  scale: Readonly<Record<string, Tensor>>,
+  candidates: readonly Candidate[] = fingerprintCandidates(profile),
+): Diagnosis[] {
+  const op = getOp(opName);
+  const layer = layerOf(op, inputs);
+  const matches: Diagnosis[] = [];
+  for (const c of candidates) {
+    if (!c.applies(op, layer)) continue;
+    let expected: Outputs;
+    try {
+      expected = c.compute(op, inputs);
+    } catch {
+      continue;
+    }
+    if (compareOutputs(expected, scale, actualOutputs, tolerance).ok) {
+      matches.push({ kind: c.kind, id: c.id, text: c.text });
+    }
+  }
+  return matches;
+}

@@ -1,0 +1,338 @@
+/**
+ * The runner: every case of every selected golden file, answered by a port,
+ * compared within the golden tolerance for the port's dtype, and the failed
+ * cases fingerprinted. The result is a plain, JSON-able report
+ * (spec/check.md#report); rendering it is report.ts's job.
+ */
+import type { Profile } from '../profiles.js';
+import type { Tensor } from '../tensor.js';
+import { compareOutputs, type CaseComparison } from './compare.js';
+import { CheckInfrastructureError, messageOf } from './errors.js';
+import { fingerprintCandidates, fingerprintCase, type Diagnosis } from './fingerprint.js';
+import type { GoldenCase, GoldenFile, GoldenSet, Tolerance } from './golden.js';
+import type { Port, PortInfo } from './port.js';
+import { formatNumber } from './format.js';
+
+export const REPORT_SCHEMA = 'vdspec-check-report/1';
+
+/** Failed cases per op that get a fingerprint (each costs a few dozen reference runs). */
+export const DEFAULT_FINGERPRINT_CASES = 10;
+
+export type CaseStatus = 'passed' | 'failed' | 'skipped' | 'not_run';
+
+export interface CaseResult {
+  readonly op: string;
+  readonly caseId: number;
+  readonly status: CaseStatus;
+  readonly comment: string;
+  readonly flags: readonly string[];
+  /** Set for passed and failed cases the port answered with outputs. */
+  readonly comparison: CaseComparison | null;
+  /** The port's error message, when it answered with an error. */
+  readonly portError: string | null;
+  /** Set for fingerprinted failed cases (possibly empty: nothing matched). */
+  readonly fingerprint: readonly Diagnosis[] | null;
+  /** One line per input, for failed cases only (spec/check.md#report). */
+  readonly inputs: readonly string[] | null;
+}
+
+export interface FingerprintTally {
+  readonly id: string;
+  readonly kind: Diagnosis['kind'];
+  readonly text: string;
+  /** Failed cases it matched, of `checked` fingerprinted ones. */
+  readonly matched: number;
+  readonly checked: number;
+}
+
+export type OpStatus = 'passed' | 'failed' | 'skipped' | 'not_run' | 'empty';
+
+export interface OpResult {
+  readonly op: string;
+  readonly section: string;
+  readonly status: OpStatus;
+  readonly cases: number;
+  readonly passed: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly notRun: number;
+  /** Worst error / allowed error over the answered cases (null: none answered with outputs). */
+  readonly worstRatio: number | null;
+  readonly worstAbsError: number | null;
+  readonly tolerance: Tolerance;
+  readonly fingerprint: readonly FingerprintTally[];
+  readonly fingerprintChecked: number;
+}
+
+export interface CheckTotals {
+  readonly ops: number;
+  readonly cases: number;
+  readonly passed: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly notRun: number;
+}
+
+export interface CheckReport {
+  readonly schema: typeof REPORT_SCHEMA;
+  readonly port: PortInfo;
+  /** The golden profile the port was checked against. */
+  readonly profile: string;
+  readonly golden: {
+    readonly dir: string;
+    readonly generator: GoldenFile['generator'] | null;
+  };
+  readonly ops: readonly OpResult[];
+  readonly cases: readonly CaseResult[];
+  readonly totals: CheckTotals;
+  /** Why the run stopped early (crash, hang, junk, wrong id), or null. */
+  readonly infrastructureError: string | null;
+  readonly notes: readonly string[];
+  readonly stderr: readonly string[];
+  /** 0 every answered case passed, 1 some failed, 2 the check could not be completed. */
+  readonly exitCode: 0 | 1 | 2;
+}
+
+export interface RunCheckOptions {
+  readonly fingerprintCases?: number;
+}
+
+const SHOWN_VALUES = 6;
+
+/** `name [shape] = [values]` for small tensors, with min and max for larger ones. */
+export function summarizeInputs(inputs: Readonly<Record<string, unknown>>): string[] {
+  return Object.entries(inputs).map(([name, value]) => {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'data' in value) {
+      const t = value as Tensor;
+      const values = t.data.slice(0, SHOWN_VALUES).map(formatNumber).join(', ');
+      const shape = `[${t.shape.join(', ')}]`;
+      if (t.data.length <= SHOWN_VALUES) return `${name} ${shape} = [${values}]`;
+      const finite = t.data.filter((v) => Number.isFinite(v));
+      const range =
+        finite.length === 0
+          ? ''
+          : `, min ${formatNumber(Math.min(...finite))}, max ${formatNumber(Math.max(...finite))}`;
+      return `${name} ${shape} = [${values}, ...] (${t.data.length} values${range})`;
+    }
+    if (Array.isArray(value)) {
+      const shown = value.slice(0, SHOWN_VALUES * 2).map((v) => JSON.stringify(v));
+      return `${name} = [${shown.join(', ')}${value.length > shown.length ? ', ...' : ''}]`;
+    }
+    return `${name} = ${typeof value === 'number' ? formatNumber(value) : JSON.stringify(value)}`;
+  });
+}
+
+function caseResult(
+  file: GoldenFile,
+  c: GoldenCase,
+  status: CaseStatus,
+  comparison: CaseComparison | null = null,
+  portError: string | null = null,
+): CaseResult {
+  return {
+    op: file.op.name,
+    caseId: c.id,
+    status,
+    comment: c.comment,
+    flags: c.flags,
+    comparison,
+    portError,
+    fingerprint: null,
+    inputs: status === 'failed' ? summarizeInputs(c.inputs) : null,
+  };
+}
+
+function opResult(
+  file: GoldenFile,
+  results: readonly CaseResult[],
+  declared: boolean,
+  tolerance: Tolerance,
+  tally: readonly FingerprintTally[],
+  checked: number,
+): OpResult {
+  const count = (s: CaseStatus) => results.filter((r) => r.status === s).length;
+  const compared = results.filter((r) => r.comparison !== null).map((r) => r.comparison!);
+  const failed = count('failed');
+  const notRun = count('not_run');
+  const status: OpStatus = !declared
+    ? 'skipped'
+    : results.length === 0
+      ? 'empty'
+      : failed > 0
+        ? 'failed'
+        : notRun > 0
+          ? 'not_run'
+          : 'passed';
+  return {
+    op: file.op.name,
+    section: file.section,
+    status,
+    cases: results.length,
+    passed: count('passed'),
+    failed,
+    skipped: count('skipped'),
+    notRun,
+    worstRatio: compared.length === 0 ? null : Math.max(...compared.map((c) => c.ratio)),
+    worstAbsError: compared.length === 0 ? null : Math.max(...compared.map((c) => c.maxAbsError)),
+    tolerance,
+    fingerprint: tally,
+    fingerprintChecked: checked,
+  };
+}
+
+/**
+ * Fingerprint up to `limit` failed cases of one op (those answered with
+ * outputs; an error answer has nothing to match) and tally the diagnoses.
+ */
+function fingerprintOp(
+  file: GoldenFile,
+  profile: Profile,
+  results: CaseResult[],
+  answers: Map<number, unknown>,
+  tolerance: Tolerance,
+  limit: number,
+): { tally: FingerprintTally[]; checked: number } {
+  const candidates = fingerprintCandidates(profile);
+  const byId = new Map(file.cases.map((c) => [c.id, c]));
+  const counts = new Map<string, { d: Diagnosis; n: number }>();
+  let checked = 0;
+  for (let i = 0; i < results.length && checked < limit; i++) {
+    const r = results[i]!;
+    if (r.status !== 'failed' || !answers.has(r.caseId)) continue;
+    const c = byId.get(r.caseId)!;
+    const matches = fingerprintCase(
+      file.op.name,
+      profile,
+      c.inputs,
+      answers.get(r.caseId),
+      tolerance,
+      c.scale,
+      candidates,
+    );
+    results[i] = { ...r, fingerprint: matches };
+    checked++;
+    for (const d of matches) {
+      const entry = counts.get(d.id) ?? { d, n: 0 };
+      entry.n++;
+      counts.set(d.id, entry);
+    }
+  }
+  const order = { bug: 0, convention: 1, profile: 2 } as const;
+  const tally = [...counts.values()]
+    .map(({ d, n }) => ({ id: d.id, kind: d.kind, text: d.text, matched: n, checked }))
+    .sort((a, b) => b.matched - a.matched || order[a.kind] - order[b.kind]);
+  return { tally, checked };
+}
+
+/**
+ * Check `port` against `golden`. The port is closed on every path (a process
+ * port is told "bye", and killed if it lingers or has failed).
+ */
+export async function runCheck(
+  port: Port,
+  golden: GoldenSet,
+  options: RunCheckOptions = {},
+): Promise<CheckReport> {
+  const limit = options.fingerprintCases ?? DEFAULT_FINGERPRINT_CASES;
+  const declared = new Set(port.info.ops);
+  const dtype = port.info.dtype;
+  const notes: string[] = [...golden.warnings];
+  if (port.info.profile !== null && port.info.profile !== golden.profile.name) {
+    notes.push(
+      `the port declares profile "${port.info.profile}"; it is checked against the "${golden.profile.name}" golden files`,
+    );
+  }
+  const goldenOps = new Set(golden.available);
+  const extra = port.info.ops.filter((op) => !goldenOps.has(op));
+  if (extra.length > 0) {
+    notes.push(
+      `declared by the port but without golden files for ${golden.profile.name}: ${extra.join(', ')}`,
+    );
+  }
+
+  let infrastructureError: string | null = null;
+  const perFile: { file: GoldenFile; results: CaseResult[]; answers: Map<number, unknown> }[] = [];
+  try {
+    for (const file of golden.files) {
+      const results: CaseResult[] = [];
+      const answers = new Map<number, unknown>();
+      perFile.push({ file, results, answers });
+      const tolerance = file.tolerance[dtype];
+      for (const c of file.cases) {
+        if (!declared.has(file.op.name)) {
+          results.push(caseResult(file, c, 'skipped'));
+          continue;
+        }
+        if (infrastructureError !== null) {
+          results.push(caseResult(file, c, 'not_run'));
+          continue;
+        }
+        try {
+          const answer = await port.answer({
+            op: file.op.name,
+            caseId: c.id,
+            rawInputs: c.rawInputs,
+            inputs: c.inputs,
+          });
+          if (answer.kind === 'error') {
+            results.push(caseResult(file, c, 'failed', null, answer.message));
+          } else {
+            const comparison = compareOutputs(c.outputs, c.scale, answer.outputs, tolerance);
+            if (!comparison.ok) answers.set(c.id, answer.outputs);
+            results.push(caseResult(file, c, comparison.ok ? 'passed' : 'failed', comparison));
+          }
+        } catch (e) {
+          if (!(e instanceof CheckInfrastructureError)) throw e;
+          infrastructureError = e.message;
+          results.push(caseResult(file, c, 'not_run'));
+        }
+      }
+    }
+  } catch (e) {
+    infrastructureError = `internal error while checking: ${messageOf(e)}`;
+  } finally {
+    await port.close(infrastructureError === null);
+  }
+  notes.push(...port.notes);
+
+  const ops = perFile.map(({ file, results, answers }) => {
+    const tolerance = file.tolerance[dtype];
+    const { tally, checked } = fingerprintOp(
+      file,
+      golden.profile,
+      results,
+      answers,
+      tolerance,
+      limit,
+    );
+    return {
+      op: opResult(file, results, declared.has(file.op.name), tolerance, tally, checked),
+      results,
+    };
+  });
+  const cases = ops.flatMap((o) => o.results);
+  const totals: CheckTotals = {
+    ops: ops.length,
+    cases: cases.length,
+    passed: cases.filter((c) => c.status === 'passed').length,
+    failed: cases.filter((c) => c.status === 'failed').length,
+    skipped: cases.filter((c) => c.status === 'skipped').length,
+    notRun: cases.filter((c) => c.status === 'not_run').length,
+  };
+  if (infrastructureError === null && totals.passed + totals.failed === 0) {
+    notes.push('no case was checked: the port declares none of the selected ops');
+  }
+  return {
+    schema: REPORT_SCHEMA,
+    port: port.info,
+    profile: golden.profile.name,
+    golden: { dir: golden.dir, generator: golden.files[0]?.generator ?? null },
+    ops: ops.map((o) => o.op),
+    cases,
+    totals,
+    infrastructureError,
+    notes,
+    stderr: port.stderrTail(),
+    exitCode: infrastructureError !== null ? 2 : totals.failed > 0 ? 1 : 0,
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * `vdspec check`: run a port (or read its results file) against the golden
+ * files and report, per op, what passed, what failed and which published
+ * convention or known bug a failed answer matches (spec/check.md).
+ *
+ * Exit codes: 0 every checked case passed; 1 some failed; 2 the check could
+ * not be carried out (usage, unreadable files, a port that crashes, hangs,
+ * prints junk or answers the wrong id).
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CheckInfrastructureError, messageOf } from '../check/errors.js';
+import { loadGoldenSet } from '../check/golden.js';
+import type { Port } from '../check/port.js';
+import { openProcessPort } from '../check/processPort.js';
+import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
+import { openResultsPort } from '../check/resultsPort.js';
+import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
+
+type Writer = (s: string) => void;
+
+/** Seconds a port may take per message (the handshake and each case). */
+export const DEFAULT_TIMEOUT_SECONDS = 10;
+
+export const DEFAULT_GOLDEN_DIR = fileURLToPath(new URL('../../test/golden', import.meta.url));
+
+const HELP = `Usage: vdspec check (--port "COMMAND" | --results FILE) [options]
+
+Check a port of VD / Sparse VD against the golden files (spec/check.md).
+
+  --port "COMMAND"   run COMMAND (with sh -c) and talk to it over stdin/stdout,
+                     JSON lines, protocol vdspec-port/1
+  --results FILE     read the port's answers from a vdspec-results/1 file
+Options:
+  --golden DIR       golden files (default: this package's test/golden)
+  --profile P        the golden profile to check against (default: the one
+                     the port or the results file declares)
+  --op PATTERN       only these ops: comma-separated names, * matches anything
+                     (e.g. 'svd.dense.*,kl.approx')
+  --timeout SEC      seconds per message before the port counts as hung
+                     (default ${DEFAULT_TIMEOUT_SECONDS}; also the handshake's)
+  --json             the report as JSON on stdout instead of the table
+  --junit FILE       also write the report as JUnit XML to FILE
+  --max-failures N   failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run
+  -h, --help         this text
+
+Exit codes: 0 all checked cases pass (undeclared ops are skipped), 1 some
+fail, 2 the check could not be carried out.`;
+
+interface CheckArgs {
+  port?: string;
+  results?: string;
+  golden: string;
+  profile?: string;
+  op?: string;
+  timeoutSeconds: number;
+  json: boolean;
+  junit?: string;
+  maxFailures: number;
+  help: boolean;
+}
+
+class UsageError extends Error {}
+
+const VALUE_FLAGS = new Set([
+  '--port',
+  '--results',
+  '--golden',
+  '--profile',
+  '--op',
+  '--timeout',
+  '--junit',
+  '--max-failures',
+]);
+
+function parseArgs(argv: readonly string[]): CheckArgs {
+  const args: CheckArgs = {
+    golden: DEFAULT_GOLDEN_DIR,
+    timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
+    json: false,
+    maxFailures: DEFAULT_MAX_FAILURES,
+    help: false,
+  };
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    if (seen.has(flag)) throw new UsageError(`${flag} given twice`);
+    seen.add(flag);
+    if (flag === '-h' || flag === '--help') {
+      args.help = true;
+      continue;
+    }
+    if (flag === '--json') {
+      if (eq >= 0) throw new UsageError('--json takes no value');
+      args.json = true;
+      continue;
+    }
+    if (!VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option "${arg}"`);
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || value === '') throw new UsageError(`${flag} needs a value`);
+    switch (flag) {
+      case '--port':
+        args.port = value;
+        break;
+      case '--results':
+        args.results = value;
+        break;
+      case '--golden':
+        args.golden = value;
+        break;
+      case '--profile':
+        args.profile = value;
+        break;
+      case '--op':
+        args.op = value;
+        break;
+      case '--junit':
+        args.junit = value;
+        break;
+      case '--timeout': {
+        const seconds = Number(value);
+        if (!/^\d*\.?\d+$/.test(value) || !(seconds > 0) || !Number.isFinite(seconds)) {
+          throw new UsageError(`--timeout expects a positive number of seconds, got "${value}"`);
+        }
+        args.timeoutSeconds = seconds;
+        break;
+      }
+      case '--max-failures': {
+        if (!/^\d+$/.test(value)) {
+          throw new UsageError(`--max-failures expects a non-negative integer, got "${value}"`);
+        }
+        args.maxFailures = Number(value);
+        break;
+      }
+    }
+  }
+  if (!args.help && (args.port === undefined) === (args.results === undefined)) {
+    throw new UsageError('give exactly one of --port "COMMAND" and --results FILE');
+  }
+  return args;
+}
+
+function openPort(args: CheckArgs): Promise<Port> | Port {
+  if (args.results !== undefined) return openResultsPort(args.results);
+  return openProcessPort({ command: args.port!, timeoutMs: args.timeoutSeconds * 1000 });
+}
+
+export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
+  let args: CheckArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err(`vdspec check: ${e.message}\nRun "vdspec check --help" for the options.`);
+    return 2;
+  }
+  if (args.help) {
+    out(HELP);
+    return 0;
+  }
+  const infrastructure = (message: string): number => {
+    err(`vdspec check: ${message}`);
+    if (args.json) {
+      out(
+        JSON.stringify(
+          { schema: REPORT_SCHEMA, infrastructureError: message, exitCode: 2 },
+          null,
+          2,
+        ),
+      );
+    }
+    return 2;
+  };
+
+  let port: Port | null = null;
+  try {
+    port = await openPort(args);
+    const profile = args.profile ?? port.info.profile;
+    if (profile === null) {
+      throw new CheckInfrastructureError(
+        'usage',
+        'the port declares no profile: pass --profile NAME',
+      );
+    }
+    const golden = loadGoldenSet(args.golden, profile, args.op);
+    const report = await runCheck(port, golden);
+    port = null;
+    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
+    if (args.junit !== undefined) {
+      try {
+        writeFileSync(args.junit, renderJunit(report));
+      } catch (e) {
+        err(`vdspec check: cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
+        return 2;
+      }
+    }
+    return report.exitCode;
+  } catch (e) {
+    if (e instanceof CheckInfrastructureError) return infrastructure(e.message);
+    return infrastructure(`internal error: ${messageOf(e)}`);
+  } finally {
+    // runCheck closes the port itself; this covers a failure between opening it and running.
+    if (port !== null) await port.close();
+  }
+}

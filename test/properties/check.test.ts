@@ -1,0 +1,793 @@
+/**
+ * `vdspec check` (src/check/, src/cli/check.ts): the port protocol, the
+ * results file, the tolerance rule, the convention fingerprint, the three
+ * report formats and the exit codes of spec/check.md.
+ *
+ * Golden files come from test/properties/check-fixtures.ts (small, written
+ * here by the reference's `run`), so these tests do not depend on the
+ * shipped set. The NumPy example port (examples/ports/numpy) is run with
+ * python3 when `import numpy` works there; otherwise those tests are skipped.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compareOutputs } from '../../src/check/compare.js';
+import { fingerprintCase } from '../../src/check/fingerprint.js';
+import { loadGoldenSet } from '../../src/check/golden.js';
+import { functionPort } from '../../src/check/port.js';
+import { renderJunit } from '../../src/check/report.js';
+import { runCheck, type CheckReport } from '../../src/check/runner.js';
+import { runCheckCommand } from '../../src/cli/check.js';
+import { OPS } from '../../src/ops.js';
+import { PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
+import { run } from '../../src/reference/run.js';
+import type { Tensor } from '../../src/tensor.js';
+import { FIXTURE_OPS, FIXTURE_TOLERANCE, writeFixtureGoldens } from './check-fixtures.js';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const NUMPY_PORT = here('../../examples/ports/numpy/vdspec_port.py');
+const FAKE_PORT = here('../fixtures/ports/fake-port.mjs');
+const SHIPPED_GOLDEN = here('../golden');
+const fake = (mode: string) => `"${process.execPath}" "${FAKE_PORT}" ${mode}`;
+// .ci/run sets VDSPEC_PYTHON to an interpreter that has numpy (installing Debian's python3-numpy
+// when none has) and VDSPEC_REQUIRE_NUMPY=1, so CI never skips the port tests silently.
+const PYTHON = process.env['VDSPEC_PYTHON'] ?? 'python3';
+const numpy = (...args: string[]) => `"${PYTHON}" "${NUMPY_PORT}" ${args.join(' ')}`;
+
+const HAS_NUMPY = spawnSync(PYTHON, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
+const NUMPY_SKIP_REASON = `${PYTHON} with numpy is not available (${PYTHON} -c "import numpy" failed)`;
+if (!HAS_NUMPY && process.env['VDSPEC_REQUIRE_NUMPY'] === '1') {
+  throw new Error(`VDSPEC_REQUIRE_NUMPY=1 but ${NUMPY_SKIP_REASON}`);
+}
+if (!HAS_NUMPY) console.warn(`check.test.ts: skipping the NumPy port tests: ${NUMPY_SKIP_REASON}`);
+
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vdspec-check-'));
+  writeFixtureGoldens(join(dir, 'golden'), ['molchanov2017', 'kingma2015']);
+});
+afterAll(() => {
+  if (dir !== '') rmSync(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** A stack frame line: what a crash would print and the CLI must never print. */
+const STACK_FRAME = /\n\s+at .+:\d+:\d+\)?/;
+
+async function check(argv: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const golden = argv.includes('--golden') ? [] : ['--golden', join(dir, 'golden')];
+  const code = await runCheckCommand(
+    [...golden, ...argv],
+    (s) => out.push(s),
+    (s) => err.push(s),
+  );
+  const result = { code, out: out.join('\n'), err: err.join('\n') };
+  expect(result.out + result.err).not.toMatch(STACK_FRAME);
+  return result;
+}
+
+async function checkJson(argv: string[]): Promise<CheckReport> {
+  const r = await check([...argv, '--json']);
+  return JSON.parse(r.out) as CheckReport;
+}
+
+/** The pid the fake port prints first on stderr. */
+function fakePid(text: string): number {
+  const m = /fake-port pid=(\d+)/.exec(text);
+  expect(m).not.toBeNull();
+  return Number(m![1]);
+}
+
+/**
+ * Whether `pid` still runs. A killed grandchild (the port under `sh -c`) is
+ * reparented and may stay a zombie where nothing reaps it (a container's
+ * init): on Linux a zombie counts as dead.
+ */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** SIGKILL reaches a grandchild asynchronously: allow it a moment to die. */
+async function expectDead(pid: number): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(isAlive(pid), `port process ${pid} still running`).toBe(false);
+}
+
+function referencePort(profile: ProfileName, dtype: 'float64' | 'float32' = 'float64') {
+  const p = PROFILES[profile];
+  return functionPort({
+    name: 'reference',
+    ops: OPS.filter((o) => o.algorithm === null || o.algorithm === p.algorithm).map((o) => o.name),
+    profile,
+    dtype,
+    run: (op, inputs) => run(op, inputs, profile),
+  });
+}
+
+describe('vdspec check: in-process ports (spec/check.md#in-process)', () => {
+  it('spec/check.md#in-process: the reference checked against its own golden files passes with zero error', async () => {
+    for (const profile of ['molchanov2017', 'kingma2015'] as const) {
+      const report = await runCheck(
+        referencePort(profile),
+        loadGoldenSet(join(dir, 'golden'), profile),
+      );
+      expect(report.exitCode).toBe(0);
+      expect(report.totals.failed).toBe(0);
+      expect(report.totals.passed).toBe(report.totals.cases);
+      expect(report.ops.map((o) => o.op).sort()).toEqual(
+        [...FIXTURE_OPS[PROFILES[profile].algorithm]].sort(),
+      );
+      for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+    }
+  });
+
+  it('spec/check.md#tolerance: the declared dtype picks the float32 or the float64 tolerance', async () => {
+    // float32 rounding of every output: a relative error near 2^-24 = 6e-8, inside the fixture's
+    // float32 rel 1e-4 and far outside its float64 rel 1e-9 (FIXTURE_TOLERANCE).
+    const rounded = (dtype: 'float32' | 'float64') =>
+      functionPort({
+        name: 'fround',
+        ops: ['kl.approx'],
+        profile: 'molchanov2017',
+        dtype,
+        run: (op, inputs) => {
+          const out = run(op, inputs, 'molchanov2017');
+          return Object.fromEntries(
+            Object.entries(out).map(([k, t]) => [
+              k,
+              { shape: t.shape, data: t.data.map(Math.fround) },
+            ]),
+          );
+        },
+      });
+    const golden = loadGoldenSet(join(dir, 'golden'), 'molchanov2017', 'kl.approx');
+    const as32 = await runCheck(rounded('float32'), golden);
+    expect(as32.exitCode).toBe(0);
+    expect(as32.ops[0]!.tolerance).toEqual(FIXTURE_TOLERANCE.float32);
+    const as64 = await runCheck(rounded('float64'), golden);
+    expect(as64.exitCode).toBe(1);
+    expect(as64.ops[0]!.tolerance).toEqual(FIXTURE_TOLERANCE.float64);
+  });
+
+  it("spec/check.md#in-process: an exception is that case's failure, with its message", async () => {
+    const port = functionPort({
+      name: 'throws',
+      ops: ['schedule.kl_weight'],
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: () => {
+        throw new Error('not written yet');
+      },
+    });
+    const report = await runCheck(port, loadGoldenSet(join(dir, 'golden'), 'molchanov2017'));
+    expect(report.exitCode).toBe(1);
+    const op = report.ops.find((o) => o.op === 'schedule.kl_weight')!;
+    expect(op.failed).toBe(op.cases);
+    expect(report.cases.find((c) => c.status === 'failed')!.portError).toBe('not written yet');
+    // Every other op is skipped, not failed.
+    expect(report.totals.failed).toBe(op.cases);
+    expect(report.totals.skipped).toBe(report.totals.cases - op.cases);
+  });
+});
+
+describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)', () => {
+  const golden = () => loadGoldenSet(join(dir, 'golden'), 'molchanov2017');
+
+  it("spec/check.md#fingerprint: a port with another profile's conventions is named, the noise parameter mapped", async () => {
+    // deepbayes-pytorch learns log_sigma = log_sigma2 / 2; its gradient is 2x the log_sigma2 one.
+    const port = functionPort({
+      name: 'deepbayes-like',
+      ops: ['svd.dense.train_vjp', 'svd.mask'],
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        const { log_sigma2, ...rest } = inputs as { log_sigma2: Tensor };
+        const logSigma = { shape: log_sigma2.shape, data: log_sigma2.data.map((v) => v / 2) };
+        const out = run(op, { ...rest, log_sigma: logSigma }, 'deepbayes-pytorch');
+        const g = out['grad_log_sigma'];
+        if (g === undefined) return out;
+        delete out['grad_log_sigma'];
+        return { ...out, grad_log_sigma2: { shape: g.shape, data: g.data.map((v) => v / 2) } };
+      },
+    });
+    const report = await runCheck(port, golden());
+    expect(report.exitCode).toBe(1);
+    for (const name of ['svd.dense.train_vjp', 'svd.mask']) {
+      const op = report.ops.find((o) => o.op === name)!;
+      expect(op.failed, name).toBeGreaterThan(0);
+      const profileMatch = op.fingerprint.find((f) => f.id === 'profile:deepbayes-pytorch');
+      expect(profileMatch, name).toBeDefined();
+      expect(profileMatch!.matched).toBe(op.fingerprintChecked);
+    }
+  });
+
+  it('spec/check.md#fingerprint: a single convention changed is named with the profiles that share it', () => {
+    // molchanov2017 with the [-10, 10] dense clip of deepbayes-pytorch and pytorch-ard.
+    const wide: Profile = {
+      ...PROFILES.molchanov2017,
+      dense: {
+        ...PROFILES.molchanov2017.dense,
+        logAlpha: { form: 'log_theta2', thetaEps: 0, clip: { min: -10, max: 10 } },
+      },
+    };
+    const inputs = {
+      theta: { shape: [1, 3], data: [1, 0.5, 2] },
+      log_sigma2: { shape: [1, 3], data: [9, -9.9, 1] },
+    };
+    const answer = run('svd.log_alpha', inputs, wide);
+    const expected = run('svd.log_alpha', inputs, 'molchanov2017');
+    const tolerance = FIXTURE_TOLERANCE.float64;
+    expect(compareOutputs(expected, {}, answer, tolerance).ok).toBe(false);
+    const found = fingerprintCase(
+      'svd.log_alpha',
+      PROFILES.molchanov2017,
+      inputs,
+      answer,
+      tolerance,
+      {},
+    );
+    const clip = found.find((d) => d.id.startsWith('convention:dense.logAlpha.clip'));
+    expect(clip?.text).toMatch(
+      /your dense log_alpha is clipped to \[-10, 10\].*like deepbayes-pytorch, pytorch-ard/,
+    );
+    // The conv2d clip is not a candidate for a dense layer.
+    expect(found.some((d) => d.id.startsWith('convention:conv2d.'))).toBe(false);
+  });
+
+  it('spec/check.md#fingerprint: an answer that matches nothing known says so', async () => {
+    const port = functionPort({
+      name: 'off',
+      ops: ['svd.log_alpha'],
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        const t = run(op, inputs, 'molchanov2017')['log_alpha']!;
+        return { log_alpha: { shape: t.shape, data: t.data.map((v) => v + 0.125) } };
+      },
+    });
+    const r = await runCheck(port, golden());
+    const op = r.ops.find((o) => o.op === 'svd.log_alpha')!;
+    expect(op.fingerprintChecked).toBeGreaterThan(0);
+    expect(op.fingerprint).toEqual([]);
+    expect(
+      r.cases.filter((c) => c.fingerprint !== null).every((c) => c.fingerprint!.length === 0),
+    ).toBe(true);
+  });
+});
+
+describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
+  const tol = { abs: 1e-3, rel: 1e-2, scaled: 0.5 };
+  const e = (data: number[]) => ({ x: { shape: [data.length], data } });
+
+  it('spec/check.md#tolerance: |a - e| <= abs + rel*|e| + scaled*s, bounds inclusive', () => {
+    // allowed at e = 10, s = 2: 1e-3 + 1e-1 + 1 = 1.101 (powers of two chosen so the sum is exact enough)
+    const scale = { x: { shape: [1], data: [2] } };
+    expect(compareOutputs(e([10]), scale, { x: { shape: [1], data: [11.1] } }, tol).ok).toBe(true);
+    expect(compareOutputs(e([10]), scale, { x: { shape: [1], data: [11.2] } }, tol).ok).toBe(false);
+    // Without a scale the scaled term is 0: 0.101 allowed.
+    expect(compareOutputs(e([10]), {}, { x: { shape: [1], data: [10.1] } }, tol).ok).toBe(true);
+    expect(compareOutputs(e([10]), {}, { x: { shape: [1], data: [10.2] } }, tol).ok).toBe(false);
+  });
+
+  it('spec/check.md#numbers: non-finite values match exactly, in the string encoding', () => {
+    const exact = { abs: 0, rel: 0, scaled: 0 };
+    const expected = e([NaN, Infinity, -Infinity, -0]);
+    expect(
+      compareOutputs(
+        expected,
+        {},
+        { x: { shape: [4], data: ['NaN', 'Infinity', '-Infinity', 0] } },
+        exact,
+      ).ok,
+    ).toBe(true);
+    const swapped = compareOutputs(
+      expected,
+      {},
+      { x: { shape: [4], data: ['NaN', '-Infinity', '-Infinity', '-0'] } },
+      exact,
+    );
+    expect(swapped.ok).toBe(false);
+    expect(swapped.outputs[0]!.firstMismatch!.index).toBe(1);
+    expect(compareOutputs(e([1]), {}, { x: { shape: [1], data: ['NaN'] } }, tol).ok).toBe(false);
+  });
+
+  it('spec/check.md#tolerance: a missing output, a wrong shape or a malformed value fails the case', () => {
+    const missing = compareOutputs(e([1, 2]), {}, {}, tol);
+    expect(missing.outputs[0]!.problem).toMatch(/missing/);
+    const shape = compareOutputs(e([1, 2]), {}, { x: { shape: [2, 1], data: [1, 2] } }, tol);
+    expect(shape.outputs[0]!.problem).toMatch(/shape \[2, 1\], expected \[2\]/);
+    const junk = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['one'] } }, tol);
+    expect(junk.outputs[0]!.problem).toMatch(/malformed/);
+  });
+
+  it('spec/check.md#report: the first differing element is located by flat index and position', () => {
+    const expected = { y: { shape: [2, 3], data: [0, 1, 2, 3, 4, 5] } };
+    const r = compareOutputs(expected, {}, { y: { shape: [2, 3], data: [0, 1, 2, 3, 9, 9] } }, tol);
+    const m = r.outputs[0]!.firstMismatch!;
+    expect([m.index, ...m.position, m.expected, m.actual]).toEqual([4, 1, 1, 4, 9]);
+    expect(r.outputs[0]!.mismatches).toBe(2);
+  });
+});
+
+describe.skipIf(!HAS_NUMPY)(
+  'vdspec check --port: the NumPy example port (examples/ports/numpy)',
+  () => {
+    it.each(['molchanov2017', 'kingma2015'] as const)(
+      'spec/check.md#protocol: the NumPy port passes every case of %s',
+      async (profile) => {
+        const report = await checkJson(['--port', numpy('--profile', profile)]);
+        expect(report.infrastructureError).toBeNull();
+        expect(report.exitCode).toBe(0);
+        expect(report.totals.failed).toBe(0);
+        expect(report.totals.skipped).toBe(0);
+        expect(report.totals.passed).toBe(report.totals.cases);
+        expect(report.port.dtype).toBe('float64');
+        const required =
+          profile === 'molchanov2017'
+            ? [
+                'svd.log_alpha',
+                'svd.mask',
+                'kl.approx',
+                'svd.dense.train',
+                'svd.dense.eval',
+                'svd.conv2d.train',
+                'svd.conv2d.eval',
+                'kl.layer',
+                'objective.sgvb',
+              ]
+            : ['vd.dense.train', 'vd.dense.eval', 'kl.layer', 'objective.sgvb'];
+        for (const op of required)
+          expect(report.ops.find((o) => o.op === op)?.status, op).toBe('passed');
+      },
+    );
+
+    it
+      .skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))
+      .each(['molchanov2017', 'kingma2015'])(
+      'spec/check.md#protocol: the NumPy port passes the shipped golden files of %s (test/golden)',
+      async (profile) => {
+        const report = await checkJson([
+          '--golden',
+          SHIPPED_GOLDEN,
+          '--port',
+          numpy('--profile', profile),
+        ]);
+        expect(report.infrastructureError).toBeNull();
+        expect(report.totals.failed).toBe(0);
+        expect(report.totals.passed).toBe(report.totals.cases);
+        expect(report.exitCode).toBe(0);
+      },
+    );
+
+    const bugs = [
+      {
+        bug: 'std-from-sigma4',
+        id: 'bug:std_from_sigma4',
+        ops: ['svd.dense.train', 'svd.conv2d.train'],
+        text: /your standard deviation comes from sigma\^4 instead of sigma\^2/,
+      },
+      {
+        bug: 'mask-ge-threshold',
+        id: 'bug:mask_ge_threshold',
+        ops: ['svd.mask', 'svd.dense.eval', 'svd.conv2d.eval'],
+        text: /your mask uses >= at the threshold .*like .*pytorch-ard/,
+      },
+      {
+        bug: 'kl-constant-dropped',
+        id: 'bug:kl_constant_dropped',
+        ops: ['kl.approx', 'kl.layer'],
+        text: /your KL drops the constant C = -k1/,
+      },
+      {
+        bug: 'bias-in-variance',
+        id: 'bug:bias_in_variance',
+        ops: ['svd.dense.train', 'svd.conv2d.train'],
+        text: /your variance includes the bias/,
+      },
+    ];
+    it.each(bugs)(
+      'spec/check.md#fingerprint: planted bug $bug is caught and diagnosed',
+      async ({ bug, id, ops, text }) => {
+        const r = await check(['--port', numpy('--bug', bug), '--json']);
+        expect(r.code).toBe(1);
+        const report = JSON.parse(r.out) as CheckReport;
+        for (const name of ops) {
+          const op = report.ops.find((o) => o.op === name)!;
+          expect(op.status, name).toBe('failed');
+          // The diagnosis explains every fingerprinted failure of the op, and comes first.
+          expect(op.fingerprint[0]?.id, name).toBe(id);
+          expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
+          expect(op.fingerprint[0]!.text).toMatch(text);
+        }
+        // Ops the bug cannot touch still pass.
+        expect(report.ops.find((o) => o.op === 'objective.sgvb')!.status).toBe('passed');
+        // The table says it too.
+        const table = await check(['--port', numpy('--bug', bug), '--op', ops.join(',')]);
+        expect(table.code).toBe(1);
+        expect(table.out).toMatch(
+          new RegExp(
+            `${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: known bug: ${text.source}`,
+          ),
+        );
+      },
+    );
+
+    it('spec/check.md#fingerprint: a VD port with sigma^4 is diagnosed too', async () => {
+      const report = await checkJson([
+        '--port',
+        numpy('--profile', 'kingma2015', '--bug', 'std-from-sigma4'),
+        '--op',
+        'vd.*.train',
+      ]);
+      expect(report.exitCode).toBe(1);
+      for (const op of report.ops) expect(op.fingerprint[0]?.id, op.op).toBe('bug:std_from_sigma4');
+    });
+  },
+);
+
+describe('vdspec check --port: ports that break the protocol (spec/check.md#exit-codes)', () => {
+  it('spec/check.md#protocol: a port that declares a subset of ops: the rest is skipped, not failed', async () => {
+    const r = await check(['--port', fake('good')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^kl\.approx\s+pass\s+2\s+2\s+0\s+0\s+0/m);
+    expect(r.out).toMatch(/^svd\.mask\s+skipped\s+6\s+0\s+0\s+6\s+0/m);
+    expect(r.out).toMatch(/Result: PASS/);
+    await expectDead(fakePid(r.out));
+  });
+
+  it('spec/check.md#protocol: error answers are failed cases, with the message (exit 1)', async () => {
+    const r = await check(['--port', fake('error-answer'), '--op', 'kl.approx']);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/the port answered with an error: not implemented here/);
+  });
+
+  const broken = [
+    {
+      mode: 'crash',
+      message: /the port exited with code 3 before case kl\.approx#0/,
+      stderr: /crashing on purpose/,
+    },
+    {
+      mode: 'hang',
+      message: /no answer within 1 s \(--timeout\) for case kl\.approx#0/,
+      stderr: /mode=hang/,
+    },
+    {
+      mode: 'junk',
+      message:
+        /printed junk on stdout while the runner waited for case kl\.approx#0: "computing\.\.\. done!"/,
+      stderr: /mode=junk/,
+    },
+    {
+      mode: 'bare-nan',
+      message:
+        /junk .*\[NaN\].*; non-finite numbers must be the strings "NaN", "Infinity", "-Infinity"/,
+      stderr: /mode=bare-nan/,
+    },
+    {
+      mode: 'wrong-id',
+      message: /answered case kl\.approx#0 with id "kl\.approx#0-other"/,
+      stderr: /mode=wrong-id/,
+    },
+  ];
+  it.each(broken)(
+    'spec/check.md#exit-codes: a port that $mode: report, exit 2, child killed',
+    async ({ mode, message, stderr }) => {
+      const started = Date.now();
+      const r = await check(['--port', fake(mode), '--timeout', '1']);
+      // The hang costs the 1 s timeout; nothing waits for the 2 s exit grace after a failure.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(r.code).toBe(2);
+      expect(r.out).toMatch(message);
+      expect(r.out).toMatch(stderr);
+      expect(r.out).toMatch(/^kl\.approx\s+not run\s+2\s+0\s+0\s+0\s+2/m);
+      expect(r.out).toMatch(/Result: ERROR/);
+      await expectDead(fakePid(r.out));
+    },
+  );
+
+  const handshake = [
+    { mode: 'hang-hello', message: /no answer within 1 s \(--timeout\) for the handshake/ },
+    { mode: 'silent-exit', message: /the port exited with code 0 before the handshake/ },
+    {
+      mode: 'old-protocol',
+      message: /the port speaks protocol "vdspec-port\/0"; this runner speaks "vdspec-port\/1"/,
+    },
+  ];
+  it.each(handshake)(
+    'spec/check.md#handshake: a port that fails the handshake ($mode): one message, exit 2',
+    async ({ mode, message }) => {
+      const r = await check(['--port', fake(mode), '--timeout', '1']);
+      expect(r.code).toBe(2);
+      expect(r.out).toBe('');
+      expect(r.err).toMatch(message);
+      await expectDead(fakePid(r.err));
+    },
+  );
+
+  it("spec/check.md#exit-codes: a command that does not exist is exit 2 with the shell's message", async () => {
+    const r = await check(['--port', 'vdspec-no-such-command-here']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/exited with code 127 before the handshake[\s\S]*not found/);
+  });
+});
+
+describe('vdspec check --results (spec/check.md#results-file)', () => {
+  function resultsFile(
+    name: string,
+    edit: (results: Record<string, Record<string, unknown>>) => void,
+    extra: Record<string, unknown> = {},
+  ): string {
+    const golden = loadGoldenSet(join(dir, 'golden'), 'molchanov2017');
+    const results: Record<string, Record<string, unknown>> = {};
+    for (const file of golden.files) {
+      results[file.op.name] = Object.fromEntries(
+        file.cases.map((c) => [
+          String(c.id),
+          {
+            outputs: JSON.parse(
+              JSON.stringify(c.outputs, (_k, v: unknown) =>
+                typeof v === 'number' && !Number.isFinite(v) ? String(v) : v,
+              ),
+            ) as unknown,
+          },
+        ]),
+      );
+    }
+    edit(results);
+    const path = join(dir, name);
+    writeFileSync(
+      path,
+      JSON.stringify({
+        schema: 'vdspec-results/1',
+        dtype: 'float64',
+        profile: 'molchanov2017',
+        results,
+        ...extra,
+      }),
+    );
+    return path;
+  }
+
+  it('spec/check.md#results-file: the golden outputs themselves pass', async () => {
+    const r = await check(['--results', resultsFile('good.json', () => undefined)]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/Result: PASS/);
+  });
+
+  it('spec/check.md#results-file: a wrong value, a missing case and an error entry fail; an absent op is skipped', async () => {
+    const path = resultsFile('bad.json', (results) => {
+      // Case 1 has log_alpha exactly 3 everywhere: '>' keeps all four weights, '>=' prunes them.
+      const mask = results['svd.mask']!['1'] as { outputs: { mask: { data: number[] } } };
+      mask.outputs.mask.data = [0, 0, 0, 0];
+      delete results['kl.layer']!['0'];
+      results['kl.approx']!['0'] = { error: 'diverged' };
+      delete results['objective.sgvb'];
+    });
+    const report = await checkJson(['--results', path]);
+    expect(report.exitCode).toBe(1);
+    const status = (op: string) => report.ops.find((o) => o.op === op)!;
+    expect(status('svd.mask').failed).toBe(1);
+    expect(status('kl.layer').failed).toBe(1);
+    expect(status('objective.sgvb').status).toBe('skipped');
+    const failures = report.cases.filter((c) => c.status === 'failed');
+    expect(failures.map((c) => c.portError)).toEqual(
+      expect.arrayContaining(['diverged', 'no result for this case in the results file']),
+    );
+    const mask = failures.find((c) => c.op === 'svd.mask')!;
+    expect(mask.comparison!.outputs[0]!.firstMismatch!.index).toBe(0);
+    expect(mask.fingerprint!.map((d) => d.id)).toContain('bug:mask_ge_threshold');
+  });
+
+  it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {
+    const missing = await check(['--results', join(dir, 'nope.json')]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/cannot read results file/);
+    const junkPath = join(dir, 'junk.json');
+    writeFileSync(junkPath, '{"schema": ');
+    expect((await check(['--results', junkPath])).err).toMatch(/is not valid JSON/);
+    const schema = await check([
+      '--results',
+      resultsFile('schema.json', () => undefined, { schema: 'vdspec-results/9' }),
+    ]);
+    expect(schema.code).toBe(2);
+    expect(schema.err).toMatch(/schema "vdspec-results\/9", expected "vdspec-results\/1"/);
+  });
+});
+
+describe('vdspec check: report formats (spec/check.md#report)', () => {
+  /** Minimal XML 1.0 well-formedness: balanced tags, quoted attributes, known entities only. */
+  function parseXml(xml: string): { name: string; attrs: Record<string, string> }[] {
+    expect(xml.startsWith('<?xml version="1.0" encoding="UTF-8"?>\n')).toBe(true);
+    const body = xml.slice(xml.indexOf('?>') + 2);
+    const elements: { name: string; attrs: Record<string, string> }[] = [];
+    const stack: string[] = [];
+    const token = /<(\/?)([A-Za-z][\w-]*)((?:\s+[\w-]+="[^"<]*")*)\s*(\/?)>|([^<]+)/gy;
+    let m: RegExpExecArray | null;
+    let consumed = 0;
+    while ((m = token.exec(body)) !== null) {
+      consumed = token.lastIndex;
+      const text = m[5];
+      if (text !== undefined) {
+        expect(text.replace(/&(amp|lt|gt|quot|apos);/g, '')).not.toMatch(/[&<>]/);
+        continue;
+      }
+      const [, close, name, attrText, selfClose] = m;
+      if (close) {
+        expect(stack.pop()).toBe(name);
+        continue;
+      }
+      const attrs: Record<string, string> = {};
+      for (const a of attrText!.matchAll(/([\w-]+)="([^"]*)"/g)) {
+        expect(a[2]!.replace(/&(amp|lt|gt|quot|apos);/g, '')).not.toMatch(/[&<>]/);
+        attrs[a[1]!] = a[2]!;
+      }
+      elements.push({ name: name!, attrs });
+      if (!selfClose) stack.push(name!);
+    }
+    expect(consumed).toBe(body.length);
+    expect(stack).toEqual([]);
+    return elements;
+  }
+
+  it.skipIf(!HAS_NUMPY)(
+    "spec/check.md#report: --junit writes well-formed XML with the report's counts",
+    async () => {
+      const path = join(dir, 'junit.xml');
+      const r = await check(['--port', numpy('--bug', 'mask-ge-threshold'), '--junit', path]);
+      expect(r.code).toBe(1);
+      const xml = readFileSync(path, 'utf8');
+      const elements = parseXml(xml);
+      const report = await checkJson(['--port', numpy('--bug', 'mask-ge-threshold')]);
+      const root = elements[0]!;
+      expect(root.name).toBe('testsuites');
+      expect(Number(root.attrs['tests'])).toBe(report.totals.cases);
+      expect(Number(root.attrs['failures'])).toBe(report.totals.failed);
+      expect(Number(root.attrs['skipped'])).toBe(report.totals.skipped);
+      expect(elements.filter((e) => e.name === 'testcase')).toHaveLength(report.totals.cases);
+      expect(elements.filter((e) => e.name === 'failure')).toHaveLength(report.totals.failed);
+      expect(elements.filter((e) => e.name === 'testsuite')).toHaveLength(report.ops.length);
+      // Messages with "|error| ... > allowed" went through the escapes.
+      expect(xml).toMatch(/&gt; allowed/);
+    },
+  );
+
+  it('spec/check.md#report: JUnit counts skipped and not-run cases; JSON keeps non-finite numbers as strings', async () => {
+    const r = await check(['--port', fake('crash'), '--op', 'kl.*,svd.mask', '--json']);
+    expect(r.code).toBe(2);
+    const report = JSON.parse(r.out) as CheckReport;
+    expect(report.schema).toBe('vdspec-check-report/1');
+    expect(report.totals).toMatchObject({ passed: 0, failed: 0, notRun: 2 });
+    expect(report.infrastructureError).toMatch(/exited with code 3/);
+    const elements = parseXml(renderJunit(report));
+    expect(elements[0]!.attrs).toMatchObject({
+      errors: '2',
+      skipped: String(report.totals.skipped),
+    });
+    expect(elements.filter((e) => e.name === 'error')).toHaveLength(2);
+    expect(elements.filter((e) => e.name === 'skipped')).toHaveLength(report.totals.skipped);
+    // A finite answer where +inf is expected (kl.approx case 1: log_alpha = -inf): the ratio is
+    // Infinity, and JSON spells it "Infinity" like the golden encoding.
+    const path = join(dir, 'inf.json');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        schema: 'vdspec-results/1',
+        dtype: 'float64',
+        profile: 'molchanov2017',
+        results: {
+          'kl.approx': {
+            '1': {
+              outputs: {
+                kl: { shape: [1], data: [0] },
+                dkl_dlog_alpha: { shape: [1], data: [-0.5] },
+              },
+            },
+          },
+        },
+      }),
+    );
+    const inf = await check(['--results', path, '--op', 'kl.approx', '--json']);
+    expect(inf.code).toBe(1);
+    expect(inf.out).toMatch(/"worstRatio": "Infinity"/);
+    expect(inf.out).toMatch(/"expected": "Infinity"/);
+    expect((JSON.parse(inf.out) as CheckReport).totals.failed).toBe(2);
+  });
+
+  it('spec/check.md#report: the table shows the first failures in detail, --max-failures more or fewer', async () => {
+    const port = functionPort({
+      name: 'plus-one',
+      ops: ['schedule.kl_weight'],
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        const t = run(op, inputs, 'molchanov2017')['kl_weight']!;
+        return { kl_weight: { shape: t.shape, data: t.data.map((v) => v + 1) } };
+      },
+    });
+    const report = await runCheck(
+      port,
+      loadGoldenSet(join(dir, 'golden'), 'molchanov2017', 'schedule.*'),
+    );
+    const { renderText } = await import('../../src/check/report.js');
+    const text = renderText(report, 2);
+    expect(text).toMatch(/Failures \(first 2 of 6; --max-failures N shows more\):/);
+    expect(text).toMatch(
+      /1\) schedule\.kl_weight case 0 \(spec\/objective\.md#schedulekl_weight\)\n {3}comment: epoch 0\n {3}input epoch = 0\n {3}output "kl_weight": 1 of 1 elements differ; first at index 0 \[\]: expected 0, got 1/,
+    );
+    expect(text).not.toMatch(/3\) schedule/);
+    expect(renderText(report, 10)).toMatch(/6\) schedule\.kl_weight case 5/);
+  });
+});
+
+describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
+  it.each([
+    [[], /give exactly one of --port "COMMAND" and --results FILE/],
+    [['--port', 'x', '--results', 'y'], /give exactly one/],
+    [['--results', 'x', '--timeout', '0'], /--timeout expects a positive number/],
+    [['--results', 'x', '--max-failures', '-1'], /--max-failures expects a non-negative integer/],
+    [['--results', 'x', '--frobnicate'], /unknown option "--frobnicate"/],
+    [['--results', 'x', '--json', '--json'], /--json given twice/],
+  ])('spec/check.md#exit-codes: %j is a usage error, exit 2', async (argv, message) => {
+    const r = await check(argv);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+  });
+
+  it('spec/check.md#exit-codes: an unknown profile, an --op matching nothing, a missing golden directory: exit 2', async () => {
+    const good = fake('good');
+    expect((await check(['--port', good, '--profile', 'nope'])).err).toMatch(
+      /unknown profile "nope"/,
+    );
+    expect((await check(['--port', good, '--op', 'no.such.*'])).err).toMatch(
+      /--op no\.such\.\* matches none of the golden ops/,
+    );
+    const r = await check(['--port', good, '--golden', join(dir, 'missing')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/golden directory .*missing does not exist/);
+  });
+
+  it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {
+    const copy = join(dir, 'tampered');
+    writeFixtureGoldens(copy, ['molchanov2017']);
+    writeFileSync(
+      join(copy, 'manifest.json'),
+      JSON.stringify({
+        schema: 'vdspec-golden-manifest/1',
+        generator: { name: 'vdspec', version: '0', seed: 0 },
+        files: [{ path: 'molchanov2017/kl.approx.json', sha256: '0'.repeat(64), cases: 2 }],
+      }),
+    );
+    const r = await check(['--port', fake('good'), '--golden', copy]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/does not match its sha256/);
+  });
+
+  it('--help prints the options and exits 0', async () => {
+    const r = await check(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/--port "COMMAND"/);
+    expect(r.out).toMatch(/Exit codes: 0/);
+  });
+});
