@@ -131,3 +131,43 @@ export function checkNumber(
   }
   return value;
 }
+
+/**
+ * Check a classification batch: logits [batch >= 1, classes >= 1] and one
+ * integer class index in [0, classes) per row.
+ */
+export function checkClassification(
+  logitsIn: unknown,
+  labelsIn: unknown,
+): { logits: Tensor; labels: number[]; batch: number; classes: number } {
+  const logits = checkTensor('logits', logitsIn, { rank: 2 });
+  const [batch, classes] = logits.shape as [number, number];
+  if (batch < 1 || classes < 1) {
+    throw new VdspecError(
+      'shape_mismatch',
+      `expected [batch >= 1, classes >= 1], got [${batch}, ${classes}]`,
+      'logits',
+    );
+  }
+  if (!Array.isArray(labelsIn)) {
+    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
+  }
+  if (labelsIn.length !== batch) {
+    throw new VdspecError(
+      'shape_mismatch',
+      `expected ${batch} labels (logits' batch), got ${labelsIn.length}`,
+      'labels',
+    );
+  }
+  const labels = labelsIn.map((label: unknown, b) => {
+    if (typeof label !== 'number' || !Number.isInteger(label) || label < 0 || label >= classes) {
+      throw new VdspecError(
+        'invalid_argument',
+        `label ${b} must be an integer class index in [0, ${classes - 1}], got ${String(label)}`,
+        'labels',
+      );
+    }
+    return label;
+  });
+  return { logits, labels, batch, classes };
+}

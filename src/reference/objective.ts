@@ -9,7 +9,7 @@
 import { KL_WARMUP_END_EPOCH, KL_WARMUP_START_EPOCH } from '../constants.js';
 import { VdspecError } from '../errors.js';
 import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
-import { checkNumber, checkTensor, type Tensor } from '../tensor.js';
+import { checkClassification, checkNumber, checkTensor, type Tensor } from '../tensor.js';
 import { klApprox, klApproxDerivative } from './kl.js';
 import { noiseName, sumToShape, weightStatistics } from './logAlpha.js';
 
@@ -139,42 +139,6 @@ export interface CrossEntropy {
   readonly perExample: number[];
   /** The mean of perExample over the batch. */
   readonly mean: number;
-}
-
-function checkClassification(
-  logitsIn: unknown,
-  labelsIn: unknown,
-): { logits: Tensor; labels: number[]; batch: number; classes: number } {
-  const logits = checkTensor('logits', logitsIn, { rank: 2 });
-  const [batch, classes] = logits.shape as [number, number];
-  if (batch < 1 || classes < 1) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected [batch >= 1, classes >= 1], got [${batch}, ${classes}]`,
-      'logits',
-    );
-  }
-  if (!Array.isArray(labelsIn)) {
-    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
-  }
-  if (labelsIn.length !== batch) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected ${batch} labels (logits' batch), got ${labelsIn.length}`,
-      'labels',
-    );
-  }
-  const labels = labelsIn.map((label: unknown, b) => {
-    if (typeof label !== 'number' || !Number.isInteger(label) || label < 0 || label >= classes) {
-      throw new VdspecError(
-        'invalid_argument',
-        `label ${b} must be an integer class index in [0, ${classes - 1}], got ${String(label)}`,
-        'labels',
-      );
-    }
-    return label;
-  });
-  return { logits, labels, batch, classes };
 }
 
 /**
