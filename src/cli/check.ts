@@ -16,8 +16,7 @@ import { openProcessPort } from '../check/processPort.js';
 import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
-
-type Writer = (s: string) => void;
+import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
 
 /** Seconds a port may take per message (the handshake and each case). */
 export const DEFAULT_TIMEOUT_SECONDS = 10;
@@ -60,18 +59,21 @@ interface CheckArgs {
   help: boolean;
 }
 
-class UsageError extends Error {}
-
-const VALUE_FLAGS = new Set([
-  '--port',
-  '--results',
-  '--golden',
-  '--profile',
-  '--op',
-  '--timeout',
-  '--junit',
-  '--max-failures',
-]);
+const FLAGS: FlagSpec = {
+  command: 'check',
+  values: [
+    '--port',
+    '--results',
+    '--golden',
+    '--profile',
+    '--op',
+    '--timeout',
+    '--junit',
+    '--max-failures',
+  ],
+  booleans: ['-h', '--help', '--json'],
+  unknown: (arg) => `unknown option "${arg}"`,
+};
 
 function parseArgs(argv: readonly string[]): CheckArgs {
   const args: CheckArgs = {
@@ -81,26 +83,15 @@ function parseArgs(argv: readonly string[]): CheckArgs {
     maxFailures: DEFAULT_MAX_FAILURES,
     help: false,
   };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    if (seen.has(flag)) throw new UsageError(`${flag} given twice`);
-    seen.add(flag);
-    if (flag === '-h' || flag === '--help') {
-      args.help = true;
-      continue;
-    }
-    if (flag === '--json') {
-      if (eq >= 0) throw new UsageError('--json takes no value');
-      args.json = true;
-      continue;
-    }
-    if (!VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option "${arg}"`);
-    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined || value === '') throw new UsageError(`${flag} needs a value`);
+  scanFlags(argv, FLAGS, (flag, value) => {
     switch (flag) {
+      case '-h':
+      case '--help':
+        args.help = true;
+        break;
+      case '--json':
+        args.json = true;
+        break;
       case '--port':
         args.port = value;
         break;
@@ -135,7 +126,7 @@ function parseArgs(argv: readonly string[]): CheckArgs {
         break;
       }
     }
-  }
+  });
   if (!args.help && (args.port === undefined) === (args.results === undefined)) {
     throw new UsageError('give exactly one of --port "COMMAND" and --results FILE');
   }
@@ -148,18 +139,26 @@ function openPort(args: CheckArgs): Promise<Port> | Port {
 }
 
 export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  let args: CheckArgs;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    err(`vdspec check: ${e.message}\nRun "vdspec check --help" for the options.`);
-    return 2;
-  }
-  if (args.help) {
-    out(HELP);
-    return 0;
-  }
+  return runCommand(
+    'check',
+    err,
+    async () => {
+      const args = parseArgs(argv);
+      if (args.help) {
+        out(HELP);
+        return 0;
+      }
+      return check(args, out, err);
+    },
+    { usageHint: 'Run "vdspec check --help" for the options.' },
+  );
+}
+
+/**
+ * Check with parsed arguments. Every failure here is exit 2, never 1 (which
+ * means failed cases): its own boundary reports it, as JSON too with --json.
+ */
+async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number> {
   const infrastructure = (message: string): number => {
     err(`vdspec check: ${message}`);
     if (args.json) {

@@ -20,8 +20,8 @@ import { getOp, NOISE, OP_NAMES, OPS, resolveNames, type OpSpec } from '../ops.j
 import { PROFILE_NAMES, PROFILES, getProfile, type Profile } from '../profiles.js';
 import { run } from '../reference/run.js';
 import type { Tensor } from '../tensor.js';
+import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
 
-type Writer = (s: string) => void;
 /** Returns the whole of stdin as text. */
 export type StdinReader = () => Promise<string>;
 
@@ -53,8 +53,6 @@ Exit status: 0 success; 2 a bad call (unknown operation, profile, backend or
 option, missing or malformed input, bad shape, bad JSON on stdin); 1 an
 internal error. Errors are one line on stderr.`;
 
-class UsageError extends Error {}
-
 interface EvalOptions {
   op?: string;
   impl?: string;
@@ -71,33 +69,23 @@ const VALUE_FLAGS = {
   '--backend': 'backend',
 } as const;
 
+const FLAGS: FlagSpec = {
+  command: 'eval',
+  values: Object.keys(VALUE_FLAGS),
+  booleans: ['--list', '-h', '--help'],
+  unknown: (arg, flag) =>
+    arg.startsWith('-')
+      ? `unknown option ${flag} (vdspec eval --help lists the options)`
+      : `unexpected argument "${arg}": the inputs are read from stdin`,
+};
+
 function parseArgs(argv: readonly string[]): EvalOptions {
   const options: EvalOptions = { list: false, help: false };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    if (seen.has(flag)) throw new UsageError(`${flag} given twice`);
-    seen.add(flag);
-    if (flag === '--list' || flag === '-h' || flag === '--help') {
-      if (eq >= 0) throw new UsageError(`${flag} takes no value`);
-      if (flag === '--list') options.list = true;
-      else options.help = true;
-      continue;
-    }
-    if (Object.hasOwn(VALUE_FLAGS, flag)) {
-      const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-      if (value === undefined || value === '') throw new UsageError(`${flag} needs a value`);
-      options[VALUE_FLAGS[flag as keyof typeof VALUE_FLAGS]] = value;
-      continue;
-    }
-    throw new UsageError(
-      arg.startsWith('-')
-        ? `unknown option ${flag} (vdspec eval --help lists the options)`
-        : `unexpected argument "${arg}": the inputs are read from stdin`,
-    );
-  }
+  scanFlags(argv, FLAGS, (flag, value) => {
+    if (flag === '--list') options.list = true;
+    else if (flag === '-h' || flag === '--help') options.help = true;
+    else options[VALUE_FLAGS[flag as keyof typeof VALUE_FLAGS]] = value;
+  });
   return options;
 }
 
@@ -273,8 +261,6 @@ async function readProcessStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ');
-
 /**
  * The command. `readStdin` supplies the inputs' text (default: all of
  * process.stdin), so that tests can run it in-process. Returns the exit code.
@@ -285,7 +271,7 @@ export async function runEvalCommand(
   err: Writer,
   readStdin: StdinReader = readProcessStdin,
 ): Promise<number> {
-  try {
+  return runCommand('eval', err, async () => {
     const options = parseArgs(argv);
     if (options.help) {
       out(HELP);
@@ -298,13 +284,5 @@ export async function runEvalCommand(
     }
     await evaluate(options, readStdin, out);
     return 0;
-  } catch (e) {
-    if (e instanceof UsageError || isVdspecError(e)) {
-      err(`vdspec eval: ${oneLine(e.message)}`);
-      return 2;
-    }
-    if (process.env['VDSPEC_DEBUG']) throw e;
-    err(`vdspec eval: internal error: ${oneLine(e instanceof Error ? e.message : String(e))}`);
-    return 1;
-  }
+  });
 }

@@ -2,9 +2,9 @@
  * `vdspec golden`: write the golden files of the float64 reference
  * (spec/golden.md#regenerating).
  */
-import { isVdspecError } from '../errors.js';
 import { PROFILE_NAMES } from '../profiles.js';
 import { generateGolden, MANIFEST_NAME } from '../golden/generate.js';
+import { runCommand, scanFlags, splitList, UsageError, type FlagSpec } from './common.js';
 
 /** Where files go without --out (the repository's own set is written by `npm run golden`). */
 export const DEFAULT_GOLDEN_OUT = './golden';
@@ -30,8 +30,6 @@ With --profile or --op, the files of other ops already in DIR are kept and stay
 in the manifest (when they still match their recorded sha256).
 Exit codes: 0 written, 2 bad arguments (nothing written), 1 anything else.`;
 
-class UsageError extends Error {}
-
 interface GoldenOptions {
   out: string;
   profiles?: string[];
@@ -39,37 +37,22 @@ interface GoldenOptions {
   help: boolean;
 }
 
-function list(flag: string, text: string | undefined): string[] {
-  if (text === undefined || text === '') throw new UsageError(`${flag} needs a value`);
-  const items = text.split(',').map((s) => s.trim());
-  if (items.some((s) => s === '')) throw new UsageError(`${flag}: empty item in "${text}"`);
-  return items;
-}
+const FLAGS: FlagSpec = {
+  command: 'golden',
+  values: ['--out', '--profile', '--op'],
+  booleans: ['-h', '--help'],
+  needs: { '--out': 'a directory' },
+};
 
 function parseArgs(argv: readonly string[]): GoldenOptions {
   const options: GoldenOptions = { out: DEFAULT_GOLDEN_OUT, help: false };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
-    if (seen.has(flag)) throw new UsageError(`${flag} given twice`);
-    seen.add(flag);
-    const value = (): string | undefined => {
-      if (inline !== undefined) return inline;
-      i++;
-      return argv[i];
-    };
+  scanFlags(argv, FLAGS, (flag, value) => {
     switch (flag) {
-      case '--out': {
-        const v = value();
-        if (v === undefined || v === '') throw new UsageError('--out needs a directory');
-        options.out = v;
+      case '--out':
+        options.out = value;
         break;
-      }
       case '--profile': {
-        const names = list(flag, value());
+        const names = splitList(flag, value);
         for (const n of names) {
           if (!(PROFILE_NAMES as readonly string[]).includes(n)) {
             throw new UsageError(
@@ -81,17 +64,14 @@ function parseArgs(argv: readonly string[]): GoldenOptions {
         break;
       }
       case '--op':
-        options.ops = list(flag, value());
+        options.ops = splitList(flag, value);
         break;
       case '-h':
       case '--help':
-        if (inline !== undefined) throw new UsageError(`${flag} takes no value`);
         options.help = true;
         break;
-      default:
-        throw new UsageError(`unknown argument "${arg}" (see vdspec golden --help)`);
     }
-  }
+  });
   return options;
 }
 
@@ -122,25 +102,13 @@ function run(argv: readonly string[], out: (s: string) => void): number {
 /**
  * Run `vdspec golden` with `argv` (the arguments after `golden`). Returns the
  * exit code: 0 written, 2 bad arguments (one line on `err`, nothing
- * written), 1 anything unexpected (a file system error included). Never throws.
+ * written), 1 anything unexpected (a file system error included). Never throws
+ * (unless VDSPEC_DEBUG is set: see runCommand).
  */
 export function runGoldenCommand(
   argv: string[],
   out: (s: string) => void,
   err: (s: string) => void,
 ): number {
-  try {
-    return run(argv, out);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`vdspec golden: ${e.message}`);
-      return 2;
-    }
-    if (isVdspecError(e)) {
-      err(`vdspec golden: ${e.message}`);
-      return 2;
-    }
-    err(`vdspec golden: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
-  }
+  return runCommand('golden', err, () => run(argv, out));
 }

@@ -3,7 +3,6 @@
  * (the SVD paper's Figure 1 as numbers), or the measured-error table of
  * spec/kl.md. All values are KL (not -KL) in nats, per weight.
  */
-import { isVdspecError } from '../errors.js';
 import { PROFILE_NAMES, PROFILES, type LayerKind } from '../profiles.js';
 import {
   klApprox,
@@ -14,6 +13,7 @@ import {
   type KlErrorRow,
   type KlErrorTable,
 } from '../reference/kl.js';
+import { runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
 
 /** Most grid points one call may print. */
 export const KL_GRID_MAX_POINTS = 100001;
@@ -56,63 +56,46 @@ interface KlOptions {
   help: boolean;
 }
 
-class UsageError extends Error {}
-
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
-function parseNumber(flag: string, text: string | undefined): number {
-  if (text === undefined) throw new UsageError(`${flag} needs a value`);
+function parseNumber(flag: string, text: string): number {
   if (!DECIMAL.test(text)) throw new UsageError(`${flag} expects a decimal number, got "${text}"`);
   const value = Number(text);
   if (!Number.isFinite(value)) throw new UsageError(`${flag} is not finite: "${text}"`);
   return value;
 }
 
+const FLAGS: FlagSpec = {
+  command: 'kl',
+  values: ['--from', '--to', '--step'],
+  booleans: ['--json', '--error-table', '-h', '--help'],
+};
+
 function parseArgs(argv: readonly string[]): KlOptions {
   const options: KlOptions = { json: false, errorTable: false, help: false };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const inlineValue = eq >= 0 ? arg.slice(eq + 1) : undefined;
-    if (seen.has(flag)) throw new UsageError(`${flag} given twice`);
-    seen.add(flag);
-    const value = (): string | undefined => {
-      if (inlineValue !== undefined) return inlineValue;
-      i++;
-      return argv[i];
-    };
-    const noValue = (): void => {
-      if (inlineValue !== undefined) throw new UsageError(`${flag} takes no value`);
-    };
+  scanFlags(argv, FLAGS, (flag, value) => {
     switch (flag) {
       case '--from':
-        options.from = parseNumber(flag, value());
+        options.from = parseNumber(flag, value);
         break;
       case '--to':
-        options.to = parseNumber(flag, value());
+        options.to = parseNumber(flag, value);
         break;
       case '--step':
-        options.step = parseNumber(flag, value());
+        options.step = parseNumber(flag, value);
         break;
       case '--json':
-        noValue();
         options.json = true;
         break;
       case '--error-table':
-        noValue();
         options.errorTable = true;
         break;
       case '-h':
       case '--help':
-        noValue();
         options.help = true;
         break;
-      default:
-        throw new UsageError(`unknown argument "${arg}" (see vdspec kl --help)`);
     }
-  }
+  });
   return options;
 }
 
@@ -304,25 +287,13 @@ function run(argv: readonly string[], out: (s: string) => void): number {
  * Run `vdspec kl` with `argv` (the arguments after `kl`). Each call to `out`
  * or `err` is one line or one complete JSON document, without its trailing
  * newline. Returns the exit code: 0 success, 2 bad arguments (one line on
- * `err`), 1 anything unexpected. Never throws.
+ * `err`), 1 anything unexpected. Never throws (unless VDSPEC_DEBUG is set:
+ * see runCommand).
  */
 export function runKlCommand(
   argv: string[],
   out: (s: string) => void,
   err: (s: string) => void,
 ): number {
-  try {
-    return run(argv, out);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`vdspec kl: ${e.message}`);
-      return 2;
-    }
-    if (isVdspecError(e)) {
-      err(`vdspec kl: ${e.message}`);
-      return 2;
-    }
-    err(`vdspec kl: internal error: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
-  }
+  return runCommand('kl', err, () => run(argv, out));
 }

@@ -5,7 +5,8 @@
  * in-process; this file only dispatches and turns any escaped error into a
  * one-line message (no stack trace unless VDSPEC_DEBUG is set).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { isVdspecError } from '../errors.js';
 import { runCheckCommand } from './check.js';
 import { runEvalCommand } from './eval.js';
@@ -79,7 +80,17 @@ export async function main(argv: string[], out: Writer, err: Writer): Promise<nu
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith('/cli/main.js');
+// Run only as the program itself (also through npm's bin symlink), not when imported.
+function isMainModule(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+const invokedDirectly = isMainModule();
 if (invokedDirectly) {
   // A reader that stops early (`vdspec kl | head`) closes the pipe: that is not an error.
   for (const stream of [process.stdout, process.stderr]) {

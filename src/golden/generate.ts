@@ -17,7 +17,7 @@ import {
   statSync,
   writeSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isVdspecError, VdspecError } from '../errors.js';
 import { OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
@@ -39,6 +39,18 @@ import {
   sgvbScale,
   weightModel,
 } from './scale.js';
+
+/**
+ * mkdir -p, one level at a time: Node 20's recursive mkdirSync spins forever
+ * on some paths (seen: under /proc), where this fails with a clear error.
+ */
+function makeDirectories(dir: string): void {
+  const absolute = resolve(dir);
+  if (existsSync(absolute)) return;
+  const parent = dirname(absolute);
+  if (parent !== absolute) makeDirectories(parent);
+  mkdirSync(absolute);
+}
 
 export const GOLDEN_SCHEMA = 'vdspec-golden/1';
 export const MANIFEST_SCHEMA = 'vdspec-golden-manifest/1';
@@ -492,14 +504,14 @@ export function generateGolden(
   const built = planned.map((p) => buildGoldenFile(p.op, p.profile, { version, baseSeed }));
   const partial = selection.profiles !== undefined || selection.ops !== undefined;
 
-  mkdirSync(outDir, { recursive: true });
+  makeDirectories(outDir);
   if (!statSync(outDir).isDirectory()) {
     throw new VdspecError('invalid_argument', `${outDir} is not a directory`, '--out');
   }
   const staging = mkdtempSync(join(outDir, '.vdspec-golden-staging-'));
   try {
     for (const file of built) {
-      mkdirSync(dirname(join(staging, file.path)), { recursive: true });
+      makeDirectories(dirname(join(staging, file.path)));
       writeDurably(join(staging, file.path), file.text);
       options.hooks?.onStaged?.(file.path);
     }
@@ -517,7 +529,7 @@ export function generateGolden(
     options.hooks?.onStaged?.(MANIFEST_NAME);
 
     const targetDirs = [...new Set(built.map((f) => dirname(join(outDir, f.path))))];
-    for (const d of targetDirs) mkdirSync(d, { recursive: true });
+    for (const d of targetDirs) makeDirectories(d);
     for (const file of built) renameSync(join(staging, file.path), join(outDir, file.path));
     for (const d of targetDirs) syncDirectory(d);
     renameSync(join(staging, MANIFEST_NAME), join(outDir, MANIFEST_NAME));
