@@ -46,7 +46,12 @@ import {
  */
 function makeDirectories(dir: string): void {
   const absolute = resolve(dir);
-  if (existsSync(absolute)) return;
+  if (existsSync(absolute)) {
+    if (!statSync(absolute).isDirectory()) {
+      throw new Error(`ENOTDIR: not a directory, mkdir '${absolute}'`);
+    }
+    return;
+  }
   const parent = dirname(absolute);
   if (parent !== absolute) makeDirectories(parent);
   mkdirSync(absolute);
