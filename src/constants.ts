@@ -40,6 +40,14 @@ export const EXACT_KL_LIMIT = (EULER_GAMMA + Math.LN2) / 2;
 /** Official SVD initialisation of log_sigma2 (Theano code); informative only. */
 export const SVD_INIT_LOG_SIGMA2 = -10;
 
+/** Official SVD initialisation of dense theta: N(0, 0.01^2) (std 0.01). */
+export const DENSE_INIT_THETA_STD = 0.01;
+
+/** Adam's moment decay rates and epsilon (Kingma & Ba 2014 defaults, as PyTorch and the official code use). */
+export const ADAM_BETA1 = 0.9;
+export const ADAM_BETA2 = 0.999;
+export const ADAM_EPSILON = 1e-8;
+
 /** Official KL-weight warm-up for LeNet-300-100: beta = 0 before epoch 5, linear to 1 at epoch 20. */
 export const KL_WARMUP_START_EPOCH = 5;
 export const KL_WARMUP_END_EPOCH = 20;

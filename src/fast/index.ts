@@ -59,3 +59,11 @@ export {
   type FastSgvbObjective,
 } from './objective.js';
 export { FAST_UNSUPPORTED_OPS, fastRun, type FastOutputs } from './run.js';
+export {
+  LENET_300_100,
+  adamUpdateTf,
+  createAdamSlots,
+  createFastModel,
+  type FastLayerSpec,
+  type FastModel,
+} from './train.js';

@@ -20,6 +20,10 @@ const MEANING: Record<keyof typeof constants, string> = {
   EULER_GAMMA: 'Euler-Mascheroni constant (exact KL)',
   EXACT_KL_LIMIT: '(gamma + ln 2) / 2: the limit of KL + 0.5 log_alpha as alpha -> 0',
   SVD_INIT_LOG_SIGMA2: 'official initial value of log_sigma2 (informative)',
+  DENSE_INIT_THETA_STD: 'standard deviation of the official dense theta initialisation N(0, std^2)',
+  ADAM_BETA1: 'Adam first-moment decay (fast training step)',
+  ADAM_BETA2: 'Adam second-moment decay (fast training step)',
+  ADAM_EPSILON: 'Adam epsilon (fast training step)',
   KL_WARMUP_START_EPOCH: 'KL weight is 0 before this epoch (official LeNet-300-100 recipe)',
   KL_WARMUP_END_EPOCH: 'KL weight reaches 1 at this epoch',
   WIDE_LOG_ALPHA_MIN:
