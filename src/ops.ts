@@ -261,3 +261,80 @@ export function inCatalogueTerms(e: unknown): unknown {
   const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
   return new VdspecError(e.code, message, renamed);
 }
+
+/** The optional `layer` input: 'dense' (default) or 'conv2d'. */
+export function layerInput(value: unknown): LayerKind {
+  if (value === undefined) return 'dense';
+  if (value !== 'dense' && value !== 'conv2d') {
+    throw new VdspecError(
+      'invalid_argument',
+      `expected "dense" or "conv2d", got ${JSON.stringify(value)}`,
+      'layer',
+    );
+  }
+  return value;
+}
+
+/** The `labels` input: an array (its entries are checked with the logits). */
+export function labelsInput(value: unknown): number[] {
+  if (!Array.isArray(value)) {
+    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
+  }
+  return value as number[];
+}
+
+export interface LayerCallArguments {
+  /** What the op does with the layer: the last part of its name. */
+  readonly kind: 'train' | 'eval' | 'train_vjp' | 'eval_vjp';
+  /** The layer's inputs under the implementations' field names (values unchecked). */
+  readonly inputs: {
+    readonly x: unknown;
+    readonly theta: unknown;
+    readonly noise: unknown;
+    readonly bias: unknown;
+    readonly eps: unknown;
+  };
+  readonly options: { trainClip?: boolean; stride?: unknown; padding?: unknown };
+  readonly cotangent: unknown;
+  /** The gradient outputs of a `*_vjp` op under their catalogue names. */
+  gradientOutputs<T>(g: { x: T; theta: T; noise: T; bias: T }): Record<string, T>;
+}
+
+/** Unpack a layer op's catalogue inputs into the arguments both implementations take. */
+export function layerCallArguments(
+  op: OpSpec,
+  given: Record<string, unknown>,
+  profile: Profile,
+): LayerCallArguments {
+  const noiseName = profile.noiseParameter;
+  const trainClip = given['train_clip'];
+  if (trainClip !== undefined && typeof trainClip !== 'boolean') {
+    throw new VdspecError(
+      'invalid_argument',
+      `expected true or false, got ${JSON.stringify(trainClip)}`,
+      'train_clip',
+    );
+  }
+  return {
+    kind: op.name.split('.').slice(2).join('.') as LayerCallArguments['kind'],
+    inputs: {
+      x: given['x'],
+      theta: given['theta'],
+      noise: given[noiseName],
+      bias: given['bias'],
+      eps: given['eps'],
+    },
+    options: {
+      ...(trainClip === undefined ? {} : { trainClip }),
+      ...(given['stride'] === undefined ? {} : { stride: given['stride'] }),
+      ...(given['padding'] === undefined ? {} : { padding: given['padding'] }),
+    },
+    cotangent: given['cotangent'],
+    gradientOutputs: (g) => ({
+      grad_x: g.x,
+      grad_theta: g.theta,
+      [`grad_${noiseName}`]: g.noise,
+      grad_bias: g.bias,
+    }),
+  };
+}

@@ -7,8 +7,17 @@
  * function of its spec section and returns every output as a tensor.
  */
 import { VdspecError } from '../errors.js';
-import { checkOpCall, getOp, inCatalogueTerms, resolveNames, type OpSpec } from '../ops.js';
-import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
+import {
+  checkOpCall,
+  getOp,
+  inCatalogueTerms,
+  labelsInput,
+  layerCallArguments,
+  layerInput,
+  resolveNames,
+  type OpSpec,
+} from '../ops.js';
+import { getProfile, type Profile, type ProfileName } from '../profiles.js';
 import { scalar, type Tensor } from '../tensor.js';
 import { activeBackend, initBackend } from './backend.js';
 import {
@@ -66,53 +75,19 @@ function underInputNames<T>(fn: () => T): T {
   }
 }
 
-function layerKind(value: unknown): LayerKind {
-  if (value === undefined) return 'dense';
-  if (value !== 'dense' && value !== 'conv2d') {
-    throw new VdspecError(
-      'invalid_argument',
-      `expected "dense" or "conv2d", got ${JSON.stringify(value)}`,
-      'layer',
-    );
-  }
-  return value;
-}
-
-function labels(value: unknown): number[] {
-  if (!Array.isArray(value)) {
-    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
-  }
-  return value as number[];
-}
-
 function train(r: FastTrainResult): FastOutputs {
   return { mean: r.mean, variance: r.variance, output: r.output };
 }
 
 function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile): FastOutputs {
-  const noiseName = profile.noiseParameter;
+  const call = layerCallArguments(op, given, profile);
   // The fast functions check every value; the casts only name the fields.
-  const inputs = {
-    x: given['x'],
-    theta: given['theta'],
-    noise: given[noiseName],
-    bias: given['bias'],
-    eps: given['eps'],
-  } as FastDenseTrainInputs & FastConv2dTrainInputs;
-  const options = {
-    ...(given['train_clip'] === undefined ? {} : { trainClip: given['train_clip'] }),
-    ...(given['stride'] === undefined ? {} : { stride: given['stride'] }),
-    ...(given['padding'] === undefined ? {} : { padding: given['padding'] }),
-  } as FastConv2dOptions;
-  const cotangent = { output: given['cotangent'] as Tensor };
-  const gradients = (g: FastLayerGradients): FastOutputs => ({
-    grad_x: g.x,
-    grad_theta: g.theta,
-    [`grad_${noiseName}`]: g.noise,
-    grad_bias: g.bias,
-  });
+  const inputs = call.inputs as FastDenseTrainInputs & FastConv2dTrainInputs;
+  const options = call.options as FastConv2dOptions;
+  const cotangent = { output: call.cotangent as Tensor };
+  const gradients = (g: FastLayerGradients): FastOutputs => call.gradientOutputs(g);
   const evalInputs: FastConv2dEvalInputs = inputs;
-  const kind = op.name.split('.').slice(2).join('.');
+  const kind = call.kind;
   if (op.layer === 'dense') {
     switch (kind) {
       case 'train':
@@ -150,11 +125,11 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
     }
     case 'svd.log_alpha':
     case 'vd.log_alpha':
-      return { log_alpha: fastLogAlpha(theta, noise, profile, layerKind(given['layer'])) };
+      return { log_alpha: fastLogAlpha(theta, noise, profile, layerInput(given['layer'])) };
     case 'svd.mask':
-      return { mask: fastKeepMask(theta, noise, profile, layerKind(given['layer'])) };
+      return { mask: fastKeepMask(theta, noise, profile, layerInput(given['layer'])) };
     case 'kl.layer': {
-      const layer = layerKind(given['layer']);
+      const layer = layerInput(given['layer']);
       const kl = fastLayerKl({ theta, noise }, profile, layer);
       const grad = fastLayerKlVjp({ theta, noise }, 1, profile, layer);
       return {
@@ -164,7 +139,7 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
       };
     }
     case 'objective.cross_entropy': {
-      const ce = fastCrossEntropy(given['logits'] as Tensor, labels(given['labels']));
+      const ce = fastCrossEntropy(given['logits'] as Tensor, labelsInput(given['labels']));
       return {
         per_example: { shape: [ce.perExample.length], data: ce.perExample },
         mean: scalar(ce.mean),
@@ -173,7 +148,7 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
     case 'objective.sgvb': {
       const r = fastSgvbObjective({
         logits: given['logits'] as Tensor,
-        labels: labels(given['labels']),
+        labels: labelsInput(given['labels']),
         trainSize: given['train_size'] as number,
         klWeight: given['kl_weight'] as number,
         kl: given['kl'] as number,

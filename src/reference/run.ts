@@ -4,75 +4,52 @@
  * reference function of its spec section and returns every output as a tensor.
  */
 import { VdspecError } from '../errors.js';
-import { checkOpCall, getOp, inCatalogueTerms, resolveNames, type OpSpec } from '../ops.js';
-import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
+import {
+  checkOpCall,
+  getOp,
+  inCatalogueTerms,
+  labelsInput,
+  layerCallArguments,
+  layerInput,
+  resolveNames,
+  type OpSpec,
+} from '../ops.js';
+import { getProfile, type Profile, type ProfileName } from '../profiles.js';
 import { checkTensor, scalar, type Tensor } from '../tensor.js';
-import { conv2dEval, conv2dEvalVjp, conv2dTrain, conv2dTrainVjp } from './conv2d.js';
-import { denseEval, denseEvalVjp, denseTrain, denseTrainVjp } from './dense.js';
+import {
+  conv2dEval,
+  conv2dEvalVjp,
+  conv2dTrain,
+  conv2dTrainVjp,
+  type Conv2dOptions,
+  type Conv2dTrainInputs,
+} from './conv2d.js';
+import {
+  denseEval,
+  denseEvalVjp,
+  denseTrain,
+  denseTrainVjp,
+  type DenseGradients,
+  type DenseTrainInputs,
+} from './dense.js';
 import { klApprox, klApproxDerivative, klExact, klExactDerivative } from './kl.js';
 import { keepMask, logAlpha } from './logAlpha.js';
 import { crossEntropy, klWeightSchedule, layerKl, layerKlVjp, sgvbObjective } from './objective.js';
 
 export type Outputs = Record<string, Tensor>;
 
-function optionalBoolean(name: string, value: unknown): boolean | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'boolean') {
-    throw new VdspecError(
-      'invalid_argument',
-      `expected true or false, got ${JSON.stringify(value)}`,
-      name,
-    );
-  }
-  return value;
-}
-
-function layerKind(value: unknown): LayerKind {
-  if (value === undefined) return 'dense';
-  if (value !== 'dense' && value !== 'conv2d') {
-    throw new VdspecError(
-      'invalid_argument',
-      `expected "dense" or "conv2d", got ${JSON.stringify(value)}`,
-      'layer',
-    );
-  }
-  return value;
-}
-
-function labels(value: unknown): number[] {
-  if (!Array.isArray(value)) {
-    throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
-  }
-  return value as number[];
-}
-
 function elementwise(t: Tensor, f: (v: number) => number): Tensor {
   return { shape: t.shape, data: t.data.map(f) };
 }
 
 function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile): Outputs {
-  const noiseName = profile.noiseParameter;
-  const inputs = {
-    x: given['x'] as Tensor,
-    theta: given['theta'] as Tensor,
-    noise: given[noiseName] as Tensor,
-    bias: given['bias'] as Tensor,
-    eps: given['eps'] as Tensor,
-  };
-  const trainClip = optionalBoolean('train_clip', given['train_clip']);
-  const options = {
-    ...(trainClip === undefined ? {} : { trainClip }),
-    ...(given['stride'] === undefined ? {} : { stride: given['stride'] as [number, number] }),
-    ...(given['padding'] === undefined ? {} : { padding: given['padding'] as 'valid' | 'same' }),
-  };
-  const kind = op.name.split('.').slice(2).join('.');
-  const gradients = (g: { x: Tensor; theta: Tensor; noise: Tensor; bias: Tensor }): Outputs => ({
-    grad_x: g.x,
-    grad_theta: g.theta,
-    [`grad_${noiseName}`]: g.noise,
-    grad_bias: g.bias,
-  });
-  const cotangent = given['cotangent'] as Tensor;
+  const call = layerCallArguments(op, given, profile);
+  // The reference functions check every value; the casts only name the fields.
+  const inputs = call.inputs as DenseTrainInputs & Conv2dTrainInputs;
+  const options = call.options as Conv2dOptions;
+  const cotangent = call.cotangent as Tensor;
+  const gradients = (g: DenseGradients): Outputs => call.gradientOutputs(g);
+  const kind = call.kind;
   if (op.layer === 'dense') {
     switch (kind) {
       case 'train': {
@@ -146,11 +123,11 @@ function runInReferenceTerms(
     }
     case 'svd.log_alpha':
     case 'vd.log_alpha':
-      return { log_alpha: logAlpha(given['theta'], noise, profile, layerKind(given['layer'])) };
+      return { log_alpha: logAlpha(given['theta'], noise, profile, layerInput(given['layer'])) };
     case 'svd.mask':
-      return { mask: keepMask(given['theta'], noise, profile, layerKind(given['layer'])) };
+      return { mask: keepMask(given['theta'], noise, profile, layerInput(given['layer'])) };
     case 'kl.layer': {
-      const layer = layerKind(given['layer']);
+      const layer = layerInput(given['layer']);
       const weights = { theta: given['theta'] as Tensor, noise: noise as Tensor };
       const grad = layerKlVjp(weights, 1, profile, layer);
       return {
@@ -160,7 +137,7 @@ function runInReferenceTerms(
       };
     }
     case 'objective.cross_entropy': {
-      const ce = crossEntropy(given['logits'] as Tensor, labels(given['labels']));
+      const ce = crossEntropy(given['logits'] as Tensor, labelsInput(given['labels']));
       return {
         per_example: { shape: [ce.perExample.length], data: ce.perExample },
         mean: scalar(ce.mean),
@@ -169,7 +146,7 @@ function runInReferenceTerms(
     case 'objective.sgvb': {
       const r = sgvbObjective({
         logits: given['logits'] as Tensor,
-        labels: labels(given['labels']),
+        labels: labelsInput(given['labels']),
         trainSize: given['train_size'] as number,
         klWeight: given['kl_weight'] as number,
         kl: given['kl'] as number,
