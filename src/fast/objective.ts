@@ -102,9 +102,13 @@ export function crossEntropyTf(
   // The one-hot matrix is data (labels are not differentiated); tf.oneHot rejects one class.
   const oneHot = new Float32Array(labels.length * classes);
   labels.forEach((label, b) => (oneHot[b * classes + label] = 1));
-  const picked = tf.sum(tf.mul(logits, tf.tensor2d(oneHot, [labels.length, classes])), 1);
-  const perExample = tf.sub(tf.logSumExp(logits, 1), picked);
+  const perExample = crossEntropyOneHotTf(logits, tf.tensor2d(oneHot, [labels.length, classes]));
   return { perExample, mean: tf.mean(perExample) };
+}
+
+/** CE_b = logsumexp(z_b) - z_b . onehot_b, per example; tf.logSumExp shifts by the row maximum. */
+export function crossEntropyOneHotTf(logits: tf.Tensor, oneHot: tf.Tensor): tf.Tensor {
+  return tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot), 1));
 }
 
 /** objective.cross_entropy in float32 (spec/objective.md#objectivecross_entropy). */

@@ -41,6 +41,7 @@ import {
   maxPoolImplementation,
   type FusedWeightsTf,
 } from './model.js';
+import { crossEntropyOneHotTf } from './objective.js';
 
 export type FastLayerSpec =
   | { readonly kind: 'dense'; readonly units: number }
@@ -728,8 +729,7 @@ export class FastModel {
     try {
       const f = (): tf.Scalar => {
         const logits = this.trainLogits(x, eps, fused, keeps);
-        // CE_b = logsumexp(z_b) - z_b[y_b]; tf.logSumExp shifts by the row maximum.
-        const ce = tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot), 1)));
+        const ce = tf.mean(crossEntropyOneHotTf(logits, oneHot));
         const dataTerm = tf.mul(ce, trainSize);
         kept.push(tf.keep(logits), tf.keep(dataTerm));
         let kl: tf.Tensor | null = null;
@@ -857,7 +857,7 @@ export class FastModel {
           const logits = this.evalLogits(xs);
           const ys = tf.tensor1d(labels.subarray(start, start + count), 'int32');
           const oneHot = tf.cast(tf.oneHot(ys, this.classes), 'float32');
-          const ce = tf.sum(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot), 1)));
+          const ce = tf.sum(crossEntropyOneHotTf(logits, oneHot));
           const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), ys), 'float32'));
           return Array.from(tf.stack([hits, ce]).dataSync()) as [number, number];
         });
