@@ -15,6 +15,8 @@
  *   transpose-free products of src/fast/model.ts;
  * - SVD dense 784x300 step: a one-layer FastModel, fused and autodiff;
  * - LeNet-300-100 SVD step: fused and autodiff, absolute times;
+ * - LeNet-5 (Caffe) SVD step, fused: conv 20@5x5, relu, max-pool, conv 50@5x5,
+ *   relu, max-pool, dense 500, relu, dense 10 on 28x28x1;
  * - the dense training forward [100, 784] x [784, 300] through the public
  *   plain-tensor API: the float64 reference (denseTrain) against the fast one
  *   (fastDenseTrain), and the tfjs-level forward for scale;
@@ -45,6 +47,7 @@ import {
   createAdamSlots,
   createFastModel,
   LENET_300_100,
+  type FastLayerSpec,
   type FastModel,
 } from '../fast/train.js';
 import { PROFILES } from '../profiles.js';
@@ -56,6 +59,20 @@ const TRAIN_SIZE = 60_000;
 const LEARNING_RATE = 1e-3;
 const KL_WEIGHT = 1;
 const PROFILE = PROFILES.molchanov2017;
+
+/** LeNet-5 as in Caffe and the SVD paper: 28x28x1 in, 10 classes. */
+const LENET_5: readonly FastLayerSpec[] = [
+  { kind: 'conv2d', filters: 20, kernelSize: 5 },
+  { kind: 'relu' },
+  { kind: 'maxPool2x2' },
+  { kind: 'conv2d', filters: 50, kernelSize: 5 },
+  { kind: 'relu' },
+  { kind: 'maxPool2x2' },
+  { kind: 'flatten' },
+  { kind: 'dense', units: 500 },
+  { kind: 'relu' },
+  { kind: 'dense', units: 10 },
+];
 
 interface Args {
   rounds: number | null;
@@ -250,8 +267,12 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
   const labels10 = Array.from({ length: BATCH }, (_, i) => i % 10);
   const stepOptions = { trainSize: TRAIN_SIZE, klWeight: KL_WEIGHT, learningRate: LEARNING_RATE };
   const models: FastModel[] = [];
-  const model = (layers: typeof LENET_300_100, gradients: 'fused' | 'autodiff') => {
-    const m = createFastModel({ inputShape: [784], layers, profile: PROFILE, seed: 1, gradients });
+  const model = (
+    layers: readonly FastLayerSpec[],
+    gradients: 'fused' | 'autodiff',
+    inputShape: readonly number[] = [784],
+  ) => {
+    const m = createFastModel({ inputShape, layers, profile: PROFILE, seed: 1, gradients });
     models.push(m);
     return m;
   };
@@ -260,10 +281,13 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
   const svdAutodiff = model(dense300, 'autodiff');
   const lenetFused = model(LENET_300_100, 'fused');
   const lenetAutodiff = model(LENET_300_100, 'autodiff');
+  const lenet5Fused = model(LENET_5, 'fused', [28, 28, 1]);
+  const images = tf.randomUniform([BATCH, 28, 28, 1], 0, 1, 'float32', 11);
   const plainStock = plainStep(x, labels300, 300, 'stock');
   const plainFast = plainStep(x, labels300, 300, 'transpose-free');
   const batch300 = { x, labels: Array.from(labels300.dataSync()) };
   const batch10 = { x, labels: labels10 };
+  const batchImages = { x: images, labels: labels10 };
 
   // The dense forward through the public plain-tensor API of both implementations.
   const p = svdFused.parameters()[0]!;
@@ -311,6 +335,11 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
       run: () => void lenetAutodiff.trainStep(batch10, stepOptions),
     },
     {
+      name: 'LeNet-5 SVD step, fused',
+      inner: 1,
+      run: () => void lenet5Fused.trainStep(batchImages, stepOptions),
+    },
+    {
       name: 'dense forward, fast (plain tensors in and out)',
       inner: slow ? 1 : 3,
       run: () => void fastDenseTrain(inputs, PROFILE),
@@ -340,7 +369,7 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
   for (const m of models) m.dispose();
   plainStock.dispose();
   plainFast.dispose();
-  tf.dispose([x, labels300, eps, tfInputs.theta, tfInputs.noise, tfInputs.bias]);
+  tf.dispose([x, images, labels300, eps, tfInputs.theta, tfInputs.noise, tfInputs.bias]);
   return rows;
 }
 

@@ -6,12 +6,16 @@
  * Two kernel paths compute the same convolution:
  * - `native`: tf.conv2d. Its filter gradient needs the Conv2DBackpropFilter
  *   kernel, which the wasm backend lacks.
- * - `patches`: im2col from pad, slice, reshape and concat (every one has a
- *   gradient on wasm), then one matMul per term. The patches are built once
- *   and serve the mean (P @ theta_m) and, squared, the variance
+ * - `patches`: im2col (patchesTf), then one matMul per term. The patches are
+ *   built once and serve the mean (P @ theta_m) and, squared, the variance
  *   ((P*P) @ s2_m), since patches of x*x are the squares of the patches of x.
  * `auto` (the default) runs forwards on `native` everywhere, and VJPs on
  * `native` with tfjs-node, on `patches` with wasm and cpu (see resolvePath).
+ *
+ * The training step's fused layer (fusedConv2dTf in model.ts) needs neither
+ * path's gradient: for stride 1 it writes the filter and input gradients as
+ * forward convolutions (convFilterGradientTf, convInputGradientTf), which
+ * every backend has.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -233,7 +237,7 @@ function outputShape(g: ConvGeometry): [number, number, number, number] {
 }
 
 /** tf.conv2d with the padding resolved by our own rule (explicit, so no backend reinterprets 'same'). */
-function nativeConv(x: tf.Tensor, filter: tf.Tensor, g: ConvGeometry): tf.Tensor4D {
+export function nativeConv(x: tf.Tensor, filter: tf.Tensor, g: ConvGeometry): tf.Tensor4D {
   return tf.conv2d(
     x as tf.Tensor4D,
     filter as tf.Tensor4D,
@@ -250,11 +254,20 @@ function nativeConv(x: tf.Tensor, filter: tf.Tensor, g: ConvGeometry): tf.Tensor
 /**
  * im2col: the [n * oh * ow, kh * kw * cin] matrix whose row (b, i, j) holds
  * the window of output pixel (i, j), in HWI order (so that it multiplies the
- * HWIO filter reshaped to [kh * kw * cin, cout]). Built from pad, slice,
- * reshape and concat, whose gradients (slice, pad, reshape, split) all run on
- * wasm.
+ * HWIO filter reshaped to [kh * kw * cin, cout]). Stride 1 on wasm:
+ * patchesByConvTf; otherwise patchesBySlicesTf (the two agree exactly on
+ * finite inputs).
  */
 export function patchesTf(x: tf.Tensor, g: ConvGeometry): tf.Tensor2D {
+  if (unitStride(g) && tf.getBackend() === 'wasm') return patchesByConvTf(x, g);
+  return patchesBySlicesTf(x, g);
+}
+
+/**
+ * patchesTf from pad, slice, reshape and concat, whose gradients (slice, pad,
+ * reshape, split) all run on every backend.
+ */
+export function patchesBySlicesTf(x: tf.Tensor, g: ConvGeometry): tf.Tensor2D {
   const { batch: n, inChannels: c, outHeight: oh, outWidth: ow } = g;
   const sh = g.strideHeight;
   const sw = g.strideWidth;
@@ -288,6 +301,142 @@ export function patchesTf(x: tf.Tensor, g: ConvGeometry): tf.Tensor2D {
   }
   const windows = taps.length === 1 ? taps[0]! : tf.concat(taps, 3);
   return tf.reshape(windows, [n * oh * ow, g.kernelHeight * g.kernelWidth * c]);
+}
+
+/**
+ * Whether convFilterGradientTf and convInputGradientTf cover a convolution:
+ * stride 1 (any padding). Strided convolutions go through patches.
+ */
+export function unitStride(g: ConvGeometry): boolean {
+  return g.strideHeight === 1 && g.strideWidth === 1;
+}
+
+/**
+ * The filter gradient of a stride-1 convolution, sum over b, i, j of
+ * x_padded[b, i + p, j + q, ci] * dy[b, i, j, co], as one tf.conv2d (no
+ * patch matrix, and a kernel every backend has): the input is x with its
+ * channels as the batch and its batch as the channels, `[cin, h, w, n]`
+ * (the caller transposes x once for both terms of a layer), the filter is
+ * dy as `[oh, ow, n, cout]`, and the output `[cin, kh, kw, cout]` is
+ * transposed to HWIO.
+ */
+export function convFilterGradientTf(
+  xChannelsFirst: tf.Tensor,
+  dy: tf.Tensor,
+  g: ConvGeometry,
+): tf.Tensor4D {
+  const dyFilter = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D;
+  const byChannel = tf.conv2d(xChannelsFirst as tf.Tensor4D, dyFilter, 1, [
+    [0, 0],
+    [g.padTop, g.padBottom],
+    [g.padLeft, g.padRight],
+    [0, 0],
+  ]);
+  return tf.transpose(byChannel, [1, 2, 0, 3]);
+}
+
+/**
+ * The input gradient of a stride-1 convolution, sum over p, q, co of
+ * dy[b, y + padTop - p, x + padLeft - q, co] * filter[p, q, ci, co]: the
+ * full correlation of dy with the filter flipped in both spatial axes and
+ * its channel axes swapped, as one tf.conv2d (tfjs-backend-wasm 4.22's
+ * Conv2DBackpropInput is a plain loop, about 4x slower at LeNet-5 sizes).
+ * The padding `k - 1 - pad` is never negative: a stride-1 convolution pads
+ * at most k - 1 on a side.
+ */
+export function convInputGradientTf(
+  dy: tf.Tensor,
+  filter: tf.Tensor,
+  g: ConvGeometry,
+): tf.Tensor4D {
+  const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+  return tf.conv2d(dy as tf.Tensor4D, flipped, 1, [
+    [0, 0],
+    [g.kernelHeight - 1 - g.padTop, g.kernelHeight - 1 - g.padBottom],
+    [g.kernelWidth - 1 - g.padLeft, g.kernelWidth - 1 - g.padRight],
+    [0, 0],
+  ]);
+}
+
+/**
+ * The depthwise filter `[kh, kw, cin, kh * kw]` whose output channel
+ * (ci, p kw + q) reads input channel ci at tap (p, q) with weight 1, and
+ * 0 elsewhere (`flipped`: `[kh, kw, cin * kh * kw, 1]`, input channel
+ * (ci, p kw + q) read at tap (kh - 1 - p, kw - 1 - q)).
+ */
+function tapSelector(g: ConvGeometry, flipped: boolean): tf.Tensor4D {
+  const { kernelHeight: kh, kernelWidth: kw, inChannels: c } = g;
+  const taps = kh * kw;
+  const values = new Float32Array(kh * kw * c * taps);
+  for (let p = 0; p < kh; p++) {
+    for (let q = 0; q < kw; q++) {
+      const t = p * kw + q;
+      for (let ci = 0; ci < c; ci++) {
+        // [kh, kw, c, taps] and [kh, kw, c * taps, 1] have the same row-major layout.
+        const at = flipped ? (kh - 1 - p) * kw + (kw - 1 - q) : t;
+        values[(at * c + ci) * taps + t] = 1;
+      }
+    }
+  }
+  return flipped
+    ? tf.tensor4d(values, [kh, kw, c * taps, 1])
+    : tf.tensor4d(values, [kh, kw, c, taps]);
+}
+
+/**
+ * patchesTf for stride 1 on wasm, from depthwise convolutions with 0/1
+ * filters (XNNPACK kernels; tfjs-backend-wasm 4.22 runs tf.slice and
+ * tf.concat in JavaScript, and the gradient of the slice path copies its
+ * whole input out of the wasm heap once per tap: about 0.7 s per step at
+ * LeNet-5's second layer).
+ *
+ * Forward: the depthwise convolution with tapSelector gives every window
+ * as channels (ci, tap); a 3-D transpose puts them in HWI order. Each output
+ * is 1 * x plus products 0 * (finite x), so for finite x it is x exactly
+ * (test/properties/fast-speed-paths.test.ts holds it equal to
+ * patchesBySlicesTf); a non-finite x would spread NaN through its
+ * windows, and every caller checks its inputs finite first.
+ * Backward (im2col's adjoint, the scatter-add of each window back to its
+ * pixels): the cotangent's taps as channels, zero-padded by k - 1 - pad on
+ * each side, through the flipped selector (channel (ci, (p, q)) moved by
+ * (p, q)), then summed over the taps.
+ */
+function patchesByConvTf(x: tf.Tensor, g: ConvGeometry): tf.Tensor2D {
+  const { batch: n, height: h, width: w, inChannels: c, outHeight: oh, outWidth: ow } = g;
+  const taps = g.kernelHeight * g.kernelWidth;
+  const rows = n * oh * ow;
+  const op = tf.customGrad((...args) => {
+    const input = args[0] as tf.Tensor4D;
+    const windows = tf.depthwiseConv2d(input, tapSelector(g, false), 1, [
+      [0, 0],
+      [g.padTop, g.padBottom],
+      [g.padLeft, g.padRight],
+      [0, 0],
+    ]);
+    const value = tf.reshape(tf.transpose(tf.reshape(windows, [rows, c, taps]), [0, 2, 1]), [
+      rows,
+      taps * c,
+    ]) as tf.Tensor2D;
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor2D) => {
+        const byChannel = tf.reshape(tf.transpose(tf.reshape(dy, [rows, taps, c]), [0, 2, 1]), [
+          n,
+          oh,
+          ow,
+          c * taps,
+        ]) as tf.Tensor4D;
+        const moved = tf.depthwiseConv2d(byChannel, tapSelector(g, true), 1, [
+          [0, 0],
+          [g.kernelHeight - 1 - g.padTop, g.kernelHeight - 1 - g.padBottom],
+          [g.kernelWidth - 1 - g.padLeft, g.kernelWidth - 1 - g.padRight],
+          [0, 0],
+        ]);
+        return tf.reshape(tf.sum(tf.reshape(moved, [n * h * w, c, taps]), 2), [n, h, w, c]);
+      },
+    };
+  });
+  return op(x) as tf.Tensor2D;
 }
 
 function filterMatrix(filter: tf.Tensor, g: ConvGeometry): tf.Tensor2D {
