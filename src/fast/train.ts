@@ -25,7 +25,6 @@ import {
   conv2dEvalTf,
   conv2dTrainTf,
   convGeometry,
-  patchesTf,
   resolvePath,
   type FastConv2dPadding,
 } from './conv2d.js';
@@ -34,14 +33,18 @@ import { checkProfile, fromTf, scoped } from './io.js';
 import { layerKlTf } from './kl.js';
 import {
   fusable,
+  fusedConv2dTf,
   fusedKlTf,
   fusedLinearTf,
   fusedWeightsTf,
   maxPool2x2Tf,
   maxPoolImplementation,
+  plainConv2dTf,
+  plainLinearTf,
   type FusedWeightsTf,
 } from './model.js';
 import { crossEntropyOneHotTf } from './objective.js';
+import { logAlphaTf } from './weights.js';
 
 export type FastLayerSpec =
   | { readonly kind: 'dense'; readonly units: number }
@@ -92,6 +95,13 @@ export interface FastModelOptions {
    * layerKlTf). Both compute the same gradient.
    */
   readonly gradients?: 'fused' | 'autodiff';
+  /**
+   * A plain network of the same architecture (the dense baseline): the
+   * training and eval forwards are x @ theta + b (convolution alike), with
+   * no noise, no KL and no mask; the noise parameters are not trained.
+   * Default false.
+   */
+  readonly deterministic?: boolean;
 }
 
 export interface FastTrainBatch {
@@ -137,6 +147,34 @@ export interface FastLayerParameters {
   /** The profile's noise parameter (log_sigma2, log_sigma or log_alpha). */
   readonly noise: Tensor;
   readonly bias: Tensor;
+}
+
+/** One layer of a trained network as plain data (FastModel.networkLayers). */
+export type FastNetworkLayer =
+  | { kind: 'dense'; theta: Tensor; bias: Tensor; keep: Tensor | null }
+  | {
+      kind: 'conv2d';
+      theta: Tensor;
+      bias: Tensor;
+      keep: Tensor | null;
+      stride: [number, number];
+      padding: FastConv2dPadding;
+    }
+  | { kind: 'relu' }
+  | { kind: 'maxPool2x2' }
+  | { kind: 'flatten' };
+
+/** A named float32 tensor of a FastModelState. */
+export interface FastStateTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+/** A model's parameters, Adam's moments and step count (FastModel.exportState). */
+export interface FastModelState {
+  readonly step: number;
+  readonly tensors: readonly FastStateTensor[];
 }
 
 export interface FastLayerGradientValues {
@@ -296,6 +334,7 @@ export class FastModel {
   readonly profile: Profile;
   readonly trainClip: boolean;
   readonly gradients: 'fused' | 'autodiff';
+  readonly deterministic: boolean;
   readonly inputShape: readonly number[];
   readonly classes: number;
   readonly noiseSeed: number;
@@ -315,6 +354,10 @@ export class FastModel {
     const profile = this.profile;
     const seed = checkNumber('options.seed', options.seed, { integer: true });
     this.trainClip = options.trainClip ?? profile.trainClipDefault;
+    this.deterministic = options.deterministic ?? false;
+    if (typeof this.deterministic !== 'boolean') {
+      throw new VdspecError('invalid_argument', 'expected a boolean', 'options.deterministic');
+    }
     if (typeof this.trainClip !== 'boolean') {
       throw new VdspecError('invalid_argument', 'expected a boolean', 'options.trainClip');
     }
@@ -463,7 +506,14 @@ export class FastModel {
       );
     }
     this.gradients = wanted ?? (canFuse ? 'fused' : 'autodiff');
-    this.adam = createAdamSlots(this.params.flatMap((p) => [p.theta, p.noise, p.bias]));
+    this.adam = createAdamSlots(this.trainables());
+  }
+
+  /** The variables Adam updates, in order: theta, noise (unless deterministic), bias per layer. */
+  private trainables(): tf.Variable[] {
+    return this.params.flatMap((p) =>
+      this.deterministic ? [p.theta, p.bias] : [p.theta, p.noise, p.bias],
+    );
   }
 
   /** The number of training steps taken. */
@@ -668,18 +718,17 @@ export class FastModel {
               resolvePath('auto', true),
             ).output;
           } else {
-            const rows = g.batch * g.outHeight * g.outWidth;
-            const out = fusedLinearTf(
-              patchesTf(h, g),
+            h = fusedConv2dTf(
+              h as tf.Tensor4D,
               p.theta,
               p.noise,
               p.bias,
               fused[p.index]!,
-              tf.reshape(e, [rows, g.outChannels]),
+              e as tf.Tensor4D,
               profile.sqrtEps,
               needsGradient,
+              g,
             );
-            h = tf.reshape(out, [g.batch, g.outHeight, g.outWidth, g.outChannels]);
           }
         }
         needsGradient = true;
@@ -716,24 +765,27 @@ export class FastModel {
     const oneHot = tf.cast(tf.oneHot(labelTensor, this.classes), 'float32');
 
     const profile = this.profile;
+    const plain = this.deterministic;
     const fused =
-      this.gradients === 'fused'
+      !plain && this.gradients === 'fused'
         ? this.params.map((p) => fusedWeightsTf(p.theta, p.noise, profile, p.kind, this.trainClip))
         : null;
     const keeps =
-      fused === null
+      !plain && fused === null
         ? this.params.map((p) => keepMaskFromValues(p.theta, p.noise, profile, p.kind))
         : null;
 
     const kept: tf.Tensor[] = [];
     try {
       const f = (): tf.Scalar => {
-        const logits = this.trainLogits(x, eps, fused, keeps);
+        const logits = plain ? this.plainLogits(x, 'train') : this.trainLogits(x, eps, fused, keeps);
         const ce = tf.mean(crossEntropyOneHotTf(logits, oneHot));
         const dataTerm = tf.mul(ce, trainSize);
         kept.push(tf.keep(logits), tf.keep(dataTerm));
         let kl: tf.Tensor | null = null;
-        if (fused === null) {
+        if (plain) {
+          kept.push(tf.keep(tf.scalar(0)));
+        } else if (fused === null) {
           kl = tf.addN(this.params.map((p) => layerKlTf(p.theta, p.noise, profile, p.kind)));
           kept.push(tf.keep(kl));
         } else if (klWeight > 0) {
@@ -741,7 +793,7 @@ export class FastModel {
         }
         return (kl === null ? dataTerm : tf.add(dataTerm, tf.mul(kl, klWeight))) as tf.Scalar;
       };
-      const vars = this.params.flatMap((p) => [p.theta, p.noise, p.bias]);
+      const vars = this.trainables();
       const { grads } = tf.variableGrads(f, vars);
       const [logits, dataTerm, autodiffKl] = kept as [tf.Tensor, tf.Tensor, tf.Tensor?];
       const kl = autodiffKl ?? tf.addN(fused!.map((w) => w.klSum));
@@ -803,10 +855,12 @@ export class FastModel {
     this.alive();
     return scoped(() => {
       const r = this.lossAndGradients(batch, options);
-      const gradients = this.params.map((_, i) => ({
-        theta: fromTf(r.grads[3 * i]!),
-        noise: fromTf(r.grads[3 * i + 1]!),
-        bias: fromTf(r.grads[3 * i + 2]!),
+      const perLayer = this.deterministic ? 2 : 3;
+      const gradients = this.params.map((p, i) => ({
+        theta: fromTf(r.grads[perLayer * i]!),
+        // A deterministic network does not train its noise parameters: their gradient is 0.
+        noise: this.deterministic ? fromTf(tf.zerosLike(p.noise)) : fromTf(r.grads[3 * i + 1]!),
+        bias: fromTf(r.grads[perLayer * i + perLayer - 1]!),
       }));
       return { result: { step: this.stepCount, ...r.values }, gradients };
     });
@@ -832,10 +886,41 @@ export class FastModel {
     return h;
   }
 
+  /**
+   * The forward of a deterministic network (x @ theta + b, convolution
+   * alike, no mask), with the hand-written backward of model.ts (wasm has
+   * no conv filter gradient, and its transposed matMul is slow).
+   */
+  private plainLogits(x: tf.Tensor, mode: 'train' | 'eval'): tf.Tensor {
+    let h = x;
+    // The first layer's input is data: its gradient is never needed.
+    let needsGradient = false;
+    for (const entry of this.layers) {
+      if (entry.kind !== 'param') {
+        h = this.fixedLayer(entry.kind, h, mode);
+        continue;
+      }
+      const p = entry.layer;
+      if (p.kind === 'dense') {
+        h = plainLinearTf(h as tf.Tensor2D, p.theta as tf.Tensor2D, p.bias, needsGradient);
+      } else {
+        const g = convGeometry(h.shape, p.theta.shape, p.stride, p.padding);
+        h = plainConv2dTf(h as tf.Tensor4D, p.theta, p.bias, needsGradient, g);
+      }
+      needsGradient = true;
+    }
+    return h;
+  }
+
+  /** The eval forward of this model: pruned for SVD, plain for a deterministic network. */
+  private inferenceLogits(x: tf.Tensor): tf.Tensor {
+    return this.deterministic ? this.plainLogits(x, 'eval') : this.evalLogits(x);
+  }
+
   /** Eval-forward logits [batch, classes]; the caller disposes the result. */
   predict(xIn: tf.Tensor | Tensor): tf.Tensor2D {
     this.alive();
-    return tf.tidy(() => this.evalLogits(this.checkX(xIn, 'x').x)) as tf.Tensor2D;
+    return tf.tidy(() => this.inferenceLogits(this.checkX(xIn, 'x').x)) as tf.Tensor2D;
   }
 
   /**
@@ -854,7 +939,7 @@ export class FastModel {
         const count = Math.min(size, n - start);
         const [c, s] = tf.tidy(() => {
           const xs = tf.slice(x, start, count);
-          const logits = this.evalLogits(xs);
+          const logits = this.inferenceLogits(xs);
           const ys = tf.tensor1d(labels.subarray(start, start + count), 'int32');
           const oneHot = tf.cast(tf.oneHot(ys, this.classes), 'float32');
           const ce = tf.sum(crossEntropyOneHotTf(logits, oneHot));
@@ -878,7 +963,9 @@ export class FastModel {
     this.alive();
     const counts = tf.tidy(() => {
       const kept = this.params.map((p) => {
-        const keep = keepMaskFromValues(p.theta, p.noise, this.profile, p.kind);
+        const keep = this.deterministic
+          ? null
+          : keepMaskFromValues(p.theta, p.noise, this.profile, p.kind);
         return keep === null ? tf.scalar(p.theta.size) : tf.sum(keep);
       });
       return Array.from(tf.stack(kept).dataSync());
@@ -931,6 +1018,148 @@ export class FastModel {
         });
       });
     });
+  }
+
+  /**
+   * Each dense / conv2d layer's forward keep mask (1 kept, 0 pruned) as a
+   * plain tensor of theta's shape; null where nothing is pruned (VD, or a
+   * deterministic network).
+   */
+  keepMasks(): (Tensor | null)[] {
+    this.alive();
+    return this.params.map((p) => {
+      if (this.deterministic) return null;
+      return scoped(() => {
+        const keep = keepMaskFromValues(p.theta, p.noise, this.profile, p.kind);
+        return keep === null ? null : fromTf(keep);
+      });
+    });
+  }
+
+  /**
+   * Each dense / conv2d layer's log_alpha as the forward uses it (clipped
+   * where the profile clips), flattened in theta's row-major order; empty
+   * for a deterministic network, which has none.
+   */
+  logAlphaValues(): Float32Array[] {
+    this.alive();
+    if (this.deterministic) return [];
+    return this.params.map((p) =>
+      tf.tidy(() => {
+        const la = logAlphaTf(p.theta, p.noise, this.profile[p.kind], this.profile.noiseParameter);
+        return new Float32Array(la.clipped.dataSync());
+      }),
+    );
+  }
+
+  /**
+   * The whole network as plain data, in order: the dense / conv2d layers
+   * with their trained theta, bias and keep mask, and the fixed layers
+   * between them (the input of a sparse export, src/export/sparse.ts).
+   */
+  networkLayers(): FastNetworkLayer[] {
+    this.alive();
+    const keeps = this.keepMasks();
+    return this.layers.map((entry): FastNetworkLayer => {
+      if (entry.kind !== 'param') return { kind: entry.kind };
+      const p = entry.layer;
+      const common = { theta: fromTf(p.theta), bias: fromTf(p.bias), keep: keeps[p.index]! };
+      return p.kind === 'dense'
+        ? { kind: 'dense', ...common }
+        : { kind: 'conv2d', ...common, stride: [...p.stride], padding: p.padding };
+    });
+  }
+
+  /**
+   * Everything a later step depends on (spec/train.md#checkpoints): the step
+   * count, every parameter and Adam's moments, in a fixed order with names.
+   */
+  exportState(): FastModelState {
+    this.alive();
+    const tensors = this.exportStateLayout().map(({ name, variable }) => ({
+      name,
+      shape: [...variable.shape],
+      data: new Float32Array(variable.dataSync()),
+    }));
+    return { step: this.stepCount, tensors };
+  }
+
+  /**
+   * Restore a state from exportState() of a model built with the same
+   * options: every name and shape must match, or nothing changes.
+   */
+  importState(state: FastModelState): void {
+    this.alive();
+    const expected = this.exportStateLayout();
+    if (typeof state !== 'object' || state === null || !Array.isArray(state.tensors)) {
+      throw new VdspecError('invalid_argument', 'expected {step, tensors}', 'state');
+    }
+    const step = checkNumber('state.step', state.step, { integer: true, min: 0 });
+    if (state.tensors.length !== expected.length) {
+      throw new VdspecError(
+        'shape_mismatch',
+        `expected ${expected.length} tensors, got ${state.tensors.length}: the state is from another model`,
+        'state.tensors',
+      );
+    }
+    expected.forEach((want, i) => {
+      const got = state.tensors[i]!;
+      const where = `state.tensors[${i}]`;
+      if (got?.name !== want.name) {
+        throw new VdspecError(
+          'shape_mismatch',
+          `expected ${want.name}, got ${String(got?.name)}: the state is from another model`,
+          where,
+        );
+      }
+      const shape = got.shape;
+      if (
+        !Array.isArray(shape) ||
+        shape.length !== want.variable.shape.length ||
+        !shape.every((d, k) => d === want.variable.shape[k])
+      ) {
+        throw new VdspecError(
+          'shape_mismatch',
+          `${want.name}: expected ${shapeToString(want.variable.shape)}, got ${shapeToString(shape ?? [])}`,
+          where,
+        );
+      }
+      if (!(got.data instanceof Float32Array) || got.data.length !== want.variable.size) {
+        throw new VdspecError(
+          'invalid_argument',
+          `${want.name}: expected a Float32Array of ${want.variable.size} values`,
+          where,
+        );
+      }
+      if (!got.data.every(Number.isFinite)) {
+        throw new VdspecError('non_finite', `${want.name} holds a non-finite value`, where);
+      }
+    });
+    tf.tidy(() => {
+      expected.forEach((want, i) => {
+        want.variable.assign(tf.tensor(state.tensors[i]!.data, want.variable.shape, 'float32'));
+      });
+    });
+    this.stepCount = step;
+  }
+
+  private exportStateLayout(): { name: string; variable: tf.Variable }[] {
+    const layout: { name: string; variable: tf.Variable }[] = [];
+    this.params.forEach((p) => {
+      layout.push({ name: `${p.name}.theta`, variable: p.theta });
+      layout.push({ name: `${p.name}.noise`, variable: p.noise });
+      layout.push({ name: `${p.name}.bias`, variable: p.bias });
+    });
+    const names = this.params.flatMap((p) =>
+      this.deterministic
+        ? [`${p.name}.theta`, `${p.name}.bias`]
+        : [`${p.name}.theta`, `${p.name}.noise`, `${p.name}.bias`],
+    );
+    this.adam.forEach((slot, i) => {
+      layout.push({ name: `${names[i]!}.adam_m`, variable: slot.m });
+      layout.push({ name: `${names[i]!}.adam_v`, variable: slot.v });
+    });
+    return layout;
   }
 
   /** Release every tensor the model holds. */
