@@ -53,6 +53,15 @@ export const KL_WARMUP_START_EPOCH = 5;
 export const KL_WARMUP_END_EPOCH = 20;
 
 /**
+ * The official LeNet recipes (spec/train.md#recipe): Adam at this base
+ * learning rate, batches of this size, for this many epochs; `vdspec train`
+ * scales the epoch-based schedules to the epochs it is asked for.
+ */
+export const RECIPE_LEARNING_RATE = 1e-3;
+export const RECIPE_BATCH_SIZE = 100;
+export const RECIPE_EPOCHS = 200;
+
+/**
  * Constants of the public implementations mirrored by the non-canonical
  * profiles (src/profiles.ts). Each is the value that implementation uses.
  */

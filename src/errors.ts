@@ -8,7 +8,10 @@ export type VdspecErrorCode =
   | 'invalid_argument'
   | 'unknown_profile'
   | 'unknown_op'
-  | 'unsupported';
+  | 'unsupported'
+  | 'io_error'
+  | 'invalid_checkpoint'
+  | 'interrupted';
 
 export class VdspecError extends Error {
   override readonly name = 'VdspecError';

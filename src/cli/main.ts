@@ -12,6 +12,7 @@ import { runCheckCommand } from './check.js';
 import { runEvalCommand } from './eval.js';
 import { runGoldenCommand } from './golden.js';
 import { runKlCommand } from './kl.js';
+import { runTrainCommand } from './train.js';
 
 type Writer = (s: string) => void;
 type Command = (argv: string[], out: Writer, err: Writer) => number | Promise<number>;
@@ -32,6 +33,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   eval: {
     run: runEvalCommand,
     summary: 'run one operation (reference or fast) on JSON inputs from stdin',
+  },
+  train: {
+    run: runTrainCommand,
+    summary: 'train LeNet-300-100 or LeNet-5 with Sparse VD on real MNIST digits (spec/train.md)',
   },
 };
 

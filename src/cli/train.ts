@@ -1,0 +1,281 @@
+/**
+ * `vdspec train lenet300|lenet5`: train a LeNet with Sparse VD (or its
+ * dense baseline) on real MNIST digits with the fast implementation
+ * (spec/train.md).
+ */
+import { join } from 'node:path';
+
+import { RECIPE_EPOCHS } from '../constants.js';
+import { MNIST_SPLIT_SEED } from '../data/mnist.js';
+import { initBackend } from '../fast/backend.js';
+import { PROFILE_NAMES } from '../profiles.js';
+import { finishRun } from '../train/finish.js';
+import { formatProgress, formatEpochLine, type ProgressState } from '../train/progress.js';
+import { NETWORK_NAMES } from '../train/recipe.js';
+import {
+  CHECKPOINT_FILE,
+  makeConfig,
+  RESULTS_FILE,
+  trainRun,
+  type TrainConfig,
+} from '../train/trainer.js';
+import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+
+const HELP = `Usage: vdspec train ${NETWORK_NAMES.join('|')} [options]
+
+Train LeNet-300-100 (lenet300) or LeNet-5-Caffe (lenet5) with Sparse VD on the
+seeded 8,000/2,000 split of the mnist package's real digits, with the fast
+implementation, following the official recipe scaled to --epochs
+(spec/train.md). Writes to --out: ${RESULTS_FILE} (config, per-epoch metrics,
+per-layer kept weights, compression, test error, wall time, backend),
+${CHECKPOINT_FILE} (after every epoch), model.sparse.json (kept weights only,
+spec/export.md) and plots/*.svg with their Vega-Lite specs.
+
+Options:
+  --profile P        conventions (default molchanov2017); known: ${PROFILE_NAMES.join(', ')}
+  --epochs N         epochs (default ${RECIPE_EPOCHS}, the official recipe's length)
+  --seed S           seeds initialisation, noise and batch order (default 1)
+  --out DIR          output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)
+  --baseline         train the dense baseline: same architecture, no noise, no KL
+  --init-from DIR    start from the weights of a finished --baseline run in DIR
+                     (the paper does so for LeNet-5)
+  --resume           continue the run in --out from its last checkpoint
+  --until E          stop after epoch E (resume later with --resume)
+  --train-limit N    train on the first N training images only (smoke runs)
+  --test-limit N     evaluate on the first N test images only
+  --split-seed S     seed of the train/test split (default: spec/data.md's)
+  --quiet            no progress display
+  -h, --help         this text
+
+Ctrl-C stops after the current step; the finished epochs are kept and
+--resume continues exactly where the last checkpoint left off.
+Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
+130 interrupted, 1 anything else.`;
+
+interface TrainCliOptions {
+  network?: string;
+  profile?: string;
+  epochs: number;
+  seed?: number;
+  out?: string;
+  baseline: boolean;
+  initFrom?: string;
+  resume: boolean;
+  until?: number;
+  trainLimit?: number;
+  testLimit?: number;
+  splitSeed?: number;
+  quiet: boolean;
+  help: boolean;
+}
+
+const FLAGS: FlagSpec = {
+  command: 'train',
+  values: [
+    '--profile',
+    '--epochs',
+    '--seed',
+    '--out',
+    '--init-from',
+    '--until',
+    '--train-limit',
+    '--test-limit',
+    '--split-seed',
+  ],
+  booleans: ['--baseline', '--resume', '--quiet', '-h', '--help'],
+  needs: { '--out': 'a directory', '--init-from': 'a directory' },
+};
+
+function integer(flag: string, text: string): number {
+  if (!/^-?\d+$/.test(text)) throw new UsageError(`${flag} needs an integer, got "${text}"`);
+  return Number(text);
+}
+
+function parseArgs(argv: readonly string[]): TrainCliOptions {
+  const options: TrainCliOptions = {
+    epochs: RECIPE_EPOCHS,
+    baseline: false,
+    resume: false,
+    quiet: false,
+    help: false,
+  };
+  let rest = argv;
+  if (argv[0] !== undefined && !argv[0].startsWith('-')) {
+    options.network = argv[0];
+    rest = argv.slice(1);
+  }
+  scanFlags(rest, FLAGS, (flag, value) => {
+    switch (flag) {
+      case '--profile':
+        options.profile = value;
+        break;
+      case '--epochs':
+        options.epochs = integer(flag, value);
+        break;
+      case '--seed':
+        options.seed = integer(flag, value);
+        break;
+      case '--out':
+        options.out = value;
+        break;
+      case '--init-from':
+        options.initFrom = value;
+        break;
+      case '--until':
+        options.until = integer(flag, value);
+        break;
+      case '--train-limit':
+        options.trainLimit = integer(flag, value);
+        break;
+      case '--test-limit':
+        options.testLimit = integer(flag, value);
+        break;
+      case '--split-seed':
+        options.splitSeed = integer(flag, value);
+        break;
+      case '--baseline':
+        options.baseline = true;
+        break;
+      case '--resume':
+        options.resume = true;
+        break;
+      case '--quiet':
+        options.quiet = true;
+        break;
+      default:
+        options.help = true;
+    }
+  });
+  return options;
+}
+
+function defaultOut(config: TrainConfig): string {
+  const kind = config.baseline ? 'baseline' : 'svd';
+  return join('runs', `${config.network}-${kind}-${config.profile}-s${config.seed}`);
+}
+
+export interface TrainCommandIo {
+  /** Where the live progress line goes (carriage returns, no newline); default stderr when it is a TTY. */
+  readonly progress?: (s: string) => void;
+  /** Handle SIGINT (stop after the current step); default true. */
+  readonly handleSignals?: boolean;
+}
+
+async function run(
+  argv: readonly string[],
+  out: Writer,
+  err: Writer,
+  io: TrainCommandIo,
+): Promise<number> {
+  const options = parseArgs(argv);
+  if (options.help) {
+    out(HELP);
+    return 0;
+  }
+  if (options.network === undefined) {
+    throw new UsageError(`which network? vdspec train ${NETWORK_NAMES.join('|')} [options]`);
+  }
+  const config = makeConfig({
+    network: options.network,
+    ...(options.profile === undefined ? {} : { profile: options.profile }),
+    baseline: options.baseline,
+    epochs: options.epochs,
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
+    trainLimit: options.trainLimit ?? null,
+    testLimit: options.testLimit ?? null,
+    initFrom: options.initFrom ?? null,
+  });
+  const outDir = options.out ?? defaultOut(config);
+  const backend = await initBackend();
+
+  const live = options.quiet
+    ? null
+    : (io.progress ?? (process.stderr.isTTY ? (s: string) => process.stderr.write(s) : null));
+  const state: ProgressState = { lastDraw: 0 };
+  let stopRequested = false;
+  const onSigint = () => {
+    stopRequested = true;
+  };
+  const handleSignals = io.handleSignals ?? true;
+  if (handleSignals) process.on('SIGINT', onSigint);
+  try {
+    if (!options.quiet) {
+      err(
+        `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
+          `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ${config.epochs} epochs ` +
+          `on ${backend.name}, writing to ${outDir}`,
+      );
+    }
+    const outcome = await trainRun(config, {
+      outDir,
+      resume: options.resume,
+      ...(options.until === undefined ? {} : { until: options.until }),
+      shouldStop: () => stopRequested,
+      onStep: (p) => {
+        if (live !== null) {
+          const line = formatProgress(p, state);
+          if (line !== null) live(line);
+        }
+      },
+      onEpoch: (m, record) => {
+        if (options.quiet) return;
+        if (live !== null) live('\r\x1b[2K');
+        err(formatEpochLine(m, record));
+      },
+      finish: (model, data, record) => finishRun(model, data, record, outDir),
+    });
+    if (live !== null) live('\r\x1b[2K');
+    const r = outcome.record;
+    if (outcome.status === 'stopped') {
+      err(
+        `vdspec train: stopped during epoch ${r.epochs.length + 1}; ${r.epochs.length} finished epoch(s) kept. ` +
+          `Continue with: vdspec train ${config.network} --out ${outDir} --resume ${resumeFlags(config)}`.trimEnd(),
+      );
+      return 130;
+    }
+    if (outcome.status === 'paused') {
+      out(`paused after epoch ${r.epochs.length} of ${config.epochs}; continue with --resume`);
+      return 0;
+    }
+    const f = r.final!;
+    out(
+      `${config.network} ${config.baseline ? 'baseline' : config.profile}: test error ` +
+        `${(100 * f.testError).toFixed(2)}%, compression ${f.overall.compression.toFixed(1)}x ` +
+        `(${f.layers.map((l) => `${l.name} ${l.keptPercent.toFixed(1)}%`).join(', ')} kept), ` +
+        `${r.wallSeconds.toFixed(0)} s; results in ${join(outDir, RESULTS_FILE)}`,
+    );
+    return 0;
+  } finally {
+    if (handleSignals) process.off('SIGINT', onSigint);
+  }
+}
+
+/** The flags a --resume needs to find the same configuration again. */
+function resumeFlags(config: TrainConfig): string {
+  const flags: string[] = [];
+  if (config.profile !== 'molchanov2017') flags.push(`--profile ${config.profile}`);
+  if (config.epochs !== RECIPE_EPOCHS) flags.push(`--epochs ${config.epochs}`);
+  if (config.seed !== 1) flags.push(`--seed ${config.seed}`);
+  if (config.baseline) flags.push('--baseline');
+  if (config.initFrom !== null) flags.push(`--init-from ${config.initFrom}`);
+  if (config.trainLimit !== null) flags.push(`--train-limit ${config.trainLimit}`);
+  if (config.testLimit !== null) flags.push(`--test-limit ${config.testLimit}`);
+  if (config.splitSeed !== MNIST_SPLIT_SEED) flags.push(`--split-seed ${config.splitSeed}`);
+  return flags.join(' ');
+}
+
+/**
+ * Run `vdspec train` with `argv` (the arguments after `train`). Returns the
+ * exit code; never throws (unless VDSPEC_DEBUG is set: see runCommand).
+ */
+export function runTrainCommand(
+  argv: string[],
+  out: Writer,
+  err: Writer,
+  io: TrainCommandIo = {},
+): Promise<number> {
+  return runCommand('train', err, () => run(argv, out, err, io), {
+    usageHint: 'see vdspec train --help',
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * Training checkpoints (spec/train.md#checkpoints): one file holding a JSON
+ * header (the run's record so far) and the model state as raw float32, so
+ * that a run stopped at any point resumes from its last finished epoch and
+ * continues exactly as if it had never stopped.
+ *
+ * Layout: the 8 ASCII bytes `VDSPECK1`, the header's byte length as a
+ * uint32 little-endian, the header (UTF-8 JSON), zero padding to a multiple
+ * of 4 bytes, then every tensor's float32 values little-endian, in the
+ * header's order. The file is written to a temporary name and renamed, so a
+ * reader sees the previous checkpoint or the new one, never a mix.
+ */
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+import { VdspecError } from '../errors.js';
+import type { FastModelState, FastStateTensor } from '../fast/train.js';
+
+export const CHECKPOINT_MAGIC = 'VDSPECK1';
+
+export interface CheckpointTensorEntry {
+  readonly name: string;
+  readonly shape: readonly number[];
+}
+
+export interface Checkpoint<Header> {
+  readonly header: Header;
+  readonly state: FastModelState;
+}
+
+interface StoredHeader<Header> {
+  readonly record: Header;
+  readonly step: number;
+  readonly tensors: readonly CheckpointTensorEntry[];
+}
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Write `header` and the model state to `path` atomically. */
+export function writeCheckpoint<Header>(path: string, header: Header, state: FastModelState): void {
+  const stored: StoredHeader<Header> = {
+    record: header,
+    step: state.step,
+    tensors: state.tensors.map((t) => ({ name: t.name, shape: [...t.shape] })),
+  };
+  const headerBytes = Buffer.from(JSON.stringify(stored), 'utf8');
+  const prefix = 8 + 4 + headerBytes.length;
+  const padding = (4 - (prefix % 4)) % 4;
+  const head = Buffer.alloc(prefix + padding);
+  head.write(CHECKPOINT_MAGIC, 0, 'ascii');
+  head.writeUInt32LE(headerBytes.length, 8);
+  headerBytes.copy(head, 12);
+
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  let fd: number | null = null;
+  try {
+    fd = openSync(temporary, 'w');
+    writeSync(fd, head);
+    for (const t of state.tensors) {
+      // Float32Array's bytes are the platform's order; every supported platform is little-endian.
+      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = null;
+    renameSync(temporary, path);
+  } catch (error) {
+    if (fd !== null) closeSync(fd);
+    rmSync(temporary, { force: true });
+    throw new VdspecError(
+      'io_error',
+      `cannot write the checkpoint ${path}: ${(error as Error).message}`,
+      'checkpoint',
+    );
+  }
+}
+
+function corrupt(path: string, why: string): VdspecError {
+  return new VdspecError(
+    'invalid_checkpoint',
+    `${path} is not a usable vdspec checkpoint: ${why}`,
+    'checkpoint',
+  );
+}
+
+/**
+ * Read a checkpoint written by writeCheckpoint. `checkHeader` validates the
+ * record (it throws a VdspecError for a bad one). Errors name the file and
+ * what is wrong with it.
+ */
+export function readCheckpoint<Header>(
+  path: string,
+  checkHeader: (record: unknown) => Header,
+): Checkpoint<Header> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    throw new VdspecError(
+      'io_error',
+      `cannot read the checkpoint ${path}: ${(error as Error).message}`,
+      'checkpoint',
+    );
+  }
+  if (bytes.length < 12 || bytes.toString('ascii', 0, 8) !== CHECKPOINT_MAGIC) {
+    throw corrupt(path, `it does not start with ${CHECKPOINT_MAGIC}`);
+  }
+  const headerLength = bytes.readUInt32LE(8);
+  if (12 + headerLength > bytes.length) throw corrupt(path, 'the header is cut short');
+  let stored: StoredHeader<unknown>;
+  try {
+    stored = JSON.parse(bytes.toString('utf8', 12, 12 + headerLength)) as StoredHeader<unknown>;
+  } catch {
+    throw corrupt(path, 'the header is not JSON');
+  }
+  if (
+    typeof stored !== 'object' ||
+    stored === null ||
+    !Number.isInteger(stored.step) ||
+    stored.step < 0 ||
+    !Array.isArray(stored.tensors)
+  ) {
+    throw corrupt(path, 'the header has no step or tensor list');
+  }
+  let offset = 12 + headerLength;
+  offset += (4 - (offset % 4)) % 4;
+  const tensors: FastStateTensor[] = [];
+  for (const [i, entry] of stored.tensors.entries()) {
+    if (
+      typeof entry?.name !== 'string' ||
+      !Array.isArray(entry.shape) ||
+      !(entry.shape as unknown[]).every((d) => Number.isInteger(d) && (d as number) >= 0)
+    ) {
+      throw corrupt(path, `tensor entry ${i} is malformed`);
+    }
+    const length = sizeOf(entry.shape);
+    if (offset + 4 * length > bytes.length) {
+      throw corrupt(path, `the data ends inside tensor ${entry.name} (the file is truncated)`);
+    }
+    // Copy into an aligned buffer of its own: Buffer's pool may not be 4-byte aligned.
+    const data = new Float32Array(length);
+    new Uint8Array(data.buffer).set(bytes.subarray(offset, offset + 4 * length));
+    tensors.push({ name: entry.name, shape: [...entry.shape], data });
+    offset += 4 * length;
+  }
+  if (offset !== bytes.length) {
+    throw corrupt(path, `${bytes.length - offset} bytes follow the last tensor`);
+  }
+  return { header: checkHeader(stored.record), state: { step: stored.step, tensors } };
+}

@@ -1,0 +1,148 @@
+/**
+ * After the last epoch of `vdspec train` (spec/train.md#results): export the
+ * kept weights (spec/export.md), check the export against the trained model
+ * on the test images, and draw the plots.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import * as tf from '@tensorflow/tfjs';
+
+import type { MnistSubset } from '../data/mnist.js';
+import {
+  buildSparseModel,
+  readSparseModel,
+  sparseForward,
+  sparseStats,
+  writeSparseModel,
+} from '../export/sparse.js';
+import type { FastModel } from '../fast/train.js';
+import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
+import { PROFILES } from '../profiles.js';
+import { writeTrainingPlots, type PlotRun } from './plots.js';
+import { NETWORKS } from './recipe.js';
+import { RESULTS_FILE, checkRecord, type TrainRecord } from './trainer.js';
+
+export const SPARSE_MODEL_FILE = 'model.sparse.json';
+export const PLOTS_DIR = 'plots';
+
+/** Images per sparseForward call (bounds its float64 buffers). */
+const SPARSE_CHUNK = 250;
+
+function argmaxRows(data: ArrayLike<number>, rows: number, cols: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < cols; c++) {
+      if (data[r * cols + c]! > data[r * cols + best]!) best = c;
+    }
+    out[r] = best;
+  }
+  return out;
+}
+
+export interface SparseCheck {
+  readonly path: string;
+  readonly storedWeights: number;
+  /** Test error of the exported model's float64 forward (sparseForward). */
+  readonly testError: number;
+  /** Test images on which it picks the same class as the fast model's eval forward. */
+  readonly samePrediction: number;
+  readonly testImages: number;
+}
+
+function exportAndCheck(
+  model: FastModel,
+  record: TrainRecord,
+  test: MnistSubset,
+  xTest: tf.Tensor,
+  outDir: string,
+): SparseCheck {
+  const net = NETWORKS[record.config.network];
+  const sparse = buildSparseModel({
+    inputShape: net.inputShape,
+    layers: model.networkLayers(),
+    meta: {
+      network: record.config.network,
+      profile: record.config.profile,
+      baseline: record.config.baseline,
+      seed: record.config.seed,
+      epochs: record.epochs.length,
+    },
+  });
+  const path = join(outDir, SPARSE_MODEL_FILE);
+  writeSparseModel(sparse, path);
+  // Check what was written, not what is in memory.
+  const stored = readSparseModel(path);
+  const classes = 10;
+  const pixels = net.inputShape.reduce((a, b) => a * b, 1);
+  let wrong = 0;
+  let same = 0;
+  for (let from = 0; from < test.count; from += SPARSE_CHUNK) {
+    const count = Math.min(SPARSE_CHUNK, test.count - from);
+    const x = {
+      shape: [count, ...net.inputShape],
+      data: Array.from(test.images.subarray(from * pixels, (from + count) * pixels)),
+    };
+    const sparsePicks = argmaxRows(sparseForward(stored, x).data, count, classes);
+    const fastLogits = tf.tidy(() => model.predict(tf.slice(xTest, from, count)));
+    const fastPicks = argmaxRows(fastLogits.dataSync(), count, classes);
+    fastLogits.dispose();
+    for (let i = 0; i < count; i++) {
+      if (sparsePicks[i] !== test.labels[from + i]) wrong++;
+      if (sparsePicks[i] === fastPicks[i]) same++;
+    }
+  }
+  return {
+    path: SPARSE_MODEL_FILE,
+    storedWeights: sparseStats(stored).overall.kept,
+    testError: wrong / test.count,
+    samePrediction: same,
+    testImages: test.count,
+  };
+}
+
+/** The curves of the baseline run this one started from, if its record is there. */
+function baselineRun(record: TrainRecord): PlotRun | null {
+  const dir = record.config.initFrom;
+  if (dir === null) return null;
+  const path = join(dir, RESULTS_FILE);
+  if (!existsSync(path)) return null;
+  const base = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path);
+  return { label: 'dense baseline (start point)', epochs: base.epochs };
+}
+
+/** Export, check and plot; returns what goes into the record's `final.extra`. */
+export async function finishRun(
+  model: FastModel,
+  data: { test: MnistSubset; xTest: tf.Tensor },
+  record: TrainRecord,
+  outDir: string,
+): Promise<Record<string, unknown>> {
+  const sparse = exportAndCheck(model, record, data.test, data.xTest, outDir);
+  const net = NETWORKS[record.config.network];
+  const names = model.layerNames;
+  const runs: PlotRun[] = [
+    { label: record.config.baseline ? 'dense baseline' : 'Sparse VD', epochs: record.epochs },
+  ];
+  const base = baselineRun(record);
+  if (base !== null) runs.push(base);
+  const logAlpha = model.logAlphaValues().map((values, i) => ({ name: names[i]!, values }));
+  const plots = await writeTrainingPlots(
+    {
+      title:
+        `${net.title}, ${record.config.baseline ? 'dense baseline' : `Sparse VD (${record.config.profile})`}, ` +
+        `${record.trainSize.toLocaleString('en-US')} MNIST digits`,
+      runs,
+      logAlpha,
+      // Profiles without a clip or a prune rule are drawn on the SVD paper's axes.
+      threshold: PROFILES[record.config.profile].prune?.threshold ?? SVD_PRUNE_THRESHOLD,
+      logAlphaRange: [SVD_LOG_ALPHA_MIN, SVD_LOG_ALPHA_MAX],
+    },
+    join(outDir, PLOTS_DIR),
+  );
+  return {
+    sparseExport: sparse,
+    plots: plots.map((p) => p.slice(outDir.length).replace(/^[/\\]+/, '')),
+  };
+}

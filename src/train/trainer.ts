@@ -1,0 +1,555 @@
+/**
+ * `vdspec train` without the command line (spec/train.md): train a LeNet
+ * with Sparse VD (or its dense baseline) on the seeded MNIST split with the
+ * fast implementation, one checkpoint per epoch, and a JSON record of the
+ * run. Resuming from the checkpoint continues the exact same run: batches,
+ * noise and Adam's state depend only on the seed and the step count.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+
+import * as tf from '@tensorflow/tfjs';
+
+import {
+  MNIST_SPLIT_SEED,
+  MNIST_TEST_SIZE,
+  mnistSplit,
+  stratifiedSplit,
+  type MnistSubset,
+} from '../data/mnist.js';
+import { VdspecError } from '../errors.js';
+import { activeBackend } from '../fast/backend.js';
+import { createFastModel, type FastModel, type FastModelState } from '../fast/train.js';
+import { fnv1a32, Xorshift32 } from '../golden/prng.js';
+import { isProfileName, PROFILE_NAMES, type ProfileName } from '../profiles.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import {
+  isNetworkName,
+  NETWORKS,
+  recipeFor,
+  scheduleAt,
+  type NetworkName,
+  type Recipe,
+} from './recipe.js';
+
+export const TRAIN_RECORD_FORMAT = 'vdspec-train';
+export const TRAIN_RECORD_VERSION = 1;
+export const CHECKPOINT_FILE = 'checkpoint.bin';
+export const RESULTS_FILE = 'results.json';
+
+export interface TrainConfig {
+  readonly network: NetworkName;
+  readonly profile: ProfileName;
+  /** The dense baseline: the same architecture, deterministic, no KL (FastModelOptions.deterministic). */
+  readonly baseline: boolean;
+  readonly epochs: number;
+  /** Seeds the initialisation, the noise and the batch order. */
+  readonly seed: number;
+  readonly splitSeed: number;
+  /** Use only the first `trainLimit` training images (in split order); null for all. */
+  readonly trainLimit: number | null;
+  readonly testLimit: number | null;
+  /** A finished baseline run's directory whose theta and bias start this run; null for none. */
+  readonly initFrom: string | null;
+  readonly recipe: Recipe;
+}
+
+export interface EpochMetrics {
+  /** 1 for the first epoch. */
+  readonly epoch: number;
+  /** beta during the epoch (0 for the baseline, which has no KL). */
+  readonly klWeight: number;
+  readonly learningRate: number;
+  /** Means over the epoch's steps of the minimised loss and its parts (before each update). */
+  readonly loss: number;
+  readonly dataTerm: number;
+  readonly kl: number;
+  /** Accuracy of the training forward (with its noise) over the epoch's batches. */
+  readonly trainAccuracy: number;
+  /** Accuracy and mean cross-entropy of the eval forward (pruned for SVD) on the test images. */
+  readonly testAccuracy: number;
+  readonly testCrossEntropy: number;
+  /** Weights kept by the eval forward, and |W| / |W != 0|. */
+  readonly kept: number;
+  readonly total: number;
+  readonly compression: number;
+  /** Wall time of the epoch, training and evaluation. */
+  readonly seconds: number;
+}
+
+export interface LayerResult {
+  readonly name: string;
+  readonly kept: number;
+  readonly total: number;
+  readonly keptPercent: number;
+  readonly compression: number;
+}
+
+export interface TrainRecord {
+  readonly format: typeof TRAIN_RECORD_FORMAT;
+  readonly version: typeof TRAIN_RECORD_VERSION;
+  readonly config: TrainConfig;
+  readonly trainSize: number;
+  readonly testSize: number;
+  /** Backend of each session (a resumed run may change machine). */
+  readonly backends: string[];
+  readonly epochs: EpochMetrics[];
+  /** Sum of the epochs' wall times, over every session. */
+  readonly wallSeconds: number;
+  /** True once every epoch has run. */
+  readonly complete: boolean;
+  /** Filled in when complete (spec/train.md#results). */
+  readonly final: FinalResults | null;
+}
+
+export interface FinalResults {
+  readonly testError: number;
+  readonly layers: LayerResult[];
+  readonly overall: LayerResult;
+  /** Extra results of the caller (export, plots), stored as given. */
+  readonly extra: Record<string, unknown>;
+}
+
+export interface TrainProgress {
+  readonly epoch: number;
+  readonly epochs: number;
+  readonly step: number;
+  readonly steps: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  /** Seconds since this session started training, and the epochs it has finished. */
+  readonly sessionSeconds: number;
+  readonly sessionSteps: number;
+  readonly lastEpoch: EpochMetrics | null;
+}
+
+export interface TrainRunOptions {
+  readonly outDir: string;
+  /** Continue from outDir's checkpoint; without it, a checkpoint in outDir is an error. */
+  readonly resume: boolean;
+  /** Stop after this epoch (1-based), resumable later; default all epochs. */
+  readonly until?: number;
+  readonly onStep?: (p: TrainProgress) => void;
+  readonly onEpoch?: (m: EpochMetrics, record: TrainRecord) => void;
+  /** Polled after every step: true stops the run at once (the epoch in progress is lost). */
+  readonly shouldStop?: () => boolean;
+  /** Run after the last epoch, with the trained model: returns extra results for the record. */
+  readonly finish?: (
+    model: FastModel,
+    data: { test: MnistSubset; xTest: tf.Tensor },
+    record: TrainRecord,
+  ) => Promise<Record<string, unknown>>;
+}
+
+export interface TrainOutcome {
+  readonly record: TrainRecord;
+  /** Why it returned: all epochs done, `until` reached, or stopped by shouldStop. */
+  readonly status: 'complete' | 'paused' | 'stopped';
+}
+
+/** The seed of epoch e's batch order: fnv1a32("<seed>/batches/<e>"), 0 replaced by 1. */
+export function batchOrderSeed(seed: number, epoch: number): number {
+  return fnv1a32(`${seed}/batches/${epoch}`) || 1;
+}
+
+/** The order of the training images in epoch `epoch` (from 0): a seeded Fisher-Yates shuffle. */
+export function batchOrder(count: number, seed: number, epoch: number): Uint32Array {
+  const order = new Uint32Array(count);
+  for (let i = 0; i < count; i++) order[i] = i;
+  const rng = new Xorshift32(batchOrderSeed(seed, epoch));
+  for (let i = count - 1; i > 0; i--) {
+    const j = rng.next() % (i + 1);
+    const t = order[i]!;
+    order[i] = order[j]!;
+    order[j] = t;
+  }
+  return order;
+}
+
+function sameConfig(a: TrainConfig, b: TrainConfig): string | null {
+  const keys: (keyof TrainConfig)[] = [
+    'network',
+    'profile',
+    'baseline',
+    'epochs',
+    'seed',
+    'splitSeed',
+    'trainLimit',
+    'testLimit',
+    'initFrom',
+  ];
+  for (const k of keys) {
+    if (a[k] !== b[k]) return `${k} is ${JSON.stringify(a[k])} there, ${JSON.stringify(b[k])} here`;
+  }
+  return null;
+}
+
+/** Validate a record read back from a checkpoint or results file. */
+export function checkRecord(value: unknown, where: string): TrainRecord {
+  const bad = (why: string) => new VdspecError('invalid_checkpoint', `${where}: ${why}`, 'record');
+  if (typeof value !== 'object' || value === null) throw bad('not an object');
+  const r = value as Partial<TrainRecord>;
+  if (r.format !== TRAIN_RECORD_FORMAT || r.version !== TRAIN_RECORD_VERSION) {
+    throw bad(`expected format ${TRAIN_RECORD_FORMAT} version ${TRAIN_RECORD_VERSION}`);
+  }
+  const c = r.config;
+  if (
+    typeof c !== 'object' ||
+    c === null ||
+    !isNetworkName(c.network) ||
+    !isProfileName(c.profile) ||
+    typeof c.baseline !== 'boolean' ||
+    !Number.isInteger(c.epochs) ||
+    !Number.isInteger(c.seed)
+  ) {
+    throw bad('the config is malformed');
+  }
+  if (!Array.isArray(r.epochs) || r.epochs.length > c.epochs) throw bad('the epochs are malformed');
+  if (!Array.isArray(r.backends) || typeof r.wallSeconds !== 'number') {
+    throw bad('the record is incomplete');
+  }
+  return r as TrainRecord;
+}
+
+/** Write `text` to `path` atomically (temporary file in the same directory, then rename). */
+export function writeFileAtomic(path: string, text: string): void {
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  try {
+    writeFileSync(temporary, text);
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw new VdspecError('io_error', `cannot write ${path}: ${(error as Error).message}`, 'out');
+  }
+}
+
+function prepareOutDir(outDir: string): void {
+  if (existsSync(outDir)) {
+    if (!statSync(outDir).isDirectory()) {
+      throw new VdspecError('io_error', `${outDir} exists and is not a directory`, 'out');
+    }
+    return;
+  }
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (error) {
+    throw new VdspecError(
+      'io_error',
+      `cannot create ${outDir}: ${(error as Error).message}`,
+      'out',
+    );
+  }
+}
+
+/** theta and bias of a finished baseline run, for `initFrom`. */
+function baselineWeights(dir: string, network: NetworkName): Map<string, Float32Array> {
+  const path = join(dir, CHECKPOINT_FILE);
+  if (!existsSync(path)) {
+    throw new VdspecError(
+      'invalid_argument',
+      `${dir} holds no ${CHECKPOINT_FILE}: train the baseline there first (vdspec train ${network} --baseline --out ${dir})`,
+      'init-from',
+    );
+  }
+  const { header, state } = readCheckpoint(path, (r) => checkRecord(r, path));
+  if (!header.config.baseline || header.config.network !== network || !header.complete) {
+    throw new VdspecError(
+      'invalid_argument',
+      `${dir} must hold a finished --baseline run of ${network} (it holds ${header.config.baseline ? 'a baseline' : 'an SVD'} run of ${header.config.network}, ${header.epochs.length}/${header.config.epochs} epochs)`,
+      'init-from',
+    );
+  }
+  const weights = new Map<string, Float32Array>();
+  for (const t of state.tensors) {
+    if (t.name.endsWith('.theta') || t.name.endsWith('.bias')) weights.set(t.name, t.data);
+  }
+  return weights;
+}
+
+function startModel(config: TrainConfig): FastModel {
+  const net = NETWORKS[config.network];
+  return createFastModel({
+    inputShape: net.inputShape,
+    layers: net.layers,
+    profile: config.profile,
+    seed: config.seed,
+    deterministic: config.baseline,
+  });
+}
+
+function applyInitFrom(model: FastModel, weights: Map<string, Float32Array>, dir: string): void {
+  const state = model.exportState();
+  const tensors = state.tensors.map((t) => {
+    const w = weights.get(t.name);
+    if (w === undefined) return t;
+    if (w.length !== t.data.length) {
+      throw new VdspecError('shape_mismatch', `${t.name} of ${dir} has another shape`, 'init-from');
+    }
+    return { ...t, data: w };
+  });
+  model.importState({ step: state.step, tensors } satisfies FastModelState);
+}
+
+/**
+ * At most `limit` images of `subset`: all of them, or a stratified sample
+ * drawn by the split algorithm itself (spec/data.md#split-algorithm, seed
+ * `splitSeed`), so that a small run still sees every class in proportion.
+ */
+function limited(subset: MnistSubset, limit: number | null, splitSeed: number): MnistSubset {
+  if (limit === null || limit >= subset.count) return subset;
+  const { test: picked } = stratifiedSplit(subset.labels, { testSize: limit, seed: splitSeed });
+  const pixels = subset.images.length / subset.count;
+  const images = new Float32Array(limit * pixels);
+  picked.forEach((i, k) =>
+    images.set(subset.images.subarray(i * pixels, (i + 1) * pixels), k * pixels),
+  );
+  return {
+    images,
+    labels: Uint8Array.from(picked, (i) => subset.labels[i]!),
+    count: limit,
+    indices: Uint32Array.from(picked, (i) => subset.indices[i]!),
+  };
+}
+
+/** A new run's configuration with the recipe filled in and every field checked. */
+export function makeConfig(input: {
+  network: string;
+  profile?: string;
+  baseline?: boolean;
+  epochs: number;
+  seed?: number;
+  splitSeed?: number;
+  trainLimit?: number | null;
+  testLimit?: number | null;
+  initFrom?: string | null;
+}): TrainConfig {
+  if (!isNetworkName(input.network)) {
+    throw new VdspecError(
+      'invalid_argument',
+      `unknown network "${input.network}" (expected ${Object.keys(NETWORKS).join(' or ')})`,
+      'network',
+    );
+  }
+  const profile = input.profile ?? 'molchanov2017';
+  if (!isProfileName(profile)) {
+    throw new VdspecError(
+      'unknown_profile',
+      `unknown profile "${profile}" (expected one of ${PROFILE_NAMES.join(', ')})`,
+      'profile',
+    );
+  }
+  const positive = (name: string, v: number | null | undefined, min = 1): number | null => {
+    if (v === null || v === undefined) return null;
+    if (!Number.isInteger(v) || v < min) {
+      throw new VdspecError('invalid_argument', `must be an integer >= ${min}, got ${v}`, name);
+    }
+    return v;
+  };
+  const seed = input.seed ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31 - 1) {
+    throw new VdspecError(
+      'invalid_argument',
+      `must be an integer in [0, 2^31 - 1], got ${seed}`,
+      'seed',
+    );
+  }
+  const baseline = input.baseline ?? false;
+  if (baseline && input.initFrom) {
+    throw new VdspecError('invalid_argument', 'a baseline run starts from scratch', 'init-from');
+  }
+  return {
+    network: input.network,
+    profile,
+    baseline,
+    epochs: positive('epochs', input.epochs)!,
+    seed,
+    splitSeed: positive('split-seed', input.splitSeed ?? MNIST_SPLIT_SEED)!,
+    trainLimit: positive('train-limit', input.trainLimit),
+    testLimit: positive('test-limit', input.testLimit),
+    initFrom: input.initFrom ? resolve(input.initFrom) : null,
+    recipe: recipeFor(input.network, input.epochs),
+  };
+}
+
+/**
+ * Train (or resume) the run described by `config` in `options.outDir`.
+ * Call `await initBackend()` first.
+ */
+export async function trainRun(
+  config: TrainConfig,
+  options: TrainRunOptions,
+): Promise<TrainOutcome> {
+  const outDir = options.outDir;
+  const checkpointPath = join(outDir, CHECKPOINT_FILE);
+  let resumed: { record: TrainRecord; state: FastModelState } | null = null;
+  if (existsSync(checkpointPath)) {
+    if (!options.resume) {
+      throw new VdspecError(
+        'invalid_argument',
+        `${outDir} already holds a run; pass --resume to continue it, or choose another --out`,
+        'out',
+      );
+    }
+    const { header, state } = readCheckpoint(checkpointPath, (r) => checkRecord(r, checkpointPath));
+    const differs = sameConfig(header.config, config);
+    if (differs !== null) {
+      throw new VdspecError(
+        'invalid_argument',
+        `the run in ${outDir} has another configuration (${differs}); resume it with the same flags`,
+        'resume',
+      );
+    }
+    resumed = { record: header, state };
+  } else if (options.resume) {
+    throw new VdspecError('invalid_argument', `${outDir} holds no checkpoint to resume`, 'resume');
+  }
+  const until = options.until ?? config.epochs;
+  if (!Number.isInteger(until) || until < 1 || until > config.epochs) {
+    throw new VdspecError(
+      'invalid_argument',
+      `must be an integer in [1, ${config.epochs}]`,
+      'until',
+    );
+  }
+
+  const net = NETWORKS[config.network];
+  const split = mnistSplit(config.splitSeed, { testSize: MNIST_TEST_SIZE });
+  const train = limited(split.train, config.trainLimit, config.splitSeed);
+  const test = limited(split.test, config.testLimit, config.splitSeed);
+  const initWeights =
+    resumed === null && config.initFrom !== null
+      ? baselineWeights(config.initFrom, config.network)
+      : null;
+  // Only once every input is known to be good, so that a refused call leaves nothing behind.
+  prepareOutDir(outDir);
+
+  const backend = activeBackend() ?? 'none';
+  let record: TrainRecord = resumed
+    ? { ...resumed.record, backends: [...resumed.record.backends, backend] }
+    : {
+        format: TRAIN_RECORD_FORMAT,
+        version: TRAIN_RECORD_VERSION,
+        config,
+        trainSize: train.count,
+        testSize: test.count,
+        backends: [backend],
+        epochs: [],
+        wallSeconds: 0,
+        complete: false,
+        final: null,
+      };
+
+  const model = startModel(config);
+  const xTrain = tf.tensor(train.images, [train.count, ...net.inputShape], 'float32');
+  const xTest = tf.tensor(test.images, [test.count, ...net.inputShape], 'float32');
+  try {
+    if (resumed) model.importState(resumed.state);
+    else if (initWeights) applyInitFrom(model, initWeights, config.initFrom!);
+
+    const steps = Math.ceil(train.count / config.recipe.batchSize);
+    const sessionStart = performance.now();
+    let sessionSteps = 0;
+    for (let e = record.epochs.length; e < until; e++) {
+      const started = performance.now();
+      const schedule = scheduleAt(config.recipe, e);
+      const klWeight = config.baseline ? 0 : schedule.klWeight;
+      const order = batchOrder(train.count, config.seed, e);
+      let loss = 0;
+      let dataTerm = 0;
+      let kl = 0;
+      let correct = 0;
+      for (let s = 0; s < steps; s++) {
+        const from = s * config.recipe.batchSize;
+        const picked = order.subarray(from, Math.min(train.count, from + config.recipe.batchSize));
+        const labels = Int32Array.from(picked, (i) => train.labels[i]!);
+        const x = tf.tidy(() => tf.gather(xTrain, tf.tensor1d(Int32Array.from(picked), 'int32')));
+        let r;
+        try {
+          r = model.trainStep(
+            { x, labels },
+            { trainSize: train.count, klWeight, learningRate: schedule.learningRate },
+          );
+        } finally {
+          x.dispose();
+        }
+        loss += r.loss;
+        dataTerm += r.dataTerm;
+        kl += r.kl;
+        correct += r.accuracy * picked.length;
+        sessionSteps++;
+        options.onStep?.({
+          epoch: e + 1,
+          epochs: config.epochs,
+          step: s + 1,
+          steps,
+          loss: r.loss,
+          accuracy: r.accuracy,
+          sessionSeconds: (performance.now() - sessionStart) / 1000,
+          sessionSteps,
+          lastEpoch: record.epochs.at(-1) ?? null,
+        });
+        // Let signal handlers run between steps (a step is synchronous).
+        await new Promise((r) => setImmediate(r));
+        if (options.shouldStop?.()) return { record, status: 'stopped' };
+      }
+      const evaluation = model.evaluate({ x: xTest, labels: Int32Array.from(test.labels) }, 500);
+      const sparsity = model.sparsity().overall;
+      const metrics: EpochMetrics = {
+        epoch: e + 1,
+        klWeight,
+        learningRate: schedule.learningRate,
+        loss: loss / steps,
+        dataTerm: dataTerm / steps,
+        kl: kl / steps,
+        trainAccuracy: correct / train.count,
+        testAccuracy: evaluation.accuracy,
+        testCrossEntropy: evaluation.crossEntropy,
+        kept: sparsity.kept,
+        total: sparsity.total,
+        compression: sparsity.compression,
+        seconds: (performance.now() - started) / 1000,
+      };
+      record = {
+        ...record,
+        epochs: [...record.epochs, metrics],
+        wallSeconds: record.wallSeconds + metrics.seconds,
+        complete: e + 1 === config.epochs,
+      };
+      writeCheckpoint(checkpointPath, record, model.exportState());
+      writeFileAtomic(join(outDir, RESULTS_FILE), `${JSON.stringify(record, jsonNumbers, 2)}\n`);
+      options.onEpoch?.(metrics, record);
+    }
+    if (!record.complete) return { record, status: 'paused' };
+
+    const sparsity = model.sparsity();
+    const row = (l: { name: string; kept: number; total: number; compression: number }) => ({
+      name: l.name,
+      kept: l.kept,
+      total: l.total,
+      keptPercent: (100 * l.kept) / l.total,
+      compression: l.compression,
+    });
+    const extra = options.finish ? await options.finish(model, { test, xTest }, record) : {};
+    record = {
+      ...record,
+      final: {
+        testError: 1 - record.epochs.at(-1)!.testAccuracy,
+        layers: sparsity.layers.map(row),
+        overall: row(sparsity.overall),
+        extra,
+      },
+    };
+    writeCheckpoint(checkpointPath, record, model.exportState());
+    writeFileAtomic(join(outDir, RESULTS_FILE), `${JSON.stringify(record, jsonNumbers, 2)}\n`);
+    return { record, status: 'complete' };
+  } finally {
+    model.dispose();
+    tf.dispose([xTrain, xTest]);
+  }
+}
+
+/** JSON has no Infinity: a network with nothing kept has compression "Infinity". */
+export function jsonNumbers(_key: string, value: unknown): unknown {
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return value;
+}

@@ -1,0 +1,460 @@
+/**
+ * spec/train.md: `vdspec train` and its parts.
+ *
+ * - the recipe scales the official schedules to the epochs asked for;
+ * - the batch order is a seeded permutation, the same in every run;
+ * - a deterministic (baseline) model trains theta and bias only, has no KL
+ *   and prunes nothing;
+ * - a model's state exported and imported continues bit for bit;
+ * - checkpoints round-trip and a damaged one is refused with a clear error;
+ * - the smoke run (CI): one short epoch of each network on a small subset
+ *   writes a complete record, a checkpoint, a sparse export that picks the
+ *   same classes as the trained model, and the plots; a run paused with
+ *   --until and resumed gives the same metrics and the same export as one
+ *   run straight through; a stopped run keeps its finished epochs;
+ * - bad calls fail with one line and exit 2, never a stack trace.
+ */
+import fc from 'fast-check';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import * as tf from '@tensorflow/tfjs';
+
+import { runTrainCommand } from '../../src/cli/train.js';
+import {
+  KL_WARMUP_END_EPOCH,
+  KL_WARMUP_START_EPOCH,
+  RECIPE_BATCH_SIZE,
+  RECIPE_EPOCHS,
+  RECIPE_LEARNING_RATE,
+} from '../../src/constants.js';
+import { isVdspecError } from '../../src/errors.js';
+import { initBackend } from '../../src/fast/backend.js';
+import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
+import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
+import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
+import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
+import {
+  batchOrder,
+  CHECKPOINT_FILE,
+  checkRecord,
+  makeConfig,
+  RESULTS_FILE,
+  trainRun,
+  type TrainRecord,
+} from '../../src/train/trainer.js';
+
+await initBackend();
+
+const temps: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vdspec-train-'));
+  temps.push(dir);
+  return dir;
+}
+afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function cli(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runTrainCommand(
+    argv,
+    (s) => out.push(s),
+    (s) => err.push(s),
+    {
+      handleSignals: false,
+    },
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+function readRecord(dir: string): TrainRecord {
+  return checkRecord(JSON.parse(readFileSync(join(dir, RESULTS_FILE), 'utf8')), dir);
+}
+
+/** Everything but the wall times, which differ from run to run. */
+function metricsWithoutTime(record: TrainRecord) {
+  return record.epochs.map(({ seconds: _seconds, ...rest }) => rest);
+}
+
+describe('recipe', () => {
+  it('is the official recipe at RECIPE_EPOCHS and scales its warm-up with the epochs', () => {
+    const official = recipeFor('lenet300', RECIPE_EPOCHS);
+    expect(official.klWarmup).toEqual({ start: KL_WARMUP_START_EPOCH, end: KL_WARMUP_END_EPOCH });
+    expect(official.batchSize).toBe(RECIPE_BATCH_SIZE);
+    expect(official.learningRate).toBe(RECIPE_LEARNING_RATE);
+    expect(recipeFor('lenet5', RECIPE_EPOCHS).learningRateSchedule).toBe('lenet5');
+    const half = recipeFor('lenet300', RECIPE_EPOCHS / 2);
+    expect(half.klWarmup).toEqual({
+      start: KL_WARMUP_START_EPOCH / 2,
+      end: KL_WARMUP_END_EPOCH / 2,
+    });
+  });
+
+  it('beta rises from 0 to 1 and the learning rate falls, at every length', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 400 }),
+        fc.constantFrom('lenet300', 'lenet5'),
+        (epochs, net) => {
+          const recipe = recipeFor(net as 'lenet300' | 'lenet5', epochs);
+          let previous = scheduleAt(recipe, 0);
+          expect(previous.learningRate).toBe(RECIPE_LEARNING_RATE);
+          for (let e = 1; e < epochs; e++) {
+            const now = scheduleAt(recipe, e);
+            expect(now.klWeight).toBeGreaterThanOrEqual(previous.klWeight);
+            expect(now.learningRate).toBeLessThanOrEqual(previous.learningRate);
+            expect(now.learningRate).toBeGreaterThan(0);
+            previous = now;
+          }
+          if (epochs >= 2) expect(previous.klWeight).toBe(1);
+        },
+      ),
+    );
+  });
+
+  it('refuses a non-integer or zero epoch count', () => {
+    for (const bad of [0, -1, 2.5, NaN]) {
+      expect(() => recipeFor('lenet300', bad)).toThrow(/epochs/);
+    }
+  });
+});
+
+describe('batch order', () => {
+  it('is a permutation, the same for the same seed and epoch, another for another epoch', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 500 }),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.nat(300),
+        (count, seed, epoch) => {
+          const order = batchOrder(count, seed, epoch);
+          expect([...order].sort((a, b) => a - b)).toEqual([...Array(count).keys()]);
+          expect(batchOrder(count, seed, epoch)).toEqual(order);
+          if (count >= 20) expect(batchOrder(count, seed, epoch + 1)).not.toEqual(order);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});
+
+describe('FastModel: deterministic baseline and state', () => {
+  const data = (seed: number, batch = 20) => {
+    const x = tf.randomUniform([batch, 784], 0, 1, 'float32', seed);
+    const labels = Array.from({ length: batch }, (_, i) => (i * 7 + seed) % 10);
+    return { x, labels };
+  };
+
+  it('a deterministic model trains theta and bias only, has no KL and keeps every weight', () => {
+    const model = createFastModel({
+      inputShape: [784],
+      layers: LENET_300_100,
+      profile: 'molchanov2017',
+      seed: 3,
+      deterministic: true,
+    });
+    const batch = data(1);
+    try {
+      const before = model.parameters();
+      let first = Infinity;
+      let last = Infinity;
+      for (let i = 0; i < 30; i++) {
+        const r = model.trainStep(batch, { trainSize: 100, klWeight: 1, learningRate: 1e-3 });
+        expect(r.kl).toBe(0);
+        expect(r.klTerm).toBe(0);
+        if (i === 0) first = r.loss;
+        last = r.loss;
+      }
+      expect(last).toBeLessThan(first / 2);
+      const after = model.parameters();
+      after.forEach((layer, i) => {
+        expect(layer.noise.data).toEqual(before[i]!.noise.data);
+        expect(layer.theta.data).not.toEqual(before[i]!.theta.data);
+      });
+      expect(model.sparsity().overall.compression).toBe(1);
+      expect(model.keepMasks().every((k) => k === null)).toBe(true);
+      expect(model.logAlphaValues()).toEqual([]);
+      // Its eval forward is its training forward: no noise, no mask.
+      const logits = model.predict(batch.x);
+      const again = model.predict(batch.x);
+      expect(Array.from(logits.dataSync())).toEqual(Array.from(again.dataSync()));
+      tf.dispose([logits, again]);
+    } finally {
+      model.dispose();
+      batch.x.dispose();
+    }
+  });
+
+  it.each([false, true])(
+    'exportState / importState continue bit for bit (deterministic %s)',
+    (deterministic) => {
+      const options = {
+        inputShape: [784],
+        layers: LENET_300_100,
+        profile: 'molchanov2017' as const,
+        seed: 5,
+        deterministic,
+      };
+      const straight = createFastModel(options);
+      const resumed = createFastModel(options);
+      const batch = data(2);
+      const step = (m: typeof straight) =>
+        m.trainStep(batch, { trainSize: 1000, klWeight: 0.5, learningRate: 1e-3 });
+      try {
+        for (let i = 0; i < 3; i++) step(straight);
+        const state = straight.exportState();
+        resumed.importState(state);
+        expect(resumed.step).toBe(3);
+        for (let i = 0; i < 3; i++) expect(step(resumed)).toEqual(step(straight));
+        expect(resumed.exportState()).toEqual(straight.exportState());
+      } finally {
+        straight.dispose();
+        resumed.dispose();
+        batch.x.dispose();
+      }
+    },
+  );
+
+  it('importState refuses another model’s state and leaves the model unchanged', () => {
+    const a = createFastModel({
+      inputShape: [784],
+      layers: LENET_300_100,
+      profile: 'molchanov2017',
+      seed: 1,
+    });
+    const b = createFastModel({
+      inputShape: [784],
+      layers: LENET_300_100,
+      profile: 'molchanov2017',
+      seed: 1,
+      deterministic: true,
+    });
+    try {
+      const before = a.exportState();
+      expect(() => a.importState(b.exportState())).toThrow(/another model/);
+      const bad = {
+        step: 0,
+        tensors: before.tensors.map((t, i) =>
+          i === 4 ? { ...t, data: new Float32Array(t.data.length).fill(NaN) } : t,
+        ),
+      };
+      expect(() => a.importState(bad)).toThrow(/non-finite/);
+      expect(a.exportState()).toEqual(before);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+});
+
+describe('checkpoint file', () => {
+  const state = {
+    step: 7,
+    tensors: [
+      { name: 'a', shape: [2, 3], data: Float32Array.from([1, -2, 3.5, 0, -0, 1e-30]) },
+      { name: 'b', shape: [1], data: Float32Array.from([42]) },
+    ],
+  };
+  const header = { hello: 'world', n: 1 };
+  const asIs = (r: unknown) => r as typeof header;
+
+  it('round-trips the header and every value', () => {
+    const path = join(tempDir(), 'c.bin');
+    writeCheckpoint(path, header, state);
+    const back = readCheckpoint(path, asIs);
+    expect(back.header).toEqual(header);
+    expect(back.state.step).toBe(7);
+    expect(back.state.tensors).toEqual(state.tensors);
+  });
+
+  it('refuses a truncated, padded, foreign or missing file with the file named', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.bin');
+    writeCheckpoint(path, header, state);
+    const size = readFileSync(path).length;
+    truncateSync(path, size - 2);
+    expect(() => readCheckpoint(path, asIs)).toThrow(/truncated/);
+    writeCheckpoint(path, header, state);
+    writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from([0, 0, 0, 0])]));
+    expect(() => readCheckpoint(path, asIs)).toThrow(/bytes follow/);
+    writeFileSync(path, '{"not": "a checkpoint"}');
+    expect(() => readCheckpoint(path, asIs)).toThrow(/VDSPECK1/);
+    expect(() => readCheckpoint(join(dir, 'missing.bin'), asIs)).toThrow(/cannot read/);
+    try {
+      readCheckpoint(path, asIs);
+    } catch (e) {
+      expect(isVdspecError(e) && e.message.includes(path)).toBe(true);
+    }
+  });
+});
+
+describe('vdspec train (smoke: the pipeline end to end, not the accuracy)', () => {
+  const small = ['--train-limit', '300', '--test-limit', '100', '--quiet'];
+  let straight: string;
+  let straightRecord: TrainRecord;
+
+  beforeAll(async () => {
+    straight = join(tempDir(), 'run');
+    const r = await cli(['lenet300', '--epochs', '2', '--out', straight, ...small]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    straightRecord = readRecord(straight);
+  });
+
+  it('writes a complete record, a checkpoint, a checked sparse export and the plots', () => {
+    const r = straightRecord;
+    expect(r.complete).toBe(true);
+    expect(r.trainSize).toBe(300);
+    expect(r.testSize).toBe(100);
+    expect(r.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+    for (const e of r.epochs) {
+      for (const v of [e.loss, e.dataTerm, e.kl, e.testAccuracy, e.trainAccuracy, e.seconds]) {
+        expect(Number.isFinite(v)).toBe(true);
+      }
+    }
+    const final = r.final!;
+    expect(final.layers.map((l) => l.name)).toEqual(['dense0', 'dense1', 'dense2']);
+    expect(final.overall.total).toBe(784 * 300 + 300 * 100 + 100 * 10);
+    expect(final.testError).toBeCloseTo(1 - r.epochs[1]!.testAccuracy, 12);
+    expect(existsSync(join(straight, CHECKPOINT_FILE))).toBe(true);
+
+    const sparse = final.extra['sparseExport'] as {
+      path: string;
+      storedWeights: number;
+      samePrediction: number;
+      testImages: number;
+      testError: number;
+    };
+    const model = readSparseModel(join(straight, sparse.path));
+    expect(sparseStats(model).overall.kept).toBe(final.overall.kept);
+    expect(sparse.storedWeights).toBe(final.overall.kept);
+    expect(sparse.samePrediction).toBe(sparse.testImages);
+    expect(sparse.testError).toBeCloseTo(final.testError, 12);
+
+    const plots = final.extra['plots'] as string[];
+    for (const name of ['curves', 'log-alpha', 'kl']) {
+      const svg = plots.find((p) => p.endsWith(`${name}.svg`));
+      expect(svg, name).toBeDefined();
+      expect(readFileSync(join(straight, svg!), 'utf8')).toMatch(/^<svg/);
+    }
+  });
+
+  it('a run paused with --until and resumed equals the run straight through', async () => {
+    const dir = join(tempDir(), 'run');
+    const first = await cli(['lenet300', '--epochs', '2', '--until', '1', '--out', dir, ...small]);
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/paused after epoch 1 of 2/);
+    expect(readRecord(dir).complete).toBe(false);
+    const again = await cli(['lenet300', '--epochs', '2', '--out', dir, ...small]);
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/already holds a run; pass --resume/);
+    const second = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
+    expect(second.code).toBe(0);
+    const record = readRecord(dir);
+    expect(record.backends).toHaveLength(2);
+    expect(metricsWithoutTime(record)).toEqual(metricsWithoutTime(straightRecord));
+    expect(readFileSync(join(dir, 'model.sparse.json'))).toEqual(
+      readFileSync(join(straight, 'model.sparse.json')),
+    );
+  });
+
+  it('a stopped run keeps its finished epochs and resumes from them', async () => {
+    const dir = join(tempDir(), 'run');
+    const config = makeConfig({ network: 'lenet300', epochs: 2, trainLimit: 300, testLimit: 100 });
+    let steps = 0;
+    const stopped = await trainRun(config, {
+      outDir: dir,
+      resume: false,
+      onStep: () => steps++,
+      // Stop in the middle of the second epoch (3 steps per epoch).
+      shouldStop: () => steps === 5,
+    });
+    expect(stopped.status).toBe('stopped');
+    expect(readRecord(dir).epochs).toHaveLength(1);
+    const resumed = await trainRun(config, { outDir: dir, resume: true });
+    expect(resumed.status).toBe('complete');
+    expect(metricsWithoutTime(resumed.record)).toEqual(metricsWithoutTime(straightRecord));
+  });
+
+  it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
+    const base = join(tempDir(), 'base');
+    const tiny = ['--epochs', '1', '--train-limit', '200', '--test-limit', '50', '--quiet'];
+    const b = await cli(['lenet5', '--baseline', '--out', base, ...tiny]);
+    expect(b.err).toBe('');
+    expect(b.code).toBe(0);
+    const baseRecord = readRecord(base);
+    expect(baseRecord.final!.overall.compression).toBe(1);
+    expect(baseRecord.epochs[0]!.kl).toBe(0);
+    const svd = join(tempDir(), 'svd');
+    const s = await cli(['lenet5', '--init-from', base, '--out', svd, ...tiny]);
+    expect(s.err).toBe('');
+    expect(s.code).toBe(0);
+    const record = readRecord(svd);
+    expect(record.final!.layers.map((l) => l.name)).toEqual([
+      'conv2d0',
+      'conv2d1',
+      'dense2',
+      'dense3',
+    ]);
+    const sparse = record.final!.extra['sparseExport'] as {
+      samePrediction: number;
+      testImages: number;
+    };
+    expect(sparse.samePrediction).toBe(sparse.testImages);
+  });
+
+  it('bad calls: one line on stderr, exit 2, nothing trained', async () => {
+    const dir = tempDir();
+    const cases: [string[], RegExp][] = [
+      [[], /which network/],
+      [['lenet7'], /unknown network "lenet7"/],
+      [['lenet300', '--epochs', '0'], /epochs: must be an integer >= 1/],
+      [['lenet300', '--epochs', 'ten'], /--epochs needs an integer/],
+      [['lenet300', '--profile', 'nope'], /unknown profile "nope"/],
+      [
+        ['lenet300', '--until', '5', '--epochs', '2', '--out', join(dir, 'u')],
+        /until: must be an integer in \[1, 2\]/,
+      ],
+      [['lenet300', '--resume', '--out', join(dir, 'none')], /holds no checkpoint to resume/],
+      [
+        ['lenet300', '--init-from', join(dir, 'nothing'), '--out', join(dir, 'i')],
+        /holds no checkpoint\.bin/,
+      ],
+      [['lenet300', '--baseline', '--init-from', dir], /a baseline run starts from scratch/],
+      [['lenet300', '--out', join(straight, RESULTS_FILE)], /is not a directory/],
+      [['lenet300', '--bogus'], /unknown argument "--bogus"/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await cli(argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toMatch(message);
+      expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('a resume with other flags, or of a damaged checkpoint, is refused', async () => {
+    const dir = join(tempDir(), 'run');
+    expect(
+      (await cli(['lenet300', '--epochs', '2', '--until', '1', '--out', dir, ...small])).code,
+    ).toBe(0);
+    const other = await cli(['lenet300', '--epochs', '3', '--resume', '--out', dir, ...small]);
+    expect(other.code).toBe(2);
+    expect(other.err).toMatch(/another configuration \(epochs is 2 there, 3 here\)/);
+    const path = join(dir, CHECKPOINT_FILE);
+    truncateSync(path, readFileSync(path).length - 100);
+    const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
+    expect(damaged.code).toBe(2);
+    expect(damaged.err).toMatch(/not a usable vdspec checkpoint: .*truncated/);
+  });
+});
