@@ -66,4 +66,8 @@ export {
   createFastModel,
   type FastLayerSpec,
   type FastModel,
+  type FastModelOptions,
+  type FastModelState,
+  type FastNetworkLayer,
+  type FastStateTensor,
 } from './train.js';

@@ -298,163 +298,183 @@ describe('checkpoint file', () => {
   });
 });
 
-describe('vdspec train (smoke: the pipeline end to end, not the accuracy)', () => {
-  const small = ['--train-limit', '300', '--test-limit', '100', '--quiet'];
-  let straight: string;
-  let straightRecord: TrainRecord;
+// Each CLI run loads the 10,000 digits, trains, exports and renders the plots: a few seconds
+// alone, several times that on a machine busy with other work.
+describe(
+  'vdspec train (smoke: the pipeline end to end, not the accuracy)',
+  { timeout: 240_000 },
+  () => {
+    const small = ['--train-limit', '300', '--test-limit', '100', '--quiet'];
+    let straight: string;
+    let straightRecord: TrainRecord;
 
-  beforeAll(async () => {
-    straight = join(tempDir(), 'run');
-    const r = await cli(['lenet300', '--epochs', '2', '--out', straight, ...small]);
-    expect(r.err).toBe('');
-    expect(r.code).toBe(0);
-    straightRecord = readRecord(straight);
-  });
+    beforeAll(async () => {
+      straight = join(tempDir(), 'run');
+      const r = await cli(['lenet300', '--epochs', '2', '--out', straight, ...small]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      straightRecord = readRecord(straight);
+    }, 240_000);
 
-  it('writes a complete record, a checkpoint, a checked sparse export and the plots', () => {
-    const r = straightRecord;
-    expect(r.complete).toBe(true);
-    expect(r.trainSize).toBe(300);
-    expect(r.testSize).toBe(100);
-    expect(r.epochs.map((e) => e.epoch)).toEqual([1, 2]);
-    for (const e of r.epochs) {
-      for (const v of [e.loss, e.dataTerm, e.kl, e.testAccuracy, e.trainAccuracy, e.seconds]) {
-        expect(Number.isFinite(v)).toBe(true);
+    it('writes a complete record, a checkpoint, a checked sparse export and the plots', () => {
+      const r = straightRecord;
+      expect(r.complete).toBe(true);
+      expect(r.trainSize).toBe(300);
+      expect(r.testSize).toBe(100);
+      expect(r.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+      for (const e of r.epochs) {
+        for (const v of [e.loss, e.dataTerm, e.kl, e.testAccuracy, e.trainAccuracy, e.seconds]) {
+          expect(Number.isFinite(v)).toBe(true);
+        }
       }
-    }
-    const final = r.final!;
-    expect(final.layers.map((l) => l.name)).toEqual(['dense0', 'dense1', 'dense2']);
-    expect(final.overall.total).toBe(784 * 300 + 300 * 100 + 100 * 10);
-    expect(final.testError).toBeCloseTo(1 - r.epochs[1]!.testAccuracy, 12);
-    expect(existsSync(join(straight, CHECKPOINT_FILE))).toBe(true);
+      const final = r.final!;
+      expect(final.layers.map((l) => l.name)).toEqual(['dense0', 'dense1', 'dense2']);
+      expect(final.overall.total).toBe(784 * 300 + 300 * 100 + 100 * 10);
+      expect(final.testError).toBeCloseTo(1 - r.epochs[1]!.testAccuracy, 12);
+      expect(existsSync(join(straight, CHECKPOINT_FILE))).toBe(true);
 
-    const sparse = final.extra['sparseExport'] as {
-      path: string;
-      storedWeights: number;
-      samePrediction: number;
-      testImages: number;
-      testError: number;
-    };
-    const model = readSparseModel(join(straight, sparse.path));
-    expect(sparseStats(model).overall.kept).toBe(final.overall.kept);
-    expect(sparse.storedWeights).toBe(final.overall.kept);
-    expect(sparse.samePrediction).toBe(sparse.testImages);
-    expect(sparse.testError).toBeCloseTo(final.testError, 12);
+      const sparse = final.extra['sparseExport'] as {
+        path: string;
+        storedWeights: number;
+        samePrediction: number;
+        testImages: number;
+        testError: number;
+      };
+      const model = readSparseModel(join(straight, sparse.path));
+      expect(sparseStats(model).overall.kept).toBe(final.overall.kept);
+      expect(sparse.storedWeights).toBe(final.overall.kept);
+      expect(sparse.samePrediction).toBe(sparse.testImages);
+      expect(sparse.testError).toBeCloseTo(final.testError, 12);
 
-    const plots = final.extra['plots'] as string[];
-    for (const name of ['curves', 'log-alpha', 'kl']) {
-      const svg = plots.find((p) => p.endsWith(`${name}.svg`));
-      expect(svg, name).toBeDefined();
-      expect(readFileSync(join(straight, svg!), 'utf8')).toMatch(/^<svg/);
-    }
-  });
-
-  it('a run paused with --until and resumed equals the run straight through', async () => {
-    const dir = join(tempDir(), 'run');
-    const first = await cli(['lenet300', '--epochs', '2', '--until', '1', '--out', dir, ...small]);
-    expect(first.code).toBe(0);
-    expect(first.out).toMatch(/paused after epoch 1 of 2/);
-    expect(readRecord(dir).complete).toBe(false);
-    const again = await cli(['lenet300', '--epochs', '2', '--out', dir, ...small]);
-    expect(again.code).toBe(2);
-    expect(again.err).toMatch(/already holds a run; pass --resume/);
-    const second = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
-    expect(second.code).toBe(0);
-    const record = readRecord(dir);
-    expect(record.backends).toHaveLength(2);
-    expect(metricsWithoutTime(record)).toEqual(metricsWithoutTime(straightRecord));
-    expect(readFileSync(join(dir, 'model.sparse.json'))).toEqual(
-      readFileSync(join(straight, 'model.sparse.json')),
-    );
-  });
-
-  it('a stopped run keeps its finished epochs and resumes from them', async () => {
-    const dir = join(tempDir(), 'run');
-    const config = makeConfig({ network: 'lenet300', epochs: 2, trainLimit: 300, testLimit: 100 });
-    let steps = 0;
-    const stopped = await trainRun(config, {
-      outDir: dir,
-      resume: false,
-      onStep: () => steps++,
-      // Stop in the middle of the second epoch (3 steps per epoch).
-      shouldStop: () => steps === 5,
+      const plots = final.extra['plots'] as string[];
+      for (const name of ['curves', 'log-alpha', 'kl']) {
+        const svg = plots.find((p) => p.endsWith(`${name}.svg`));
+        expect(svg, name).toBeDefined();
+        expect(readFileSync(join(straight, svg!), 'utf8')).toMatch(/^<svg/);
+      }
     });
-    expect(stopped.status).toBe('stopped');
-    expect(readRecord(dir).epochs).toHaveLength(1);
-    const resumed = await trainRun(config, { outDir: dir, resume: true });
-    expect(resumed.status).toBe('complete');
-    expect(metricsWithoutTime(resumed.record)).toEqual(metricsWithoutTime(straightRecord));
-  });
 
-  it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
-    const base = join(tempDir(), 'base');
-    const tiny = ['--epochs', '1', '--train-limit', '200', '--test-limit', '50', '--quiet'];
-    const b = await cli(['lenet5', '--baseline', '--out', base, ...tiny]);
-    expect(b.err).toBe('');
-    expect(b.code).toBe(0);
-    const baseRecord = readRecord(base);
-    expect(baseRecord.final!.overall.compression).toBe(1);
-    expect(baseRecord.epochs[0]!.kl).toBe(0);
-    const svd = join(tempDir(), 'svd');
-    const s = await cli(['lenet5', '--init-from', base, '--out', svd, ...tiny]);
-    expect(s.err).toBe('');
-    expect(s.code).toBe(0);
-    const record = readRecord(svd);
-    expect(record.final!.layers.map((l) => l.name)).toEqual([
-      'conv2d0',
-      'conv2d1',
-      'dense2',
-      'dense3',
-    ]);
-    const sparse = record.final!.extra['sparseExport'] as {
-      samePrediction: number;
-      testImages: number;
-    };
-    expect(sparse.samePrediction).toBe(sparse.testImages);
-  });
+    it('a run paused with --until and resumed equals the run straight through', async () => {
+      const dir = join(tempDir(), 'run');
+      const first = await cli([
+        'lenet300',
+        '--epochs',
+        '2',
+        '--until',
+        '1',
+        '--out',
+        dir,
+        ...small,
+      ]);
+      expect(first.code).toBe(0);
+      expect(first.out).toMatch(/paused after epoch 1 of 2/);
+      expect(readRecord(dir).complete).toBe(false);
+      const again = await cli(['lenet300', '--epochs', '2', '--out', dir, ...small]);
+      expect(again.code).toBe(2);
+      expect(again.err).toMatch(/already holds a run; pass --resume/);
+      const second = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
+      expect(second.code).toBe(0);
+      const record = readRecord(dir);
+      expect(record.backends).toHaveLength(2);
+      expect(metricsWithoutTime(record)).toEqual(metricsWithoutTime(straightRecord));
+      expect(readFileSync(join(dir, 'model.sparse.json'))).toEqual(
+        readFileSync(join(straight, 'model.sparse.json')),
+      );
+    });
 
-  it('bad calls: one line on stderr, exit 2, nothing trained', async () => {
-    const dir = tempDir();
-    const cases: [string[], RegExp][] = [
-      [[], /which network/],
-      [['lenet7'], /unknown network "lenet7"/],
-      [['lenet300', '--epochs', '0'], /epochs: must be an integer >= 1/],
-      [['lenet300', '--epochs', 'ten'], /--epochs needs an integer/],
-      [['lenet300', '--profile', 'nope'], /unknown profile "nope"/],
-      [
-        ['lenet300', '--until', '5', '--epochs', '2', '--out', join(dir, 'u')],
-        /until: must be an integer in \[1, 2\]/,
-      ],
-      [['lenet300', '--resume', '--out', join(dir, 'none')], /holds no checkpoint to resume/],
-      [
-        ['lenet300', '--init-from', join(dir, 'nothing'), '--out', join(dir, 'i')],
-        /holds no checkpoint\.bin/,
-      ],
-      [['lenet300', '--baseline', '--init-from', dir], /a baseline run starts from scratch/],
-      [['lenet300', '--out', join(straight, RESULTS_FILE)], /is not a directory/],
-      [['lenet300', '--bogus'], /unknown argument "--bogus"/],
-    ];
-    for (const [argv, message] of cases) {
-      const r = await cli(argv);
-      expect(r.code, argv.join(' ')).toBe(2);
-      expect(r.err, argv.join(' ')).toMatch(message);
-      expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
-      expect(r.err).not.toMatch(/\n\s+at /);
-    }
-  });
+    it('a stopped run keeps its finished epochs and resumes from them', async () => {
+      const dir = join(tempDir(), 'run');
+      const config = makeConfig({
+        network: 'lenet300',
+        epochs: 2,
+        trainLimit: 300,
+        testLimit: 100,
+      });
+      let steps = 0;
+      const stopped = await trainRun(config, {
+        outDir: dir,
+        resume: false,
+        onStep: () => steps++,
+        // Stop in the middle of the second epoch (3 steps per epoch).
+        shouldStop: () => steps === 5,
+      });
+      expect(stopped.status).toBe('stopped');
+      expect(readRecord(dir).epochs).toHaveLength(1);
+      const resumed = await trainRun(config, { outDir: dir, resume: true });
+      expect(resumed.status).toBe('complete');
+      expect(metricsWithoutTime(resumed.record)).toEqual(metricsWithoutTime(straightRecord));
+    });
 
-  it('a resume with other flags, or of a damaged checkpoint, is refused', async () => {
-    const dir = join(tempDir(), 'run');
-    expect(
-      (await cli(['lenet300', '--epochs', '2', '--until', '1', '--out', dir, ...small])).code,
-    ).toBe(0);
-    const other = await cli(['lenet300', '--epochs', '3', '--resume', '--out', dir, ...small]);
-    expect(other.code).toBe(2);
-    expect(other.err).toMatch(/another configuration \(epochs is 2 there, 3 here\)/);
-    const path = join(dir, CHECKPOINT_FILE);
-    truncateSync(path, readFileSync(path).length - 100);
-    const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
-    expect(damaged.code).toBe(2);
-    expect(damaged.err).toMatch(/not a usable vdspec checkpoint: .*truncated/);
-  });
-});
+    it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
+      const base = join(tempDir(), 'base');
+      const tiny = ['--epochs', '1', '--train-limit', '200', '--test-limit', '50', '--quiet'];
+      const b = await cli(['lenet5', '--baseline', '--out', base, ...tiny]);
+      expect(b.err).toBe('');
+      expect(b.code).toBe(0);
+      const baseRecord = readRecord(base);
+      expect(baseRecord.final!.overall.compression).toBe(1);
+      expect(baseRecord.epochs[0]!.kl).toBe(0);
+      const svd = join(tempDir(), 'svd');
+      const s = await cli(['lenet5', '--init-from', base, '--out', svd, ...tiny]);
+      expect(s.err).toBe('');
+      expect(s.code).toBe(0);
+      const record = readRecord(svd);
+      expect(record.final!.layers.map((l) => l.name)).toEqual([
+        'conv2d0',
+        'conv2d1',
+        'dense2',
+        'dense3',
+      ]);
+      const sparse = record.final!.extra['sparseExport'] as {
+        samePrediction: number;
+        testImages: number;
+      };
+      expect(sparse.samePrediction).toBe(sparse.testImages);
+    });
+
+    it('bad calls: one line on stderr, exit 2, nothing trained', async () => {
+      const dir = tempDir();
+      const cases: [string[], RegExp][] = [
+        [[], /which network/],
+        [['lenet7'], /unknown network "lenet7"/],
+        [['lenet300', '--epochs', '0'], /epochs: must be an integer >= 1/],
+        [['lenet300', '--epochs', 'ten'], /--epochs needs an integer/],
+        [['lenet300', '--profile', 'nope'], /unknown profile "nope"/],
+        [
+          ['lenet300', '--until', '5', '--epochs', '2', '--out', join(dir, 'u')],
+          /until: must be an integer in \[1, 2\]/,
+        ],
+        [['lenet300', '--resume', '--out', join(dir, 'none')], /holds no checkpoint to resume/],
+        [
+          ['lenet300', '--init-from', join(dir, 'nothing'), '--out', join(dir, 'i')],
+          /holds no checkpoint\.bin/,
+        ],
+        [['lenet300', '--baseline', '--init-from', dir], /a baseline run starts from scratch/],
+        [['lenet300', '--out', join(straight, RESULTS_FILE)], /is not a directory/],
+        [['lenet300', '--bogus'], /unknown argument "--bogus"/],
+      ];
+      for (const [argv, message] of cases) {
+        const r = await cli(argv);
+        expect(r.code, argv.join(' ')).toBe(2);
+        expect(r.err, argv.join(' ')).toMatch(message);
+        expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
+        expect(r.err).not.toMatch(/\n\s+at /);
+      }
+    });
+
+    it('a resume with other flags, or of a damaged checkpoint, is refused', async () => {
+      const dir = join(tempDir(), 'run');
+      expect(
+        (await cli(['lenet300', '--epochs', '2', '--until', '1', '--out', dir, ...small])).code,
+      ).toBe(0);
+      const other = await cli(['lenet300', '--epochs', '3', '--resume', '--out', dir, ...small]);
+      expect(other.code).toBe(2);
+      expect(other.err).toMatch(/another configuration \(epochs is 2 there, 3 here\)/);
+      const path = join(dir, CHECKPOINT_FILE);
+      truncateSync(path, readFileSync(path).length - 100);
+      const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
+      expect(damaged.code).toBe(2);
+      expect(damaged.err).toMatch(/not a usable vdspec checkpoint: .*truncated/);
+    });
+  },
+);
