@@ -778,7 +778,9 @@ export class FastModel {
     const kept: tf.Tensor[] = [];
     try {
       const f = (): tf.Scalar => {
-        const logits = plain ? this.plainLogits(x, 'train') : this.trainLogits(x, eps, fused, keeps);
+        const logits = plain
+          ? this.plainLogits(x, 'train')
+          : this.trainLogits(x, eps, fused, keeps);
         const ce = tf.mean(crossEntropyOneHotTf(logits, oneHot));
         const dataTerm = tf.mul(ce, trainSize);
         kept.push(tf.keep(logits), tf.keep(dataTerm));

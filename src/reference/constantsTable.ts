@@ -28,7 +28,8 @@ const MEANING: Record<keyof typeof constants, string> = {
   KL_WARMUP_END_EPOCH: 'KL weight reaches 1 at this epoch',
   RECIPE_LEARNING_RATE: "Adam's base learning rate of the official LeNet recipes (vdspec train)",
   RECIPE_BATCH_SIZE: 'batch size of the official LeNet recipes',
-  RECIPE_EPOCHS: 'epochs of the official LeNet recipes; vdspec train scales the schedules to its --epochs',
+  RECIPE_EPOCHS:
+    'epochs of the official LeNet recipes; vdspec train scales the schedules to its --epochs',
   WIDE_LOG_ALPHA_MIN:
     'lower clip bound of deepbayes-pytorch (dense and conv) and pytorch-ard (dense)',
   WIDE_LOG_ALPHA_MAX:

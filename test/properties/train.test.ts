@@ -24,8 +24,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectSpecBlock } from './spec-blocks.js';
 
 import * as tf from '@tensorflow/tfjs';
 
@@ -43,6 +44,7 @@ import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
 import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
+import { readResults, resultsTableMarkdown } from '../../src/train/resultsTable.js';
 import {
   batchOrder,
   CHECKPOINT_FILE,
@@ -478,3 +480,25 @@ describe(
     });
   },
 );
+
+describe('committed results (README "Results")', () => {
+  const runs = readResults(resolve(import.meta.dirname, '../../results'));
+
+  it('every committed run is complete, and its export and plots are there and agree with it', () => {
+    expect(runs.length).toBeGreaterThan(0);
+    for (const { name, record } of runs) {
+      expect(record.complete, name).toBe(true);
+      const dir = resolve(import.meta.dirname, '../../results', name);
+      const final = record.final!;
+      const sparse = readSparseModel(join(dir, 'model.sparse.json'));
+      expect(sparseStats(sparse).overall.kept, name).toBe(final.overall.kept);
+      for (const plot of final.extra['plots'] as string[]) {
+        expect(existsSync(join(dir, plot)), `${name}/${plot}`).toBe(true);
+      }
+    }
+  });
+
+  it('the README table is generated from them', () => {
+    expectSpecBlock('../README.md', 'results', resultsTableMarkdown(runs));
+  });
+});
