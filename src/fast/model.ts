@@ -397,6 +397,31 @@ function parameterGradients(
   return [dTheta, sumToShape(tf.mul(gVariance, w.varianceNoiseCoef), noiseShape)];
 }
 
+type CustomForward<T extends tf.Tensor> = (
+  x: T,
+  save: tf.GradSaveFunc,
+) => { value: T; gradFunc: (dy: T, saved: tf.Tensor[]) => tf.Tensor[] };
+
+/**
+ * tf.customGrad over (x, ...params) when x needs a gradient, else over the
+ * params alone: the first layer's input is data, and leaving it out of the
+ * op spares its backward. `forward` reads the params from its closure (they
+ * are the op's inputs only so that their gradients reach them); its gradFunc
+ * returns [dx, ...dparams], or [...dparams] without x.
+ */
+function customGradOptionalX<T extends tf.Tensor>(
+  x: T,
+  params: readonly tf.Tensor[],
+  xNeedsGradient: boolean,
+  forward: CustomForward<T>,
+): T {
+  const op = tf.customGrad((...args) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    return forward(xNeedsGradient ? (args[0] as T) : x, save);
+  });
+  return (xNeedsGradient ? op(x, ...params) : op(...params)) as T;
+}
+
 /**
  * The training forward of the local reparameterization on a matrix input
  * (a dense layer's x, or a convolution's patch matrix), with its backward
@@ -472,24 +497,7 @@ export function fusedLinearTf(
       },
     };
   };
-  if (xNeedsGradient) {
-    const op = tf.customGrad((...args) => {
-      const [xIn, , , , save] = args as [
-        tf.Tensor2D,
-        tf.Tensor,
-        tf.Tensor,
-        tf.Tensor,
-        tf.GradSaveFunc,
-      ];
-      return forward(xIn, save);
-    });
-    return op(x, theta, noise, bias) as tf.Tensor2D;
-  }
-  const op = tf.customGrad((...args) => {
-    const save = args[3] as tf.GradSaveFunc;
-    return forward(x, save);
-  });
-  return op(theta, noise, bias) as tf.Tensor2D;
+  return customGradOptionalX(x, [theta, noise, bias], xNeedsGradient, forward);
 }
 
 /**
@@ -577,21 +585,7 @@ export function fusedConv2dTf(
       },
     };
   };
-  if (xNeedsGradient) {
-    const op = tf.customGrad((...args) => {
-      const [xIn, , , , save] = args as [
-        tf.Tensor4D,
-        tf.Tensor,
-        tf.Tensor,
-        tf.Tensor,
-        tf.GradSaveFunc,
-      ];
-      return forward(xIn, save);
-    });
-    return op(x, theta, noise, bias) as tf.Tensor4D;
-  }
-  const op = tf.customGrad((...args) => forward(x, args[3] as tf.GradSaveFunc));
-  return op(theta, noise, bias) as tf.Tensor4D;
+  return customGradOptionalX(x, [theta, noise, bias], xNeedsGradient, forward);
 }
 
 /**
@@ -604,23 +598,17 @@ export function plainLinearTf(
   bias: tf.Tensor,
   xNeedsGradient: boolean,
 ): tf.Tensor2D {
-  const op = tf.customGrad((...args) => {
-    const inputs = args.slice(0, -1) as tf.Tensor[];
-    const save = args[args.length - 1] as tf.GradSaveFunc;
-    const xIn = (xNeedsGradient ? inputs[0] : x) as tf.Tensor2D;
-    const w = inputs[xNeedsGradient ? 1 : 0] as tf.Tensor2D;
-    const b = inputs[xNeedsGradient ? 2 : 1]!;
-    save([xIn, w]);
+  return customGradOptionalX(x, [weights, bias], xNeedsGradient, (xIn, save) => {
+    save([xIn, weights]);
     return {
-      value: tf.add(tf.matMul(xIn, w), b) as tf.Tensor2D,
-      gradFunc: (g: tf.Tensor2D, saved: tf.Tensor[]) => {
+      value: tf.add(tf.matMul(xIn, weights), bias) as tf.Tensor2D,
+      gradFunc: (g, saved) => {
         const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
         const grads = [matMulTN(xs, g), tf.sum(g, 0)];
         return xNeedsGradient ? [matMulNT(g, ws), ...grads] : grads;
       },
     };
   });
-  return (xNeedsGradient ? op(x, weights, bias) : op(weights, bias)) as tf.Tensor2D;
 }
 
 /**
@@ -646,26 +634,20 @@ export function plainConv2dTf(
     const matrix = tf.reshape(weights, [-1, g.outChannels]) as tf.Tensor2D;
     return tf.reshape(plainLinearTf(patchesTf(x, g), matrix, bias, xNeedsGradient), outShape);
   }
-  const op = tf.customGrad((...args) => {
-    const inputs = args.slice(0, -1) as tf.Tensor[];
-    const save = args[args.length - 1] as tf.GradSaveFunc;
-    const xIn = (xNeedsGradient ? inputs[0] : x) as tf.Tensor4D;
-    const w = inputs[xNeedsGradient ? 1 : 0]!;
-    const b = inputs[xNeedsGradient ? 2 : 1]!;
-    save([xIn, w]);
+  return customGradOptionalX(x, [weights, bias], xNeedsGradient, (xIn, save) => {
+    save([xIn, weights]);
     return {
-      value: tf.add(nativeConv(xIn, w, g), b) as tf.Tensor4D,
-      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+      value: tf.add(nativeConv(xIn, weights, g), bias) as tf.Tensor4D,
+      gradFunc: (dy, saved) => {
         const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor];
         const grads = [
           convFilterGradientTf(tf.transpose(xs, [3, 1, 2, 0]), dy, g),
-          tf.reshape(tf.sum(tf.reshape(dy, [-1, g.outChannels]), 0), b.shape),
+          tf.reshape(tf.sum(tf.reshape(dy, [-1, g.outChannels]), 0), bias.shape),
         ];
         return xNeedsGradient ? [convInputGradientTf(dy, ws, g), ...grads] : grads;
       },
     };
   });
-  return (xNeedsGradient ? op(x, weights, bias) : op(weights, bias)) as tf.Tensor4D;
 }
 
 /**
