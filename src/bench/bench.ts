@@ -47,6 +47,7 @@ import {
   createAdamSlots,
   createFastModel,
   LENET_300_100,
+  LENET_5_CAFFE,
   type FastLayerSpec,
   type FastModel,
 } from '../fast/train.js';
@@ -59,20 +60,6 @@ const TRAIN_SIZE = 60_000;
 const LEARNING_RATE = 1e-3;
 const KL_WEIGHT = 1;
 const PROFILE = PROFILES.molchanov2017;
-
-/** LeNet-5 as in Caffe and the SVD paper: 28x28x1 in, 10 classes. */
-const LENET_5: readonly FastLayerSpec[] = [
-  { kind: 'conv2d', filters: 20, kernelSize: 5 },
-  { kind: 'relu' },
-  { kind: 'maxPool2x2' },
-  { kind: 'conv2d', filters: 50, kernelSize: 5 },
-  { kind: 'relu' },
-  { kind: 'maxPool2x2' },
-  { kind: 'flatten' },
-  { kind: 'dense', units: 500 },
-  { kind: 'relu' },
-  { kind: 'dense', units: 10 },
-];
 
 interface Args {
   rounds: number | null;
@@ -281,7 +268,7 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
   const svdAutodiff = model(dense300, 'autodiff');
   const lenetFused = model(LENET_300_100, 'fused');
   const lenetAutodiff = model(LENET_300_100, 'autodiff');
-  const lenet5Fused = model(LENET_5, 'fused', [28, 28, 1]);
+  const lenet5Fused = model(LENET_5_CAFFE, 'fused', [28, 28, 1]);
   const images = tf.randomUniform([BATCH, 28, 28, 1], 0, 1, 'float32', 11);
   const plainStock = plainStep(x, labels300, 300, 'stock');
   const plainFast = plainStep(x, labels300, 300, 'transpose-free');

@@ -61,6 +61,7 @@ export {
 export { FAST_UNSUPPORTED_OPS, fastRun, type FastOutputs } from './run.js';
 export {
   LENET_300_100,
+  LENET_5_CAFFE,
   adamUpdateTf,
   createAdamSlots,
   createFastModel,

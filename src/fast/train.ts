@@ -72,6 +72,25 @@ export const LENET_300_100: readonly FastLayerSpec[] = [
   { kind: 'dense', units: 10 },
 ];
 
+/**
+ * LeNet-5-Caffe as the SVD paper trains it, for 28x28x1 inputs and 10
+ * classes: conv 20@5x5, max-pool, conv 50@5x5, max-pool, dense 800-500,
+ * dense 500-10, 'valid' convolutions and a ReLU after every layer but the
+ * last (spec/train.md#networks).
+ */
+export const LENET_5_CAFFE: readonly FastLayerSpec[] = [
+  { kind: 'conv2d', filters: 20, kernelSize: 5 },
+  { kind: 'relu' },
+  { kind: 'maxPool2x2' },
+  { kind: 'conv2d', filters: 50, kernelSize: 5 },
+  { kind: 'relu' },
+  { kind: 'maxPool2x2' },
+  { kind: 'flatten' },
+  { kind: 'dense', units: 500 },
+  { kind: 'relu' },
+  { kind: 'dense', units: 10 },
+];
+
 /** Where a learned (VD) log_alpha is shared: one per weight, per input unit, or one per layer. */
 export type VdLogAlphaShape = 'weight' | 'input' | 'scalar';
 

@@ -10,9 +10,9 @@ import {
   RECIPE_EPOCHS,
   RECIPE_LEARNING_RATE,
 } from '../constants.js';
-import { MNIST_CLASSES, MNIST_PIXELS, MNIST_SIDE } from '../data/mnist.js';
+import { MNIST_PIXELS, MNIST_SIDE } from '../data/mnist.js';
 import { VdspecError } from '../errors.js';
-import { LENET_300_100, type FastLayerSpec } from '../fast/train.js';
+import { LENET_300_100, LENET_5_CAFFE, type FastLayerSpec } from '../fast/train.js';
 import {
   klWeightSchedule,
   learningRateSchedule,
@@ -30,24 +30,6 @@ export interface NetworkDefinition {
   /** The official learning-rate schedule of this network. */
   readonly learningRateSchedule: LearningRateScheduleKind;
 }
-
-/**
- * LeNet-5-Caffe as the SVD paper trains it: conv 20@5x5, max-pool, conv
- * 50@5x5, max-pool, dense 800-500, dense 500-10, 'valid' convolutions and a
- * ReLU after every layer but the last (spec/train.md#networks).
- */
-export const LENET_5_CAFFE: readonly FastLayerSpec[] = [
-  { kind: 'conv2d', filters: 20, kernelSize: 5 },
-  { kind: 'relu' },
-  { kind: 'maxPool2x2' },
-  { kind: 'conv2d', filters: 50, kernelSize: 5 },
-  { kind: 'relu' },
-  { kind: 'maxPool2x2' },
-  { kind: 'flatten' },
-  { kind: 'dense', units: 500 },
-  { kind: 'relu' },
-  { kind: 'dense', units: MNIST_CLASSES },
-];
 
 export const NETWORKS: Readonly<Record<NetworkName, NetworkDefinition>> = {
   lenet300: {
