@@ -1,0 +1,87 @@
+/**
+ * The README's "Results" table, generated from the committed run records
+ * (results/<run>/results.json) so that it cannot say anything the runs did
+ * not produce (test/properties/train.test.ts checks the README against it).
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+import { NETWORKS } from './recipe.js';
+import { checkRecord, RESULTS_FILE, type TrainRecord } from './trainer.js';
+
+export interface NamedRecord {
+  /** The run's directory name, also its --out in the command shown. */
+  readonly name: string;
+  readonly record: TrainRecord;
+}
+
+/** Every complete run record in the subdirectories of `dir`, by name. */
+export function readResults(dir: string): NamedRecord[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((name) => statSync(join(dir, name)).isDirectory())
+    .filter((name) => existsSync(join(dir, name, RESULTS_FILE)))
+    .sort()
+    .map((name) => {
+      const path = join(dir, name, RESULTS_FILE);
+      return { name, record: checkRecord(JSON.parse(readFileSync(path, 'utf8')), path) };
+    });
+}
+
+/** The command that repeats a run, with --out and --init-from under runs/. */
+export function reproduceCommand(run: NamedRecord): string {
+  const c = run.record.config;
+  const flags = [`vdspec train ${c.network}`];
+  if (c.baseline) flags.push('--baseline');
+  if (c.profile !== 'molchanov2017') flags.push(`--profile ${c.profile}`);
+  flags.push(`--epochs ${c.epochs}`);
+  if (c.seed !== 1) flags.push(`--seed ${c.seed}`);
+  if (c.initFrom !== null) flags.push(`--init-from runs/${basename(c.initFrom)}`);
+  if (c.trainLimit !== null) flags.push(`--train-limit ${c.trainLimit}`);
+  if (c.testLimit !== null) flags.push(`--test-limit ${c.testLimit}`);
+  flags.push(`--out runs/${run.name}`);
+  return flags.join(' ');
+}
+
+const minutes = (s: number) => `${(s / 60).toFixed(1)} min`;
+
+/**
+ * One row per complete run: error, its gap to the baseline of the same network
+ * and epochs (blank when there is none), compression, kept per layer, time.
+ */
+export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
+  const complete = runs.filter((r) => r.record.complete && r.record.final !== null);
+  // A run is compared with the baseline of its network trained for as many epochs.
+  const baselineError = new Map<string, number>();
+  const key = (c: TrainRecord['config']) => `${c.network}/${c.epochs}`;
+  for (const r of complete) {
+    if (r.record.config.baseline)
+      baselineError.set(key(r.record.config), r.record.final!.testError);
+  }
+  const rows = complete.map((r) => {
+    const c = r.record.config;
+    const f = r.record.final!;
+    const kind = c.baseline
+      ? 'dense baseline'
+      : c.initFrom !== null
+        ? 'Sparse VD from the baseline'
+        : 'Sparse VD from scratch';
+    const base = baselineError.get(key(c));
+    const gap =
+      c.baseline || base === undefined
+        ? ''
+        : `${100 * (f.testError - base) >= 0 ? '+' : ''}${(100 * (f.testError - base)).toFixed(2)}`;
+    const kept = c.baseline
+      ? '100 (all)'
+      : f.layers.map((l) => l.keptPercent.toFixed(2)).join(' / ');
+    const compression = Number.isFinite(f.overall.compression)
+      ? `${f.overall.compression.toFixed(1)}x`
+      : 'all pruned';
+    return `| ${NETWORKS[c.network].title} | ${kind} | ${c.epochs} | ${(100 * f.testError).toFixed(2)}% | ${gap} | ${compression} | ${kept} | ${minutes(r.record.wallSeconds)} | \`${reproduceCommand(r)}\` |`;
+  });
+  return [
+    '| network | run | epochs | test error | vs baseline, same epochs (points) | compression | kept per layer (%) | wall time | command |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    ...rows,
+  ].join('\n');
+}
