@@ -47,7 +47,7 @@ Options:
   --quiet            no progress display
   -h, --help         this text
 
-Ctrl-C stops after the current step; the finished epochs are kept and
+Ctrl-C stops after the current step (twice: at once); the finished epochs are kept and
 --resume continues exactly where the last checkpoint left off.
 Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
 130 interrupted, 1 anything else.`;
@@ -195,7 +195,10 @@ async function run(
   const state: ProgressState = { lastDraw: 0 };
   let stopRequested = false;
   const onSigint = () => {
+    // A second Ctrl-C does not wait for the step: the last checkpoint is whole either way.
+    if (stopRequested) process.exit(130);
     stopRequested = true;
+    err('vdspec train: stopping after this step (Ctrl-C again to quit at once)');
   };
   const handleSignals = io.handleSignals ?? true;
   if (handleSignals) process.on('SIGINT', onSigint);
