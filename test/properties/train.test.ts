@@ -149,8 +149,8 @@ describe('progress line', () => {
     const state = { lastDraw: -Infinity };
     const line = formatProgress(at(5), state, 1000)!;
     // 15 of 40 steps done, 2 s a step: 25 steps, 50 s left.
-    expect(line).toMatch(
-      /^\r\x1b\[2Kepoch 2\/4 \[#{9}-{15}\] 37\.5%  ETA 50s  loss 123\.46  acc 50\.0%$/,
+    expect(line).toBe(
+      `\r\x1b[2Kepoch 2/4 [${'#'.repeat(9)}${'-'.repeat(15)}] 37.5%  ETA 50s  loss 123.46  acc 50.0%`,
     );
     expect(formatProgress(at(6), state, 1100)).toBeNull();
     expect(formatProgress(at(10), state, 1100)).not.toBeNull();
