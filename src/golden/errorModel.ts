@@ -181,11 +181,12 @@ export function klSlopeError(la: number, profile: Profile, u: number): number {
 export const KL_CURVATURE_BOUND = 1;
 
 /**
- * kl.layer with cotangent 1: the layer KL (each term adds |KL'| tol_la to its
- * evaluation error, the sum of n terms n u sum |KL_i|), and its theta and
- * noise gradients (the slope error plus curvature times tol_la plus 8u |KL'|
- * for the products, times |dla/dparam|, summed per noise entry with
- * covered * u * sum |terms| for the sum).
+ * kl.layer: the layer KL (each term adds |KL'| tol_la to its evaluation
+ * error, the sum of n terms n u sum |KL_i|), and its theta and noise
+ * gradients under a scalar `cotangent` g (the slope error plus curvature
+ * times tol_la plus 8u |KL'| for the products, times |g dla/dparam|, summed
+ * per noise entry with covered * u * sum |terms| for the sum). The golden
+ * scales take g = 1, which multiplies exactly.
  */
 export function layerKlError(
   theta: Tensor,
@@ -193,6 +194,7 @@ export function layerKlError(
   profile: Profile,
   layer: LayerKind,
   model: ErrorModelOptions,
+  cotangent = 1,
 ): { kl: number; theta: number[]; noise: number[] } {
   const { u, floor } = model;
   const w = weightError(theta, noise, profile, layer, model);
@@ -208,7 +210,10 @@ export function layerKlError(
       KL_CURVATURE_BOUND * w.logAlpha[i]! +
       8 * u * Math.abs(slope[i]!),
   );
-  const thetaBound = slopeBound.map((s, i) => Math.abs(w.stats.dLogAlphaDTheta[i]!) * s + floor);
+  const g = Math.abs(cotangent);
+  const thetaBound = slopeBound.map(
+    (s, i) => g * Math.abs(w.stats.dLogAlphaDTheta[i]!) * s + floor,
+  );
   const index = broadcastIndex(noise.shape, theta.shape)!;
   const m = noise.data.length;
   const bound = new Array<number>(m).fill(0);
@@ -216,7 +221,7 @@ export function layerKlError(
   const covered = new Array<number>(m).fill(0);
   la.forEach((_, i) => {
     const j = index[i]!;
-    const d = Math.abs(w.stats.dLogAlphaDNoise[i]!);
+    const d = Math.abs(cotangent * w.stats.dLogAlphaDNoise[i]!);
     bound[j]! += d * slopeBound[i]!;
     magnitude[j]! += d * Math.abs(slope[i]!);
     covered[j]! += 1;

@@ -15,6 +15,7 @@ import {
   klSlopeError,
   klValueError,
   layerError,
+  layerKlError,
   weightError,
   type ErrorModelOptions,
   type WeightError,
@@ -27,7 +28,6 @@ import { sizeOf, type Tensor } from '../../src/tensor.js';
 export const U = FLOAT32_UNIT_ROUNDOFF;
 /** Absolute floor for values that underflow float32's normal range (smallest normal ~1.2e-38). */
 export const TINY = FLOAT32_NORMAL_FLOOR;
-export { KL_CURVATURE_BOUND } from '../../src/golden/errorModel.js';
 
 /** VDSPEC_FAST_RUNS=k multiplies every numRuns by k (a longer soak run; default 1). */
 export function runs(n: number): number {
@@ -250,6 +250,37 @@ export function klEvalTolerance(la: number, profile: Profile): number {
 /** The evaluation error of dKL/dlog_alpha by autodiff (0 at an infinite log_alpha). */
 export function klSlopeTolerance(la: number, profile: Profile): number {
   return klSlopeError(la, profile, U);
+}
+
+export interface LayerKlTolerance {
+  readonly nearEdge: boolean;
+  readonly kl: number;
+  readonly theta: number[];
+  readonly noise: number[];
+}
+
+/**
+ * kl.layer under the scalar `cotangent` (spec/objective.md#kl.layer): the
+ * bounds on the layer KL and on its theta and noise gradients, each plus
+ * TINY. `klFloor: false` leaves the KL's bound without it: fast-agreement's
+ * property was calibrated that way, and this model is not loosened behind it
+ * (the floor only shows where every term's bound is 0, e.g. theta = 0 with an
+ * unclipped log_alpha = +inf).
+ */
+export function layerKlTolerance(
+  w: Weights,
+  cotangent = 1,
+  { klFloor = true }: { klFloor?: boolean } = {},
+): LayerKlTolerance {
+  // The floor is the last term layerKlError adds, so adding it here is the same sum.
+  const unfloored = { ...FAST_AGREEMENT_MODEL, floor: 0 };
+  const t = layerKlError(w.theta, w.noise, w.profile, w.layer, unfloored, cotangent);
+  return {
+    nearEdge: weightTolerance(w).nearEdge,
+    kl: klFloor ? t.kl + TINY : t.kl,
+    theta: t.theta.map((v) => v + TINY),
+    noise: t.noise.map((v) => v + TINY),
+  };
 }
 
 export interface LayerCase {

@@ -23,8 +23,6 @@ import { activeBackend, availableBackends, initBackend } from '../../src/fast/ba
 import { FAST_UNSUPPORTED_OPS, fastRun, type FastOutputs } from '../../src/fast/index.js';
 import { OPS, getOp, resolveNames, type OpSpec } from '../../src/ops.js';
 import { PROFILE_NAMES, PROFILES, type LayerKind, type Profile } from '../../src/profiles.js';
-import { klApproxDerivative, klPerWeight } from '../../src/reference/kl.js';
-import { broadcastIndex } from '../../src/reference/logAlpha.js';
 import { run } from '../../src/reference/run.js';
 import { sizeOf, type Tensor } from '../../src/tensor.js';
 import {
@@ -33,10 +31,10 @@ import {
   expectWithin,
   f32,
   float,
-  KL_CURVATURE_BOUND,
   klEvalTolerance,
   klSlopeTolerance,
   LAYERS,
+  layerKlTolerance,
   layerTolerance,
   runs,
   TINY,
@@ -326,42 +324,12 @@ function layerTolerances(
 
 /** kl.layer with cotangent 1: the bounds of fast-agreement.test.ts's layer-KL property. */
 function klLayerTolerances(profile: Profile, w: Weights): Tolerances {
-  const tol = weightTolerance(w);
+  const tol = layerKlTolerance(w);
   if (tol.nearEdge) return 'skip';
-  const la = tol.stats.logAlpha;
-  const n = la.length;
-  const perWeight = la.map(
-    (v, i) =>
-      Math.abs(klApproxDerivative(v, profile)) * tol.logAlpha[i]! + klEvalTolerance(v, profile),
-  );
-  const sumAbs = klPerWeight({ shape: [n], data: la }, profile).data.reduce(
-    (s, v) => s + Math.abs(v),
-    0,
-  );
-  const slope = la.map(
-    (v, i) =>
-      klSlopeTolerance(v, profile) +
-      KL_CURVATURE_BOUND * tol.logAlpha[i]! +
-      8 * U * Math.abs(klApproxDerivative(v, profile)),
-  );
-  const index = broadcastIndex(w.noise.shape, w.theta.shape)!;
-  const m = w.noise.data.length;
-  const termTol = new Array<number>(m).fill(0);
-  const termAbs = new Array<number>(m).fill(0);
-  const covered = new Array<number>(m).fill(0);
-  la.forEach((v, i) => {
-    const j = index[i]!;
-    const d = Math.abs(tol.stats.dLogAlphaDNoise[i]!);
-    termTol[j]! += d * slope[i]!;
-    termAbs[j]! += d * Math.abs(klApproxDerivative(v, profile));
-    covered[j]! += 1;
-  });
   return {
-    kl: [perWeight.reduce((s, v) => s + v, 0) + n * U * sumAbs + TINY],
-    grad_theta: slope.map((s, i) => Math.abs(tol.stats.dLogAlphaDTheta[i]!) * s + TINY),
-    [`grad_${profile.noiseParameter}`]: termTol.map(
-      (t, j) => t + covered[j]! * U * termAbs[j]! + TINY,
-    ),
+    kl: [tol.kl],
+    grad_theta: tol.theta,
+    [`grad_${profile.noiseParameter}`]: tol.noise,
   };
 }
 
