@@ -18,6 +18,7 @@ import { getOp, resolveNames } from '../../src/ops.js';
 import { PROFILES, type ProfileName } from '../../src/profiles.js';
 import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
+import { mulberry32 as prng } from './dense-cases.js';
 
 /**
  * float64: a NumPy port differs from the reference by summation order and
@@ -36,17 +37,6 @@ interface FixtureCase {
   comment: string;
   flags: string[];
   inputs: Record<string, unknown>;
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const t = (shape: number[], data: number[]): Tensor => ({ shape, data });

@@ -45,20 +45,9 @@ import { fastKeepMask } from '../../src/fast/weights.js';
 import { PROFILES, type Profile } from '../../src/profiles.js';
 import { conv2dEval, denseEval, keepMask } from '../../src/reference/index.js';
 import type { Tensor } from '../../src/tensor.js';
+import { mulberry32 as prng } from './dense-cases.js';
 
 // ------------------------------------------------------------------ helpers
-
-/** mulberry32: a small seeded PRNG, so every case is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** float32 standard normals: the weights a float32 training run leaves. */
 function normals(n: number, rand: () => number, scale = 1): number[] {

@@ -31,6 +31,7 @@ import type {
 } from '../../src/fast/train.js';
 import type { Profile } from '../../src/profiles.js';
 import type { Tensor } from '../../src/tensor.js';
+import { mulberry32 as prng } from './dense-cases.js';
 
 const printed: string[] = [];
 const methods = ['log', 'warn', 'error', 'info', 'debug'] as const;
@@ -57,18 +58,6 @@ const backends = await availableBackends();
 const fastest = backends[0]!;
 
 // ------------------------------------------------------------------ helpers
-
-/** mulberry32: a small seeded PRNG, so every case is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normals(n: number, rand: () => number): number[] {
   return Array.from({ length: n }, () => {

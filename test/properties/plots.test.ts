@@ -46,20 +46,9 @@ import {
   type PlotEpoch,
   type TrainingPlotsInput,
 } from '../../src/train/plots.js';
+import { mulberry32 as prng } from './dense-cases.js';
 
 // ------------------------------------------------------------------ helpers
-
-/** mulberry32: a small seeded PRNG, so the synthetic run is the same every time. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A Sparse VD-like log_alpha: a share `kept` around -4, the rest piled up near the clip at 8. */
 function bimodal(n: number, kept: number, seed: number): Float32Array {
