@@ -5,9 +5,10 @@
  * in-process; this file only dispatches and turns any escaped error into a
  * one-line message (no stack trace unless VDSPEC_DEBUG is set).
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isVdspecError } from '../errors.js';
+import { packageVersion } from '../golden/generate.js';
 import { runCheckCommand } from './check.js';
 import { runEvalCommand } from './eval.js';
 import { runGoldenCommand } from './golden.js';
@@ -39,11 +40,6 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     summary: 'train LeNet-300-100 or LeNet-5 with Sparse VD on real MNIST digits (spec/train.md)',
   },
 };
-
-function packageVersion(): string {
-  const url = new URL('../../package.json', import.meta.url);
-  return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
-}
 
 function usage(): string {
   const lines = [

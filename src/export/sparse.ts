@@ -16,18 +16,10 @@
  * This module shares no arithmetic with the reference or the fast
  * implementation: it is a third, independent evaluation of the same network.
  */
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 import { VdspecError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { checkTensor, shapeToString, sizeOf, type Tensor } from '../tensor.js';
 
 /** The value of the file's `format` field. */
@@ -692,8 +684,6 @@ function systemMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-let temporaryCounter = 0;
-
 /**
  * Write the model as one JSON document, atomically: validated first, written
  * to a temporary file in the same directory, flushed, then renamed over
@@ -704,30 +694,9 @@ export function writeSparseModel(model: SparseModel, path: string): void {
     throw new VdspecError('invalid_argument', 'expected a file path', 'path');
   }
   const text = `${JSON.stringify(parseSparseModel(model))}\n`;
-  temporaryCounter += 1;
-  const temporary = join(
-    dirname(path),
-    `.${basename(path)}.tmp-${process.pid}-${temporaryCounter}`,
-  );
-  let created = false;
   try {
-    const fd = openSync(temporary, 'wx');
-    created = true;
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporary, path);
+    writeFileAtomic(path, text);
   } catch (error) {
-    if (created) {
-      try {
-        unlinkSync(temporary);
-      } catch {
-        // Already gone: nothing is left behind either way.
-      }
-    }
     throw new VdspecError(
       'invalid_argument',
       `cannot write ${path}: ${systemMessage(error)}`,

@@ -8,17 +8,16 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
-  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
-  writeSync,
 } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isVdspecError, VdspecError } from '../errors.js';
+import { makeDirectories, writeFlushed } from '../files.js';
 import { OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
 import { run, type Outputs } from '../reference/run.js';
@@ -39,23 +38,6 @@ import {
   sgvbScale,
   weightModel,
 } from './scale.js';
-
-/**
- * mkdir -p, one level at a time: Node 20's recursive mkdirSync spins forever
- * on some paths (seen: under /proc), where this fails with a clear error.
- */
-function makeDirectories(dir: string): void {
-  const absolute = resolve(dir);
-  if (existsSync(absolute)) {
-    if (!statSync(absolute).isDirectory()) {
-      throw new Error(`ENOTDIR: not a directory, mkdir '${absolute}'`);
-    }
-    return;
-  }
-  const parent = dirname(absolute);
-  if (parent !== absolute) makeDirectories(parent);
-  mkdirSync(absolute);
-}
 
 export const GOLDEN_SCHEMA = 'vdspec-golden/1';
 export const MANIFEST_SCHEMA = 'vdspec-golden-manifest/1';
@@ -451,16 +433,6 @@ function keptEntries(dir: string, written: ReadonlySet<string>): ManifestEntry[]
 // ---------------------------------------------------------------------------
 // Writing
 
-function writeDurably(path: string, text: string): void {
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function syncDirectory(path: string): void {
   try {
     const fd = openSync(path, 'r');
@@ -517,7 +489,7 @@ export function generateGolden(
   try {
     for (const file of built) {
       makeDirectories(dirname(join(staging, file.path)));
-      writeDurably(join(staging, file.path), file.text);
+      writeFlushed(join(staging, file.path), file.text);
       options.hooks?.onStaged?.(file.path);
     }
     const entries: ManifestEntry[] = built.map((f) => ({
@@ -527,7 +499,7 @@ export function generateGolden(
     }));
     const written = new Set(built.map((f) => f.path));
     const kept = partial ? keptEntries(outDir, written) : [];
-    writeDurably(
+    writeFlushed(
       join(staging, MANIFEST_NAME),
       manifestText([...entries, ...kept], version, baseSeed),
     );

@@ -10,18 +10,10 @@
  * header's order. The file is written to a temporary name and renamed, so a
  * reader sees the previous checkpoint or the new one, never a mix.
  */
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 import { VdspecError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import type { FastModelState, FastStateTensor } from '../fast/train.js';
 
 export const CHECKPOINT_MAGIC = 'VDSPECK1';
@@ -59,22 +51,13 @@ export function writeCheckpoint<Header>(path: string, header: Header, state: Fas
   head.writeUInt32LE(headerBytes.length, 8);
   headerBytes.copy(head, 12);
 
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  let fd: number | null = null;
+  const data = state.tensors.map(
+    // Float32Array's bytes are the platform's order; every supported platform is little-endian.
+    (t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  );
   try {
-    fd = openSync(temporary, 'w');
-    writeSync(fd, head);
-    for (const t of state.tensors) {
-      // Float32Array's bytes are the platform's order; every supported platform is little-endian.
-      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(temporary, path);
+    writeFileAtomic(path, Buffer.concat([head, ...data]));
   } catch (error) {
-    if (fd !== null) closeSync(fd);
-    rmSync(temporary, { force: true });
     throw new VdspecError(
       'io_error',
       `cannot write the checkpoint ${path}: ${(error as Error).message}`,

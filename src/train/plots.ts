@@ -10,17 +10,8 @@
  * - `kl`: the exact KL per weight against the approximations of Molchanov
  *   2017 and Kingma 2015 (it depends on no run).
  */
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { parse as parseVega, View } from 'vega';
 import {
@@ -37,6 +28,7 @@ import {
   VD_LOG_ALPHA_MAX,
 } from '../constants.js';
 import { VdspecError } from '../errors.js';
+import { makeDirectories, temporaryBeside, writeFlushed } from '../files.js';
 import { klErrorTable, klExact, klSvdSigmoid, klVdCubic } from '../reference/kl.js';
 
 export interface PlotEpoch {
@@ -711,24 +703,6 @@ export function compactJson(value: unknown, indent = ''): string {
   return `{\n${lines.join(',\n')}\n${indent}}`;
 }
 
-let temporaryCounter = 0;
-
-/** A fresh temporary name beside `path`, so the rename stays on one file system. */
-function temporaryBeside(path: string): string {
-  temporaryCounter += 1;
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${temporaryCounter}`);
-}
-
-function writeFlushed(path: string, text: string): void {
-  const fd = openSync(path, 'wx');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function rejectNonDirectory(outDir: string): void {
   let isDirectory: boolean | null = null;
   try {
@@ -745,7 +719,7 @@ function rejectNonDirectory(outDir: string): void {
 function prepareDirectory(outDir: string, targets: readonly string[]): void {
   rejectNonDirectory(outDir);
   try {
-    mkdirSync(outDir, { recursive: true });
+    makeDirectories(outDir);
   } catch (error) {
     throw new VdspecError(
       'io_error',

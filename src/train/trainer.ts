@@ -5,8 +5,8 @@
  * run. Resuming from the checkpoint continues the exact same run: batches,
  * noise and Adam's state depend only on the seed and the step count.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs';
 
@@ -19,6 +19,7 @@ import {
 } from '../data/mnist.js';
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
+import { makeDirectories, writeFileAtomic } from '../files.js';
 import { createFastModel, type FastModel, type FastModelState } from '../fast/train.js';
 import { fnv1a32, Xorshift32 } from '../golden/prng.js';
 import { isProfileName, PROFILE_NAMES, type ProfileName } from '../profiles.js';
@@ -211,33 +212,27 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
   return r as TrainRecord;
 }
 
-/** Write `text` to `path` atomically (temporary file in the same directory, then rename). */
-export function writeFileAtomic(path: string, text: string): void {
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    writeFileSync(temporary, text);
-    renameSync(temporary, path);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw new VdspecError('io_error', `cannot write ${path}: ${(error as Error).message}`, 'out');
-  }
-}
-
 function prepareOutDir(outDir: string): void {
-  if (existsSync(outDir)) {
-    if (!statSync(outDir).isDirectory()) {
-      throw new VdspecError('io_error', `${outDir} exists and is not a directory`, 'out');
-    }
-    return;
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) {
+    throw new VdspecError('io_error', `${outDir} exists and is not a directory`, 'out');
   }
   try {
-    mkdirSync(outDir, { recursive: true });
+    makeDirectories(outDir);
   } catch (error) {
     throw new VdspecError(
       'io_error',
       `cannot create ${outDir}: ${(error as Error).message}`,
       'out',
     );
+  }
+}
+
+/** Write a file of the run directory atomically, with the run's error for a failure. */
+function writeRunFile(path: string, text: string): void {
+  try {
+    writeFileAtomic(path, text);
+  } catch (error) {
+    throw new VdspecError('io_error', `cannot write ${path}: ${(error as Error).message}`, 'out');
   }
 }
 
@@ -446,6 +441,11 @@ export async function trainRun(
     if (resumed) model.importState(resumed.state);
     else if (initWeights) applyInitFrom(model, initWeights, config.initFrom!);
 
+    // The checkpoint first: a results.json never claims more than the checkpoint holds.
+    const save = (r: TrainRecord) => {
+      writeCheckpoint(checkpointPath, r, model.exportState());
+      writeRunFile(join(outDir, RESULTS_FILE), `${JSON.stringify(r, jsonNumbers, 2)}\n`);
+    };
     const steps = Math.ceil(train.count / config.recipe.batchSize);
     const sessionStart = performance.now();
     let sessionSteps = 0;
@@ -515,8 +515,7 @@ export async function trainRun(
         wallSeconds: record.wallSeconds + metrics.seconds,
         complete: e + 1 === config.epochs,
       };
-      writeCheckpoint(checkpointPath, record, model.exportState());
-      writeFileAtomic(join(outDir, RESULTS_FILE), `${JSON.stringify(record, jsonNumbers, 2)}\n`);
+      save(record);
       options.onEpoch?.(metrics, record);
     }
     if (!record.complete) return { record, status: 'paused' };
@@ -539,8 +538,7 @@ export async function trainRun(
         extra,
       },
     };
-    writeCheckpoint(checkpointPath, record, model.exportState());
-    writeFileAtomic(join(outDir, RESULTS_FILE), `${JSON.stringify(record, jsonNumbers, 2)}\n`);
+    save(record);
     return { record, status: 'complete' };
   } finally {
     model.dispose();
