@@ -511,12 +511,10 @@ export function fusedLinearTf(
  *
  * which are fusedLinearTf's products on the patch matrix P summed without
  * forming it (the patch of x*x is P*P, and the scatter-add of 2 P (h s2_m^T)
- * back to the input is 2 x times the scatter-add of h s2_m^T). Measured
- * on wasm (LeNet-5, batch 100, one run, 2 shared cores): a training step
- * takes about 0.25 s of CPU, against 1 to 1.2 s with the patch matrix built
- * from slices, whose concat's gradient is one tf.slice per tap, each
- * copying its whole input out of the wasm heap. On cpu the step halves
- * too. Strided convolutions build the patch matrix (patchesTf) and call
+ * back to the input is 2 x times the scatter-add of h s2_m^T). On wasm it
+ * is about 5x faster than the patch matrix built from slices, whose
+ * concat's gradient is one tf.slice per tap, each copying its whole input
+ * out of the wasm heap (measured: spec/fast.md#speed). Strided convolutions build the patch matrix (patchesTf) and call
  * fusedLinearTf.
  */
 export function fusedConv2dTf(
