@@ -21,6 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import { SVD_KL_K1, SVD_KL_K2, SVD_KL_K3, VD_KL_C1, VD_KL_C2, VD_KL_C3 } from '../constants.js';
 import type { LayerConventions, LayerKind, Profile } from '../profiles.js';
+import { sizeOf } from '../tensor.js';
 import {
   convFilterGradientTf,
   convInputGradientTf,
@@ -446,7 +447,7 @@ export function fusedLinearTf(
   sqrtEps: number,
   xNeedsGradient: boolean,
 ): tf.Tensor2D {
-  const rows = w.thetaMasked.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const rows = sizeOf(w.thetaMasked.shape.slice(0, -1));
   const cols = w.thetaMasked.shape[w.thetaMasked.shape.length - 1]!;
   const thetaMatrix = tf.reshape(w.thetaMasked, [rows, cols]);
   const varianceMatrix = tf.reshape(w.varianceMasked, [rows, cols]);

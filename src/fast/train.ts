@@ -19,7 +19,7 @@ import {
 } from '../constants.js';
 import { VdspecError } from '../errors.js';
 import type { LayerKind, Profile, ProfileName } from '../profiles.js';
-import { checkNumber, checkTensor, shapeToString, type Tensor } from '../tensor.js';
+import { checkNumber, checkTensor, shapeToString, sizeOf, type Tensor } from '../tensor.js';
 import { requireBackend } from './backend.js';
 import {
   conv2dEvalTf,
@@ -247,10 +247,6 @@ function pair(value: unknown, name: string): [number, number] {
     ];
   }
   throw new VdspecError('invalid_argument', 'expected a positive integer or a pair', name);
-}
-
-function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 /** The learned log_alpha's shape for theta's shape (VD): per weight, per input unit, or one. */

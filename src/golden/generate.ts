@@ -21,7 +21,7 @@ import { makeDirectories, writeFlushed } from '../files.js';
 import { OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
 import { run, type Outputs } from '../reference/run.js';
-import type { Tensor } from '../tensor.js';
+import { sizeOf, type Tensor } from '../tensor.js';
 import { draftCases, family, type CaseSpec } from './cases.js';
 import { encodeNumber, encodeTensor, stringifyGolden, type Json } from './encoding.js';
 import { GOLDEN_BASE_SEED, goldenSeed } from './prng.js';
@@ -129,7 +129,7 @@ function layerScaleFor(
   const train = kind === 'train' || kind === 'train_vjp';
   const vjp = kind.endsWith('_vjp');
   const outShape = vjp ? (inputs['cotangent'] as Tensor).shape : outputs['output']!.shape;
-  const zero = tensorOf(outShape, new Array<number>(outShape.reduce((a, b) => a * b, 1)).fill(0));
+  const zero = tensorOf(outShape, new Array<number>(sizeOf(outShape)).fill(0));
   const trainClip = train
     ? ((inputs['train_clip'] as boolean | undefined) ?? profile.trainClipDefault)
     : true;

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
+import { sizeOf } from '../tensor.js';
 import type { FastModelState, FastStateTensor } from '../fast/train.js';
 
 export const CHECKPOINT_MAGIC = 'VDSPECK1';
@@ -33,8 +34,6 @@ interface StoredHeader<Header> {
   readonly step: number;
   readonly tensors: readonly CheckpointTensorEntry[];
 }
-
-const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Write `header` and the model state to `path` atomically. */
 export function writeCheckpoint<Header>(path: string, header: Header, state: FastModelState): void {

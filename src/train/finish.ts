@@ -19,6 +19,7 @@ import {
 import type { FastModel } from '../fast/train.js';
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
 import { PROFILES } from '../profiles.js';
+import { sizeOf } from '../tensor.js';
 import { writeTrainingPlots, type PlotRun } from './plots.js';
 import { NETWORKS } from './recipe.js';
 import { RESULTS_FILE, checkRecord, type TrainRecord } from './trainer.js';
@@ -75,7 +76,7 @@ function exportAndCheck(
   // Check what was written, not what is in memory.
   const stored = readSparseModel(path);
   const classes = 10;
-  const pixels = net.inputShape.reduce((a, b) => a * b, 1);
+  const pixels = sizeOf(net.inputShape);
   let wrong = 0;
   let same = 0;
   for (let from = 0; from < test.count; from += SPARSE_CHUNK) {
