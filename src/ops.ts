@@ -13,6 +13,7 @@
  */
 import { VdspecError } from './errors.js';
 import type { LayerKind, Profile } from './profiles.js';
+import type { Tensor } from './tensor.js';
 
 export type InputKind = 'tensor' | 'number' | 'boolean' | 'labels' | 'stride' | 'padding' | 'layer';
 
@@ -281,6 +282,26 @@ export function labelsInput(value: unknown): number[] {
     throw new VdspecError('invalid_argument', 'expected an array of class indices', 'labels');
   }
   return value as number[];
+}
+
+/**
+ * The inputs of `objective.sgvb` under the implementations' field names
+ * (values unchecked: each implementation checks them).
+ */
+export function sgvbArguments(given: Record<string, unknown>): {
+  logits: Tensor;
+  labels: number[];
+  trainSize: number;
+  klWeight: number;
+  kl: number;
+} {
+  return {
+    logits: given['logits'] as Tensor,
+    labels: labelsInput(given['labels']),
+    trainSize: given['train_size'] as number,
+    klWeight: given['kl_weight'] as number,
+    kl: given['kl'] as number,
+  };
 }
 
 export interface LayerCallArguments {

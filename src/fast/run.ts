@@ -12,6 +12,7 @@ import {
   getOp,
   inCatalogueTerms,
   labelsInput,
+  sgvbArguments,
   layerCallArguments,
   layerInput,
   resolveNames,
@@ -146,13 +147,7 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
       };
     }
     case 'objective.sgvb': {
-      const r = fastSgvbObjective({
-        logits: given['logits'] as Tensor,
-        labels: labelsInput(given['labels']),
-        trainSize: given['train_size'] as number,
-        klWeight: given['kl_weight'] as number,
-        kl: given['kl'] as number,
-      });
+      const r = fastSgvbObjective(sgvbArguments(given));
       return { loss: scalar(r.loss), data_term: scalar(r.dataTerm), kl_term: scalar(r.klTerm) };
     }
     case 'schedule.kl_weight':

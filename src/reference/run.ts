@@ -9,6 +9,7 @@ import {
   getOp,
   inCatalogueTerms,
   labelsInput,
+  sgvbArguments,
   layerCallArguments,
   layerInput,
   resolveNames,
@@ -144,13 +145,7 @@ function runInReferenceTerms(
       };
     }
     case 'objective.sgvb': {
-      const r = sgvbObjective({
-        logits: given['logits'] as Tensor,
-        labels: labelsInput(given['labels']),
-        trainSize: given['train_size'] as number,
-        klWeight: given['kl_weight'] as number,
-        kl: given['kl'] as number,
-      });
+      const r = sgvbObjective(sgvbArguments(given));
       return { loss: scalar(r.loss), data_term: scalar(r.dataTerm), kl_term: scalar(r.klTerm) };
     }
     case 'schedule.kl_weight':
