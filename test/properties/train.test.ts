@@ -337,7 +337,15 @@ describe(
   'vdspec train (smoke: the pipeline end to end, not the accuracy)',
   { timeout: 240_000 },
   () => {
-    const small = ['--train-limit', '300', '--test-limit', '100', '--quiet'];
+    const small = [
+      '--data',
+      'mnist-small',
+      '--train-limit',
+      '300',
+      '--test-limit',
+      '100',
+      '--quiet',
+    ];
     let straight: string;
     let straightRecord: TrainRecord;
 
@@ -419,6 +427,7 @@ describe(
       const dir = join(tempDir(), 'run');
       const config = makeConfig({
         network: 'lenet300',
+        data: 'mnist-small',
         epochs: 2,
         trainLimit: 300,
         testLimit: 100,
@@ -440,7 +449,17 @@ describe(
 
     it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
       const base = join(tempDir(), 'base');
-      const tiny = ['--epochs', '1', '--train-limit', '200', '--test-limit', '50', '--quiet'];
+      const tiny = [
+        '--data',
+        'mnist-small',
+        '--epochs',
+        '1',
+        '--train-limit',
+        '200',
+        '--test-limit',
+        '50',
+        '--quiet',
+      ];
       const b = await cli(['lenet5', '--baseline', '--out', base, ...tiny]);
       expect(b.err).toBe('');
       expect(b.code).toBe(0);
@@ -493,6 +512,60 @@ describe(
         expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
         expect(r.err).not.toMatch(/\n\s+at /);
       }
+    });
+
+    it('trains on the original MNIST by default; --data and --train-clip are recorded and checked', async () => {
+      const dir = join(tempDir(), 'full');
+      const limits = ['--train-limit', '200', '--test-limit', '100', '--quiet'];
+      const r = await cli([
+        'lenet300',
+        '--epochs',
+        '1',
+        '--until',
+        '1',
+        '--out',
+        dir,
+        '--train-clip',
+        ...limits,
+      ]);
+      expect(r.err).toBe('');
+      const record = readRecord(dir);
+      expect(record.config.data).toBe('mnist');
+      expect(record.config.trainClip).toBe(true);
+      const other = await cli([
+        'lenet300',
+        '--data',
+        'mnist-small',
+        '--epochs',
+        '1',
+        '--resume',
+        '--out',
+        dir,
+        '--train-clip',
+        ...limits,
+      ]);
+      expect(other.code).toBe(2);
+      expect(other.err).toMatch(/data is "mnist" there, "mnist-small" here/);
+      const bogus = await cli(['lenet300', '--data', 'cifar', '--out', join(tempDir(), 'x')]);
+      expect(bogus.code).toBe(2);
+      expect(bogus.err).toMatch(/unknown data set "cifar" \(expected mnist or mnist-small\)/);
+      const both = await cli([
+        'lenet300',
+        '--train-clip',
+        '--no-train-clip',
+        '--out',
+        join(tempDir(), 'y'),
+      ]);
+      expect(both.code).toBe(2);
+      const baseline = await cli([
+        'lenet300',
+        '--baseline',
+        '--train-clip',
+        '--out',
+        join(tempDir(), 'z'),
+      ]);
+      expect(baseline.code).toBe(2);
+      expect(baseline.err).toMatch(/--baseline has no noise/);
     });
 
     it('a resume with other flags, or of a damaged checkpoint, is refused', async () => {
