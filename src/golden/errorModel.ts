@@ -137,16 +137,22 @@ const softplus = (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x
  * of z = k2 + k3 la (|dz| <= 2u (k3 |la| + k2)) reaches the value through the
  * slope k1 s(-z) s(z) <= k1 s(-z). 0 at an infinite log_alpha (both sides
  * return the limit; its rounding is the caller's).
+ *
+ * spec/kl.md lets a port evaluate either form: the reference's
+ * k1 s(-z) + softplus(-la)/2 - (k1 + C), whose terms vanish with the KL, or
+ * the printed k1 s(z) - log1p(exp(-la))/2 + C, whose terms k1 s(z) and C
+ * stay near k1 in size while the KL goes to 0. The terms of both are counted
+ * (k1 s(z) + k1 s(-z) = k1, plus |C| or the omitted constant's k1), so the
+ * bound covers the printed form's cancellation as well.
  */
 export function klValueError(la: number, profile: Profile, u: number): number {
   if (!Number.isFinite(la)) return 0;
   if (profile.kl.approximation === 'svd_sigmoid') {
     const z = SVD_KL_K2 + SVD_KL_K3 * la;
-    const offset = profile.kl.constant === 'minus_k1' ? 0 : SVD_KL_K1;
     const terms =
-      SVD_KL_K1 * sigmoid(-z) * (1 + 2 * (SVD_KL_K3 * Math.abs(la) + SVD_KL_K2)) +
-      0.5 * softplus(-la) +
-      offset;
+      2 * SVD_KL_K1 +
+      2 * SVD_KL_K1 * sigmoid(-z) * (SVD_KL_K3 * Math.abs(la) + SVD_KL_K2) +
+      0.5 * softplus(-la);
     return 8 * u * terms;
   }
   const a = Math.exp(la);
