@@ -29,6 +29,7 @@ export const PROFILE_NAMES = [
   'bayesgroup-theano',
   'deepbayes-pytorch',
   'state-of-sparsity',
+  'state-of-sparsity-nn',
   'pytorch-ard',
 ] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];
@@ -43,6 +44,14 @@ export interface Clip {
   readonly min: number | null;
   /** Upper bound on log_alpha, or null for none. */
   readonly max: number | null;
+  /**
+   * The clip's derivative exactly at a bound: 1 (a closed interval, as
+   * clamp / clip_by_value / clipByValue differentiate) or 0 (a switch whose
+   * comparison includes the bound selects the constant there, as Theano's
+   * `switch(le(x, -8), -8, x)` does). Strictly inside it is 1, strictly
+   * outside 0, either way. Absent means 1.
+   */
+  readonly gradientAtBound?: 0 | 1;
 }
 
 export interface LogAlphaConvention {
@@ -62,11 +71,20 @@ export interface LogAlphaConvention {
 export interface LayerConventions {
   readonly logAlpha: LogAlphaConvention;
   /**
+   * The log_alpha the KL reads, when it differs from the forward's (the
+   * Theano conv layer's KL drops the forward's eps); null: the same.
+   */
+  readonly klLogAlpha: LogAlphaConvention | null;
+  /**
    * The per-weight variance in the local reparameterization:
    * - `alpha_theta2`: exp(clipped log_alpha) * theta^2 (theta unmasked);
-   * - `sigma2`: exp(log_sigma2) straight from the parameter, unclipped.
+   * - `sigma2`: exp(log_sigma2) straight from the parameter, unclipped;
+   * - `sigma2_rebuilt`: exp(clipped log_alpha + log(theta^2 + thetaEps)), i.e.
+   *   log_sigma2 rebuilt from the clipped log_alpha (state_of_sparsity with
+   *   clip_alpha set): exp(log_sigma2) inside the clip, exp(+-bound) *
+   *   (theta^2 + thetaEps) beyond it. Needs the `log_theta2` form.
    */
-  readonly variance: 'alpha_theta2' | 'sigma2';
+  readonly variance: 'alpha_theta2' | 'sigma2' | 'sigma2_rebuilt';
   /** Where the mask applies in the training forward when `trainClip` is on. */
   readonly trainMask: 'mean' | 'mean_and_variance';
 }
@@ -76,8 +94,16 @@ export interface PruneConvention {
   readonly threshold: number;
   /** A weight is pruned when `log_alpha <comparison> threshold` (in the forward passes). */
   readonly comparison: '>' | '>=';
-  /** The comparison the implementation's own sparsity report uses. */
+  /** The comparison of the implementation's own per-layer sparsity report. */
   readonly reportComparison: '>' | '>=';
+  /** The comparison of its report of the whole network's kept share or "compression". */
+  readonly compressionComparison: '>' | '>=';
+  /**
+   * The log_alpha its reports read: the forward's `clipped` one, or
+   * `unclipped_no_eps` (log_sigma2 - log(theta^2) recomputed without the
+   * clip or any eps, as the Theano code's reports do in numpy).
+   */
+  readonly reportLogAlpha: 'clipped' | 'unclipped_no_eps';
   /**
    * The mask is computed from the clipped or the unclipped log_alpha. While the
    * threshold lies strictly inside the clip range the two give the same mask.
@@ -100,6 +126,8 @@ export interface SourceCitation {
   readonly project: string;
   /** Public repository (owner/name), when the profile mirrors code. */
   readonly repository: string | null;
+  /** The commit read (40 hex digits); spec/profiles.md cites its lines field by field. */
+  readonly commit: string | null;
   /** The file the profile mirrors. */
   readonly file: string | null;
   readonly note: string;
@@ -115,6 +143,12 @@ export interface Profile {
   readonly conv2d: LayerConventions;
   /** Added to the variance before the square root. */
   readonly sqrtEps: number;
+  /**
+   * How 'same' padding splits a convolution's padding: `tensorflow` puts
+   * max((ceil(n / s) - 1) s + k - n, 0) in all, the odd one after; `lasagne`
+   * puts floor(k / 2) on each side and refuses an even kernel.
+   */
+  readonly samePadding: 'tensorflow' | 'lasagne';
   /** Pruning rule, or null when the algorithm does not prune (VD). */
   readonly prune: PruneConvention | null;
   /** Whether the training forward applies the mask unless told otherwise. */
@@ -126,8 +160,10 @@ export interface Profile {
   readonly compressionReported: string;
 }
 
-const SVD_CLIP: Clip = { min: SVD_LOG_ALPHA_MIN, max: SVD_LOG_ALPHA_MAX };
-const WIDE_CLIP: Clip = { min: WIDE_LOG_ALPHA_MIN, max: WIDE_LOG_ALPHA_MAX };
+const SVD_CLIP: Clip = { min: SVD_LOG_ALPHA_MIN, max: SVD_LOG_ALPHA_MAX, gradientAtBound: 1 };
+const WIDE_CLIP: Clip = { min: WIDE_LOG_ALPHA_MIN, max: WIDE_LOG_ALPHA_MAX, gradientAtBound: 1 };
+/** Theano's switch(le(x, -8), -8, x) then switch(ge(x, 8), 8, x): the constant wins at a bound. */
+const SWITCH_CLIP: Clip = { min: SVD_LOG_ALPHA_MIN, max: SVD_LOG_ALPHA_MAX, gradientAtBound: 0 };
 
 function layers(dense: LayerConventions, conv2d: LayerConventions = dense) {
   return { dense, conv2d };
@@ -142,20 +178,25 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
       project:
         'Molchanov, Ashukha, Vetrov 2017, Variational Dropout Sparsifies Deep Neural Networks',
       repository: null,
+      commit: null,
       file: null,
-      note: 'The paper: additive reparameterization, clip [-8, 8], prune where log_alpha > 3, KL with C = -k1.',
+      note: "The paper: additive reparameterization (log_sigma2), KL with C = -k1, prune where log_alpha > 3. The clip to [-8, 8] and the variance from the clipped alpha are the official code's choices (bayesgroup-theano), not stated in the paper's text.",
     },
     noiseParameter: 'log_sigma2',
     ...layers({
       logAlpha: { form: 'log_theta2', thetaEps: 0, clip: SVD_CLIP },
+      klLogAlpha: null,
       variance: 'alpha_theta2',
       trainMask: 'mean',
     }),
     sqrtEps: SQRT_EPS,
+    samePadding: 'tensorflow',
     prune: {
       threshold: SVD_PRUNE_THRESHOLD,
       comparison: '>',
       reportComparison: '>',
+      compressionComparison: '>',
+      reportLogAlpha: 'clipped',
       from: 'clipped',
     },
     trainClipDefault: false,
@@ -171,16 +212,23 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
       project:
         'Kingma, Salimans, Welling 2015, Variational Dropout and the Local Reparameterization Trick',
       repository: null,
+      commit: null,
       file: null,
       note: 'The paper: log_alpha learned directly (scalar, per input unit or per weight), alpha <= 1, cubic KL with its constant dropped. The paper puts no eps in the square root; vdspec adds sqrtEps so the gradient stays finite where the variance is 0.',
     },
     noiseParameter: 'log_alpha',
     ...layers({
-      logAlpha: { form: 'learned', thetaEps: 0, clip: { min: null, max: VD_LOG_ALPHA_MAX } },
+      logAlpha: {
+        form: 'learned',
+        thetaEps: 0,
+        clip: { min: null, max: VD_LOG_ALPHA_MAX, gradientAtBound: 1 },
+      },
+      klLogAlpha: null,
       variance: 'alpha_theta2',
       trainMask: 'mean',
     }),
     sqrtEps: SQRT_EPS,
+    samePadding: 'tensorflow',
     prune: null,
     trainClipDefault: false,
     kl: { approximation: 'vd_cubic', constant: 'dropped' },
@@ -194,33 +242,39 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     source: {
       project: 'Official Theano/Lasagne code of the SVD paper',
       repository: 'ars-ashuha/variational-dropout-sparsifies-dnn',
+      commit: '3d9b78acdf8de67ffbd2190b233852082c4168a0',
       file: 'nets/layers.py',
-      note: 'Dense log_alpha has no eps, conv uses log(theta^2 + 1e-8); the LeNet scripts train with train_clip=True (mask on the mean; conv masks the variance too); the forward prunes at >= 3, the sparsity report counts > 3.',
+      note: 'Dense log_alpha has no eps; the conv forward uses log(theta^2 + 1e-8), its KL no eps. The clip is a Theano switch whose constant wins at a bound (gradient 0 there). The forward prunes at >= 3; its reports count > 3 on an unclipped, eps-free log_alpha. The layers default to train_clip=False; the LeNet scripts pass True (mask on the mean; conv masks the variance too), the VGG script does not.',
     },
     noiseParameter: 'log_sigma2',
     ...layers(
       {
-        logAlpha: { form: 'log_theta2', thetaEps: 0, clip: SVD_CLIP },
+        logAlpha: { form: 'log_theta2', thetaEps: 0, clip: SWITCH_CLIP },
+        klLogAlpha: null,
         variance: 'alpha_theta2',
         trainMask: 'mean',
       },
       {
-        logAlpha: { form: 'log_theta2', thetaEps: BAYESGROUP_CONV_THETA_EPS, clip: SVD_CLIP },
+        logAlpha: { form: 'log_theta2', thetaEps: BAYESGROUP_CONV_THETA_EPS, clip: SWITCH_CLIP },
+        klLogAlpha: { form: 'log_theta2', thetaEps: 0, clip: SWITCH_CLIP },
         variance: 'alpha_theta2',
         trainMask: 'mean_and_variance',
       },
     ),
     sqrtEps: SQRT_EPS,
+    samePadding: 'lasagne',
     prune: {
       threshold: SVD_PRUNE_THRESHOLD,
       comparison: '>=',
       reportComparison: '>',
+      compressionComparison: '>',
+      reportLogAlpha: 'unclipped_no_eps',
       from: 'clipped',
     },
     trainClipDefault: true,
     kl: { approximation: 'svd_sigmoid', constant: 'minus_k1' },
     likelihoodScaling: 'n_mean_ce',
-    compressionReported: 'fraction of zeroed weights',
+    compressionReported: 'zeros / weights (compr_w), zeros / other parameters (compr_full)',
   },
   'deepbayes-pytorch': {
     name: 'deepbayes-pytorch',
@@ -229,20 +283,25 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     source: {
       project: 'Official PyTorch notebook (Deep|Bayes summer school 2019, LinearSVDO)',
       repository: 'bayesgroup/deepbayes-2019',
+      commit: '48114e19c926827df95662afbb2d27050344fbba',
       file: 'seminars/day6/SparseVD-solution.ipynb',
-      note: 'Learns log_sigma; log_alpha = 2*log_sigma - 2*log(1e-16 + |theta|) clipped to [-10, 10]; the variance uses exp(2*log_sigma) unclipped; the KL omits C. (The 2018 notebook, bayesgroup/deepbayes-2018 day6_sparse-variational-dropout/svdo-solution.ipynb, has log(1e-16 + 2*|theta|) instead: a known bug, not a convention.)',
+      note: 'Learns log_sigma; log_alpha = 2*log_sigma - 2*log(1e-16 + |theta|) clamped to [-10, 10]; the variance uses exp(2*log_sigma) unclipped; eval keeps log_alpha < 3; the KL omits C. The notebook has a dense layer only: the conv2d fields extend its conventions to a conv layer, and no code backs them. Its training forward has no mask. (The 2018 notebook has log(1e-16 + 2*|theta|): a known bug, not a convention.)',
     },
     noiseParameter: 'log_sigma',
     ...layers({
       logAlpha: { form: 'log_abs_theta', thetaEps: DEEPBAYES_THETA_EPS, clip: WIDE_CLIP },
+      klLogAlpha: null,
       variance: 'sigma2',
       trainMask: 'mean',
     }),
     sqrtEps: SQRT_EPS,
+    samePadding: 'tensorflow',
     prune: {
       threshold: SVD_PRUNE_THRESHOLD,
       comparison: '>=',
-      reportComparison: '>=',
+      reportComparison: '>',
+      compressionComparison: '>=',
+      reportLogAlpha: 'clipped',
       from: 'clipped',
     },
     trainClipDefault: false,
@@ -255,22 +314,60 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     algorithm: 'svd',
     canonical: false,
     source: {
-      project: 'google-research state_of_sparsity (TensorFlow)',
+      project: 'google-research state_of_sparsity (TensorFlow), its layer classes',
       repository: 'google-research/google-research',
-      file: 'state_of_sparsity/layers/variational_dropout/common.py',
-      note: 'Its default (clip_alpha=None): log_alpha = log_sigma2 - log(theta^2 + 1e-8) with no clip; the variance uses exp(log_sigma2); the mask prunes at >= 3. With clip_alpha set, nn.py rebuilds log_sigma2 from the clipped log_alpha plus log(theta^2 + 1e-8), a combination this profile does not model.',
+      commit: '0c1bbe5fc971a1de1a427debc814e66ab4f1e7fa',
+      file: 'state_of_sparsity/layers/variational_dropout/layers.py',
+      note: "The path its training code runs: the layer classes default to clip_alpha=8, so log_alpha = clip(log_sigma2 - log(theta^2 + 1e-8), -8, 8) and nn.py rebuilds log_sigma2 from it (variance exp(clipped log_alpha) * (theta^2 + 1e-8)); the KL is computed with compute_log_alpha's default value_limit=8; the eval mask reads the unclipped log_alpha and prunes at >= 3.",
     },
     noiseParameter: 'log_sigma2',
     ...layers({
-      logAlpha: { form: 'log_theta2', thetaEps: STATE_OF_SPARSITY_THETA_EPS, clip: null },
-      variance: 'sigma2',
+      logAlpha: { form: 'log_theta2', thetaEps: STATE_OF_SPARSITY_THETA_EPS, clip: SVD_CLIP },
+      klLogAlpha: null,
+      variance: 'sigma2_rebuilt',
       trainMask: 'mean',
     }),
     sqrtEps: SQRT_EPS,
+    samePadding: 'tensorflow',
     prune: {
       threshold: SVD_PRUNE_THRESHOLD,
       comparison: '>=',
       reportComparison: '>=',
+      compressionComparison: '>=',
+      reportLogAlpha: 'clipped',
+      from: 'unclipped',
+    },
+    trainClipDefault: false,
+    kl: { approximation: 'svd_sigmoid', constant: 'minus_k1' },
+    likelihoodScaling: 'user',
+    compressionReported: 'zeros / total',
+  },
+  'state-of-sparsity-nn': {
+    name: 'state-of-sparsity-nn',
+    algorithm: 'svd',
+    canonical: false,
+    source: {
+      project: 'google-research state_of_sparsity (TensorFlow), its bare nn.py functions',
+      repository: 'google-research/google-research',
+      commit: '0c1bbe5fc971a1de1a427debc814e66ab4f1e7fa',
+      file: 'state_of_sparsity/layers/variational_dropout/nn.py',
+      note: 'The nn.py functions called with their defaults (clip_alpha=None, negative_dkl included): log_alpha = log_sigma2 - log(theta^2 + 1e-8) with no clip; the variance uses exp(log_sigma2); the mask prunes at >= 3.',
+    },
+    noiseParameter: 'log_sigma2',
+    ...layers({
+      logAlpha: { form: 'log_theta2', thetaEps: STATE_OF_SPARSITY_THETA_EPS, clip: null },
+      klLogAlpha: null,
+      variance: 'sigma2',
+      trainMask: 'mean',
+    }),
+    sqrtEps: SQRT_EPS,
+    samePadding: 'tensorflow',
+    prune: {
+      threshold: SVD_PRUNE_THRESHOLD,
+      comparison: '>=',
+      reportComparison: '>=',
+      compressionComparison: '>=',
+      reportLogAlpha: 'clipped',
       from: 'unclipped',
     },
     trainClipDefault: false,
@@ -285,27 +382,33 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     source: {
       project: 'pytorch_ard (pip package torch-ard)',
       repository: 'HolyBayes/pytorch_ard',
+      commit: '9da3a4ce1b1b1b21d55a34bdd12d867a070ca9ab',
       file: 'torch_ard/torch_ard.py',
-      note: 'log_alpha = log_sigma2 - 2*log(|theta| + 1e-15), clipped to [-10, 10] dense and [-8, 8] conv; variance exp(log_alpha) * theta^2; eps 1e-15 in the square root; prunes at >= 3.',
+      note: 'LinearARD and Conv2dARD at HEAD, both with the local reparameterization: log_alpha = log_sigma2 - 2*log(|theta| + 1e-15), clamped to [-10, 10] dense and [-8, 8] conv; variance exp(log_alpha) * theta^2; 1e-15 inside the square root in both layers; prunes at >= 3. Its defects (a multi-element bias crashes LinearARD, Conv2dARD forces bias=False) are known bugs of that code, not conventions.',
     },
     noiseParameter: 'log_sigma2',
     ...layers(
       {
         logAlpha: { form: 'log_abs_theta', thetaEps: PYTORCH_ARD_THETA_EPS, clip: WIDE_CLIP },
+        klLogAlpha: null,
         variance: 'alpha_theta2',
         trainMask: 'mean',
       },
       {
         logAlpha: { form: 'log_abs_theta', thetaEps: PYTORCH_ARD_THETA_EPS, clip: SVD_CLIP },
+        klLogAlpha: null,
         variance: 'alpha_theta2',
         trainMask: 'mean',
       },
     ),
     sqrtEps: PYTORCH_ARD_SQRT_EPS,
+    samePadding: 'tensorflow',
     prune: {
       threshold: SVD_PRUNE_THRESHOLD,
       comparison: '>=',
       reportComparison: '>=',
+      compressionComparison: '>=',
+      reportLogAlpha: 'clipped',
       from: 'clipped',
     },
     trainClipDefault: false,
@@ -314,6 +417,13 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     compressionReported: 'dropped / total',
   },
 };
+
+/** A layer kind's conventions as its KL sees them: `klLogAlpha`, where set, in place of `logAlpha`. */
+export function klLayerConventions(conventions: LayerConventions): LayerConventions {
+  return conventions.klLogAlpha === null
+    ? conventions
+    : { ...conventions, logAlpha: conventions.klLogAlpha, klLogAlpha: null };
+}
 
 export const CANONICAL_PROFILE: Record<'svd' | 'vd', ProfileName> = {
   svd: 'molchanov2017',

@@ -106,13 +106,24 @@ export interface ConvGeometry {
 }
 
 /**
- * TensorFlow's rule for one axis (spec/conv2d.md). 'same': out = ceil(in / s),
- * total = max((out - 1) s + k - in, 0), floor(total / 2) before, the rest
- * after. 'valid': out = floor((in - k) / s) + 1, no padding.
+ * One axis (spec/conv2d.md#padding). 'valid': out = floor((in - k) / s) + 1,
+ * no padding. 'same' by TensorFlow's rule: out = ceil(in / s), total =
+ * max((out - 1) s + k - in, 0), floor(total / 2) before, the rest after; by
+ * Lasagne's: floor(k / 2) before and after (k odd).
  */
-function axis(size: number, kernel: number, stride: number, padding: FastConv2dPadding) {
+function axis(
+  size: number,
+  kernel: number,
+  stride: number,
+  padding: FastConv2dPadding,
+  samePadding: Profile['samePadding'],
+) {
   if (padding === 'valid') {
     return { out: Math.floor((size - kernel) / stride) + 1, before: 0, after: 0 };
+  }
+  if (samePadding === 'lasagne') {
+    const half = Math.floor(kernel / 2);
+    return { out: Math.floor((size + 2 * half - kernel) / stride) + 1, before: half, after: half };
   }
   const out = Math.ceil(size / stride);
   const total = Math.max((out - 1) * stride + kernel - size, 0);
@@ -181,6 +192,7 @@ export function convGeometry(
   thetaShape: readonly number[],
   stride: [number, number],
   padding: FastConv2dPadding,
+  samePadding: Profile['samePadding'] = 'tensorflow',
 ): ConvGeometry {
   const [batch, height, width, inChannels] = xShape as [number, number, number, number];
   const [kernelHeight, kernelWidth, filterIn, outChannels] = thetaShape as [
@@ -211,8 +223,19 @@ export function convGeometry(
     );
   }
   const [strideHeight, strideWidth] = stride;
-  const rows = axis(height, kernelHeight, strideHeight, padding);
-  const cols = axis(width, kernelWidth, strideWidth, padding);
+  if (
+    samePadding === 'lasagne' &&
+    padding === 'same' &&
+    (kernelHeight % 2 === 0 || kernelWidth % 2 === 0)
+  ) {
+    throw new VdspecError(
+      'shape_mismatch',
+      `Lasagne's 'same' padding (floor(k / 2) on each side) needs an odd kernel, got ${kernelHeight}x${kernelWidth}`,
+      'theta',
+    );
+  }
+  const rows = axis(height, kernelHeight, strideHeight, padding, samePadding);
+  const cols = axis(width, kernelWidth, strideWidth, padding, samePadding);
   return {
     batch,
     height,
@@ -525,7 +548,13 @@ function checkConv(inputsIn: unknown, profileIn: unknown, optionsIn: unknown): C
   const options = checkOptions(optionsIn);
   const x = checkTensor('x', inputs.x, { rank: 4 });
   const theta = checkTensor('theta', inputs.theta, { rank: 4 });
-  const geometry = convGeometry(x.shape, theta.shape, options.stride, options.padding);
+  const geometry = convGeometry(
+    x.shape,
+    theta.shape,
+    options.stride,
+    options.padding,
+    profile.samePadding,
+  );
   const noise = checkNoise(inputs.noise, theta, profile, 'conv2d');
   const bias = checkTensor('bias', inputs.bias, { shape: [geometry.outChannels] });
   return { profile, x, theta, noise, bias, geometry, options };

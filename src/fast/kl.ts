@@ -7,7 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 
 import { SVD_KL_K1, SVD_KL_K2, SVD_KL_K3, VD_KL_C1, VD_KL_C2, VD_KL_C3 } from '../constants.js';
 import { VdspecError } from '../errors.js';
-import type { KlConvention, LayerKind, Profile } from '../profiles.js';
+import {
+  klLayerConventions,
+  type KlConvention,
+  type LayerKind,
+  type Profile,
+} from '../profiles.js';
 import { checkNumber, checkTensor, type Tensor } from '../tensor.js';
 import { checkInputsObject, checkProfile, fromTf, scoped, toTf, zerosOf } from './io.js';
 import { checkWeightInputs, logAlphaTf } from './weights.js';
@@ -66,7 +71,7 @@ export function layerKlTf(
   profile: Profile,
   layer: LayerKind,
 ): tf.Tensor {
-  const la = logAlphaTf(theta, noise, profile[layer], profile.noiseParameter);
+  const la = logAlphaTf(theta, noise, klLayerConventions(profile[layer]), profile.noiseParameter);
   return tf.sum(klPerWeightTf(la.clipped, profile.kl));
 }
 

@@ -78,10 +78,17 @@ export function sumToShape(t: tf.Tensor, shape: readonly number[]): tf.Tensor {
  * step falls back to autodiff): a log_alpha from theta with no eps and no
  * clip max under the `alpha_theta2` variance, where log_alpha = +inf at
  * theta = 0 and the variance is the limit inf * 0 (no built-in profile);
- * and a learned log_alpha with the `sigma2` variance (no log_sigma2 exists).
+ * a learned log_alpha with the `sigma2` variance (no log_sigma2 exists); a
+ * KL with its own log_alpha (bayesgroup-theano's conv layer), a clip whose
+ * gradient is 0 at the bounds (bayesgroup-theano) and the `sigma2_rebuilt`
+ * variance (state-of-sparsity).
  */
 export function fusable(conventions: LayerConventions): boolean {
   const { form, thetaEps, clip } = conventions.logAlpha;
+  // The fused step reads one log_alpha for the forward and the KL, passes the clip's
+  // gradient on the closed interval, and knows the alpha_theta2 and sigma2 variances.
+  if (conventions.klLogAlpha !== null || (clip?.gradientAtBound ?? 1) === 0) return false;
+  if (conventions.variance === 'sigma2_rebuilt') return false;
   if (form === 'learned') return conventions.variance === 'alpha_theta2';
   const infiniteAtZero = Math.fround(thetaEps) === 0 && (clip === null || clip.max === null);
   return !(infiniteAtZero && conventions.variance === 'alpha_theta2');

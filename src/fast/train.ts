@@ -459,7 +459,7 @@ export class FastModel {
             );
           }
           thetaShape = [kh, kw, shape[2]!, filters];
-          const g = convGeometry([1, ...shape], thetaShape, stride, padding);
+          const g = convGeometry([1, ...shape], thetaShape, stride, padding, profile.samePadding);
           outputShape = [g.outHeight, g.outWidth, filters];
         } else {
           throw new VdspecError(
@@ -721,7 +721,13 @@ export class FastModel {
                   needsGradient,
                 );
         } else {
-          const g = convGeometry(h.shape, p.theta.shape, p.stride, p.padding);
+          const g = convGeometry(
+            h.shape,
+            p.theta.shape,
+            p.stride,
+            p.padding,
+            this.profile.samePadding,
+          );
           if (fused === null) {
             h = conv2dTrainTf(
               { x: h, theta: p.theta, noise: p.noise, bias: p.bias },
@@ -895,7 +901,13 @@ export class FastModel {
         const keep = keepMaskFromValues(p.theta, p.noise, profile, p.kind);
         if (p.kind === 'dense') h = denseEvalTf(h, p.theta, p.bias, keep);
         else {
-          const g = convGeometry(h.shape, p.theta.shape, p.stride, p.padding);
+          const g = convGeometry(
+            h.shape,
+            p.theta.shape,
+            p.stride,
+            p.padding,
+            this.profile.samePadding,
+          );
           h = conv2dEvalTf(h, p.theta, p.bias, keep, g, resolvePath('auto', false));
         }
       }
@@ -921,7 +933,13 @@ export class FastModel {
       if (p.kind === 'dense') {
         h = plainLinearTf(h as tf.Tensor2D, p.theta as tf.Tensor2D, p.bias, needsGradient);
       } else {
-        const g = convGeometry(h.shape, p.theta.shape, p.stride, p.padding);
+        const g = convGeometry(
+          h.shape,
+          p.theta.shape,
+          p.stride,
+          p.padding,
+          this.profile.samePadding,
+        );
         h = plainConv2dTf(h as tf.Tensor4D, p.theta, p.bias, needsGradient, g);
       }
       needsGradient = true;

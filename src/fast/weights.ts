@@ -108,11 +108,28 @@ export function logAlphaTf(
   } else {
     raw = tf.sub(logSigma2, tf.mul(logAbsTheta(theta, Math.fround(thetaEps)), 2));
   }
-  const clipped =
-    clip === null || (clip.min === null && clip.max === null)
-      ? raw
-      : tf.clipByValue(raw, clip.min ?? -Infinity, clip.max ?? Infinity);
-  return { logSigma2, raw, clipped };
+  return { logSigma2, raw, clipped: clipTf(raw, clip) };
+}
+
+/**
+ * The profile's clip of log_alpha. tf.clipByValue passes the gradient on the
+ * closed interval (gradientAtBound 1); with gradientAtBound 0 the bound itself
+ * is selected as a constant, as a switch on `<=` / `>=` does. greaterEqual has
+ * a gradient function in tfjs (lessEqual has none), hence the argument order.
+ */
+function clipTf(raw: tf.Tensor, clip: LayerConventions['logAlpha']['clip']): tf.Tensor {
+  if (clip === null || (clip.min === null && clip.max === null)) return raw;
+  if ((clip.gradientAtBound ?? 1) === 1) {
+    return tf.clipByValue(raw, clip.min ?? -Infinity, clip.max ?? Infinity);
+  }
+  let y = raw;
+  if (clip.min !== null) {
+    y = tf.where(tf.greaterEqual(clip.min, y), tf.fill(y.shape, clip.min), y);
+  }
+  if (clip.max !== null) {
+    y = tf.where(tf.greaterEqual(y, clip.max), tf.fill(y.shape, clip.max), y);
+  }
+  return y;
 }
 
 /**
@@ -144,6 +161,12 @@ export function weightVarianceTf(
 ): tf.Tensor {
   if (conventions.variance === 'sigma2') {
     return tf.broadcastTo(tf.exp(la.logSigma2), theta.shape);
+  }
+  if (conventions.variance === 'sigma2_rebuilt') {
+    // log_sigma2 rebuilt from the clipped log_alpha: clipped + log(theta^2 + eps) =
+    // clipped - raw + log_sigma2. Inside the clip clipped - raw is 0 and so is its
+    // gradient (1 - 1, exactly); beyond it, it carries log(theta^2 + eps).
+    return tf.exp(tf.add(tf.sub(la.clipped, la.raw), la.logSigma2));
   }
   if (conventions.logAlpha.form === 'learned' || conventions.logAlpha.clip?.max != null) {
     // log_alpha is finite here: a finite parameter, or a clip with a finite max.

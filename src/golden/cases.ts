@@ -103,15 +103,59 @@ function noiseFor(target: number, t: number, profile: Profile, layer: LayerKind)
 }
 
 /**
- * Whether theta = +-1 gives log(...) = 0 exactly in float64 and in float32,
- * so that the noise parameter sets log_alpha exactly (thetaEps = 0, or an
- * eps that 1 + eps rounds away in both dtypes). Elsewhere no input puts
- * log_alpha exactly on a value in both dtypes, and those edge cases are left out.
+ * Whether theta = +-1 can put the raw log_alpha exactly on a target in both
+ * dtypes: always without an eps; with one, when float32 rounds 1 + eps to 1
+ * (so a float32 port's raw log_alpha is its float32 noise parameter itself,
+ * and a noise parameter within half a float32 ulp of the target lands on it)
+ * while `exactNoiseFor` finds the float64 noise that lands on it under the
+ * profile's own formula. True for every built-in profile.
  */
 export function exactAtUnitTheta(profile: Profile, layer: LayerKind): boolean {
   const { form, thetaEps } = profile[layer].logAlpha;
   if (form === 'learned' || thetaEps === 0) return true;
-  return 1 + thetaEps === 1 && Math.fround(1 + Math.fround(thetaEps)) === 1;
+  return Math.fround(1 + Math.fround(thetaEps)) === 1;
+}
+
+/** The float64 neighbour of x towards +inf (up) or -inf. */
+function nextFloat(x: number, up: boolean): number {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigInt64(0);
+  view.setBigInt64(
+    0,
+    x === 0 ? (up ? 1n : -9223372036854775807n) : x > 0 === up ? bits + 1n : bits - 1n,
+  );
+  return view.getFloat64(0);
+}
+
+/**
+ * The noise parameter putting theta = t's raw log_alpha exactly on `target`
+ * under the profile's own float64 formula (the reference's), and whose
+ * float32 rounding does so in float32 too: the float64 values nearest to
+ * target + log(...) are tried outwards. Null when none of them does.
+ */
+function exactNoiseFor(
+  target: number,
+  t: number,
+  profile: Profile,
+  layer: LayerKind,
+): number | null {
+  const noiseScale = profile.noiseParameter === 'log_sigma' ? 2 : 1;
+  const start = (target + logThetaTerm(t, profile, layer)) / noiseScale;
+  const rawAt = (v: number) =>
+    weightStatistics({ shape: [1], data: [t] }, { shape: [1], data: [v] }, profile, layer)
+      .logAlphaRaw[0];
+  const float32Lands = (v: number) => Math.fround(noiseScale * Math.fround(v)) === target;
+  let below = start;
+  let above = start;
+  for (let step = 0; step < 64; step++) {
+    for (const v of step === 0 ? [start] : [below, above]) {
+      if (rawAt(v) === target && float32Lands(v)) return v;
+    }
+    below = nextFloat(below, false);
+    above = nextFloat(above, true);
+  }
+  return null;
 }
 
 interface Weights {
@@ -170,7 +214,15 @@ function weights(
     drawn.add(j);
     const t = theta[i]!;
     if (i < targets.length) {
-      noise[j] = noiseFor(targets[i]!, t, profile, layer);
+      const target = targets[i]!;
+      // Only an edge needs an exact landing; elsewhere the noise stays on the float32 grid.
+      const clip = profile[layer].logAlpha.clip;
+      const edge =
+        target === profile.prune?.threshold || target === clip?.min || target === clip?.max;
+      noise[j] =
+        edge && exactAtUnitTheta(profile, layer)
+          ? (exactNoiseFor(target, t, profile, layer) ?? noiseFor(target, t, profile, layer))
+          : noiseFor(target, t, profile, layer);
       fixed.add(j);
     } else if (learned) {
       noise[j] = rng.grid(-6, 1, 1 / 32);
@@ -260,6 +312,7 @@ export function inputFlags(
     ...Object.values(inputs).filter((v): v is number => typeof v === 'number'),
   ];
   if (numbers.some((v) => Object.is(v, -0))) flags.push('negative_zero');
+  if (numbers.some((v) => Number.isFinite(v) && Math.fround(v) !== v)) flags.push('float64_input');
   if (tensors.some((t) => t.data.length === 0)) flags.push('empty');
   const theta = inputs['theta'];
   const noise = inputs[profile.noiseParameter];
@@ -271,6 +324,11 @@ export function inputFlags(
   const logAlpha = inputs['log_alpha'];
   if ((op.name === 'kl.exact' || op.name === 'kl.approx') && isTensor(logAlpha)) {
     if (logAlpha.data.some((v) => !Number.isFinite(v))) flags.push('infinite_log_alpha');
+  }
+  const bias = inputs['bias'];
+  if (isTensor(bias) && op.layer !== null) {
+    if (bias.data.length > 1) flags.push('bias_multi_element');
+    if (bias.data.some((b) => b !== 0)) flags.push('bias_nonzero');
   }
   if (op.inputs.some((i) => i.name === 'train_clip')) {
     const tc = inputs['train_clip'];
@@ -881,6 +939,12 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
       ...edge(20, "stride [1, 2] (a pair), padding 'same', batch 2", [], {
         dims: c({ n: 2, h: 3, w: 4, stride: [1, 2], padding: 'same' }),
       }),
+      ...edge(
+        21,
+        "padding 'same', stride 2, kernel 3x3 on 8x8: TensorFlow pads 0 before and 1 after, Lasagne 1 and 1 (the profile's samePadding)",
+        [],
+        { dims: c({ h: 8, w: 8, kh: 3, kw: 3, padding: 'same', stride: 2 }) },
+      ),
     );
   }
   for (let k = 0; k < RANDOM_CASES; k++) {
@@ -1136,11 +1200,27 @@ export const GOLDEN_FLAGS: Readonly<
   },
   clip_min: {
     when: 'a raw log_alpha is exactly the clip min',
-    catches: 'a clip gradient that is 0 at the bound (it must be 1: closed interval)',
+    catches:
+      "a clip gradient at the bound other than the profile's gradientAtBound (1 for a closed interval, 0 for bayesgroup-theano's switch)",
   },
   clip_max: {
     when: 'a raw log_alpha is exactly the clip max',
-    catches: 'a clip gradient that is 0 at the bound (it must be 1: closed interval)',
+    catches:
+      "a clip gradient at the bound other than the profile's gradientAtBound (1 for a closed interval, 0 for bayesgroup-theano's switch)",
+  },
+  float64_input: {
+    when: 'an input is not a float32 value: a noise putting raw log_alpha exactly on an edge under a profile with an eps in the log (spec/golden.md#cases)',
+    catches: '">" against ">=" and the clip gradient at a bound under profiles with an eps',
+  },
+  bias_multi_element: {
+    when: 'a layer case whose bias has more than one element',
+    catches:
+      "pytorch_ard HEAD's `if self.bias:` (LinearARD's training forward raises on a multi-element tensor)",
+  },
+  bias_nonzero: {
+    when: 'a layer case with a nonzero bias',
+    catches:
+      'a bias inside the variance convolution; a port of Conv2dARD, which forces bias=False, cannot run these',
   },
   beyond_clip: {
     when: "a raw log_alpha lies strictly outside the layer's clip (+inf included)",

@@ -28,7 +28,12 @@ import {
   type Conv2dStride,
 } from '../reference/conv2d.js';
 import { klApprox, klApproxDerivative } from '../reference/kl.js';
-import { broadcastIndex, weightStatistics, type WeightStatistics } from '../reference/logAlpha.js';
+import {
+  broadcastIndex,
+  klProfile,
+  weightStatistics,
+  type WeightStatistics,
+} from '../reference/logAlpha.js';
 import type { Tensor } from '../tensor.js';
 
 /** float32's unit roundoff (spec/fast.md#tolerance). */
@@ -203,7 +208,7 @@ export function layerKlError(
   cotangent = 1,
 ): { kl: number; theta: number[]; noise: number[] } {
   const { u, floor } = model;
-  const w = weightError(theta, noise, profile, layer, model);
+  const w = weightError(theta, noise, klProfile(profile), layer, model);
   const la = w.stats.logAlpha;
   const slope = la.map((v) => klApproxDerivative(v, profile));
   const n = la.length;
@@ -294,7 +299,8 @@ function linear(c: LayerErrorInputs): Linear {
   const fShape = dense ? [1, 1, ...c.theta.shape] : [...c.theta.shape];
   const stride = dense ? 1 : c.stride;
   const padding = dense ? 'valid' : c.padding;
-  const g = conv2dGeometry(xShape, fShape, { stride, padding });
+  const rule = c.profile.samePadding;
+  const g = conv2dGeometry(xShape, fShape, { stride, padding, samePadding: rule });
   const outShape = [g.batch, g.outHeight, g.outWidth, g.outChannels];
   const t = (shape: readonly number[], data: readonly number[]): Tensor => ({
     shape: [...shape],
@@ -304,12 +310,12 @@ function linear(c: LayerErrorInputs): Linear {
     k: g.kernelHeight * g.kernelWidth * g.inChannels,
     kx: g.kernelHeight * g.kernelWidth * g.outChannels,
     kTheta: g.batch * g.outHeight * g.outWidth,
-    forward: (a, f) => [...conv2d(t(xShape, a), t(fShape, f), stride, padding).data],
+    forward: (a, f) => [...conv2d(t(xShape, a), t(fShape, f), stride, padding, rule).data],
     transposeInput: (gy, f) => [
-      ...conv2dBackpropInput(t(outShape, gy), t(fShape, f), xShape, stride, padding).data,
+      ...conv2dBackpropInput(t(outShape, gy), t(fShape, f), xShape, stride, padding, rule).data,
     ],
     transposeFilter: (a, gy) => [
-      ...conv2dBackpropFilter(t(xShape, a), t(outShape, gy), fShape, stride, padding).data,
+      ...conv2dBackpropFilter(t(xShape, a), t(outShape, gy), fShape, stride, padding, rule).data,
     ],
   };
 }

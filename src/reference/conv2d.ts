@@ -16,6 +16,8 @@ import { checkNumber, checkTensor, shapeToString, sizeOf, type Tensor } from '..
 import { noiseName, sumToShape, weightStatistics, type WeightStatistics } from './logAlpha.js';
 
 export type Conv2dPaddingMode = 'valid' | 'same';
+/** How 'same' splits its padding (spec/conv2d.md#padding; `profile.samePadding`). */
+export type SamePaddingRule = 'tensorflow' | 'lasagne';
 /** One stride for both spatial axes, or [strideHeight, strideWidth]. */
 export type Conv2dStride = number | readonly [number, number];
 
@@ -24,6 +26,8 @@ export interface Conv2dOptions {
   readonly stride?: Conv2dStride;
   /** Default 'valid'. */
   readonly padding?: Conv2dPaddingMode;
+  /** How 'same' splits its padding; default 'tensorflow' (the layers use the profile's). */
+  readonly samePadding?: SamePaddingRule;
   /** Apply the keep mask in the training forward; default profile.trainClipDefault. Eval ignores it. */
   readonly trainClip?: boolean;
 }
@@ -132,19 +136,32 @@ function checkPadding(padding: unknown, name: string): Conv2dPaddingMode {
 interface CheckedOptions {
   readonly stride: [number, number];
   readonly padding: Conv2dPaddingMode;
+  readonly samePadding: SamePaddingRule;
   readonly trainClip: boolean | undefined;
 }
 
+function checkSamePadding(rule: unknown, name: string): SamePaddingRule {
+  if (rule === undefined) return 'tensorflow';
+  if (rule === 'tensorflow' || rule === 'lasagne') return rule;
+  throw new VdspecError(
+    'invalid_argument',
+    `expected 'tensorflow' or 'lasagne', got ${JSON.stringify(rule)}`,
+    name,
+  );
+}
+
 function checkOptions(options: unknown): CheckedOptions {
-  if (options === undefined) return { stride: [1, 1], padding: 'valid', trainClip: undefined };
+  if (options === undefined) {
+    return { stride: [1, 1], padding: 'valid', samePadding: 'tensorflow', trainClip: undefined };
+  }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new VdspecError(
       'invalid_argument',
-      'expected an object {stride?, padding?, trainClip?}',
+      'expected an object {stride?, padding?, samePadding?, trainClip?}',
       'options',
     );
   }
-  const { stride, padding, trainClip } = options as Record<string, unknown>;
+  const { stride, padding, samePadding, trainClip } = options as Record<string, unknown>;
   if (trainClip !== undefined && typeof trainClip !== 'boolean') {
     throw new VdspecError(
       'invalid_argument',
@@ -155,23 +172,32 @@ function checkOptions(options: unknown): CheckedOptions {
   return {
     stride: checkStride(stride, 'options.stride'),
     padding: checkPadding(padding, 'options.padding'),
+    samePadding: checkSamePadding(samePadding, 'options.samePadding'),
     trainClip: trainClip as boolean | undefined,
   };
 }
 
 /**
- * TensorFlow's rule for one axis. 'same': out = ceil(in / s), total pad =
+ * One axis. 'valid': out = floor((in - k) / s) + 1, no padding, in >= k
+ * required. 'same', TensorFlow's rule: out = ceil(in / s), total pad =
  * max((out - 1) * s + k - in, 0), floor(total / 2) before, the rest after.
- * 'valid': out = floor((in - k) / s) + 1, no padding, in >= k required.
+ * 'same', Lasagne's rule: floor(k / 2) on each side (k odd), out =
+ * floor((in + 2 floor(k / 2) - k) / s) + 1 = ceil(in / s).
  */
 export function axisGeometry(
   inputSize: number,
   kernelSize: number,
   stride: number,
   padding: Conv2dPaddingMode,
+  samePadding: SamePaddingRule = 'tensorflow',
 ): AxisGeometry {
   if (padding === 'valid') {
     return { output: Math.floor((inputSize - kernelSize) / stride) + 1, padBefore: 0, padAfter: 0 };
+  }
+  if (samePadding === 'lasagne') {
+    const pad = Math.floor(kernelSize / 2);
+    const output = Math.floor((inputSize + 2 * pad - kernelSize) / stride) + 1;
+    return { output, padBefore: pad, padAfter: pad };
   }
   const output = Math.ceil(inputSize / stride);
   const total = Math.max((output - 1) * stride + kernelSize - inputSize, 0);
@@ -186,6 +212,7 @@ function resolveGeometry(
   padding: Conv2dPaddingMode,
   xName: string,
   filterName: string,
+  samePadding: SamePaddingRule = 'tensorflow',
 ): Conv2dGeometry {
   const [batch, height, width, inChannels] = xShape as [number, number, number, number];
   const [kernelHeight, kernelWidth, filterIn, outChannels] = filterShape as [
@@ -215,9 +242,20 @@ function resolveGeometry(
       xName,
     );
   }
+  if (
+    padding === 'same' &&
+    samePadding === 'lasagne' &&
+    (kernelHeight % 2 === 0 || kernelWidth % 2 === 0)
+  ) {
+    throw new VdspecError(
+      'shape_mismatch',
+      `Lasagne's 'same' padding (floor(k / 2) on each side) needs an odd kernel, got ${kernelHeight}x${kernelWidth}`,
+      filterName,
+    );
+  }
   const [strideHeight, strideWidth] = stride;
-  const rows = axisGeometry(height, kernelHeight, strideHeight, padding);
-  const cols = axisGeometry(width, kernelWidth, strideWidth, padding);
+  const rows = axisGeometry(height, kernelHeight, strideHeight, padding, samePadding);
+  const cols = axisGeometry(width, kernelWidth, strideWidth, padding, samePadding);
   return {
     batch,
     height,
@@ -261,7 +299,7 @@ export function conv2dGeometry(
   filterShape: readonly number[],
   options?: Conv2dOptions,
 ): Conv2dGeometry {
-  const { stride, padding } = checkOptions(options);
+  const { stride, padding, samePadding } = checkOptions(options);
   return resolveGeometry(
     checkShape('xShape', xShape),
     checkShape('filterShape', filterShape),
@@ -269,6 +307,7 @@ export function conv2dGeometry(
     padding,
     'xShape',
     'filterShape',
+    samePadding,
   );
 }
 
@@ -411,6 +450,7 @@ export function conv2d(
   filter: unknown,
   stride: Conv2dStride = 1,
   padding: Conv2dPaddingMode = 'valid',
+  samePadding: SamePaddingRule = 'tensorflow',
 ): Tensor {
   const xs = checkTensor('x', x, { rank: 4 });
   const fs = checkTensor('filter', filter, { rank: 4 });
@@ -421,6 +461,7 @@ export function conv2d(
     checkPadding(padding, 'padding'),
     'x',
     'filter',
+    checkSamePadding(samePadding, 'samePadding'),
   );
   return { shape: outputShape(g), data: convolve(xs.data, fs.data, g) };
 }
@@ -432,6 +473,7 @@ export function conv2dBackpropInput(
   xShape: readonly number[],
   stride: Conv2dStride = 1,
   padding: Conv2dPaddingMode = 'valid',
+  samePadding: SamePaddingRule = 'tensorflow',
 ): Tensor {
   const fs = checkTensor('filter', filter, { rank: 4 });
   const g = resolveGeometry(
@@ -441,6 +483,7 @@ export function conv2dBackpropInput(
     checkPadding(padding, 'padding'),
     'xShape',
     'filter',
+    checkSamePadding(samePadding, 'samePadding'),
   );
   const gy = checkTensor('cotangent', cotangent, { shape: outputShape(g) });
   return { shape: [...xShape], data: convolveTransposeInput(gy.data, fs.data, g) };
@@ -453,6 +496,7 @@ export function conv2dBackpropFilter(
   filterShape: readonly number[],
   stride: Conv2dStride = 1,
   padding: Conv2dPaddingMode = 'valid',
+  samePadding: SamePaddingRule = 'tensorflow',
 ): Tensor {
   const xs = checkTensor('x', x, { rank: 4 });
   const g = resolveGeometry(
@@ -462,6 +506,7 @@ export function conv2dBackpropFilter(
     checkPadding(padding, 'padding'),
     'x',
     'filterShape',
+    checkSamePadding(samePadding, 'samePadding'),
   );
   const gy = checkTensor('cotangent', cotangent, { shape: outputShape(g) });
   return { shape: [...filterShape], data: convolveTransposeFilter(xs.data, gy.data, g) };
@@ -503,6 +548,7 @@ function prepare(
   const options = checkOptions(optionsIn);
   const x = checkTensor('x', inputs['x'], { rank: 4 });
   const theta = checkTensor('theta', inputs['theta'], { rank: 4 });
+  // The layer splits 'same' padding by its profile's rule (an options.samePadding is ignored here).
   const geometry = resolveGeometry(
     x.shape,
     theta.shape,
@@ -510,6 +556,7 @@ function prepare(
     options.padding,
     'x',
     'theta',
+    profile.samePadding,
   );
   const bias = checkTensor('bias', inputs['bias'], { shape: [geometry.outChannels] });
   // weightStatistics names the noise argument after the profile (log_sigma2, log_sigma, log_alpha).

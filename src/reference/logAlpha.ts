@@ -7,7 +7,7 @@
  * dense and conv2d layers only add the linear algebra on top.
  */
 import { VdspecError } from '../errors.js';
-import type { LayerKind, Profile } from '../profiles.js';
+import { klLayerConventions, type LayerKind, type Profile } from '../profiles.js';
 import { checkTensor, shapeToString, sizeOf, type Tensor } from '../tensor.js';
 
 /** Per-weight values, all flat arrays in theta's row-major order. */
@@ -95,13 +95,30 @@ function productWithHardZero(a: number, b: number): number {
   return a === 0 || b === 0 ? 0 : a * b;
 }
 
-/** The gradient of clip(x, min, max): 1 on the closed interval, 0 strictly outside. */
+/**
+ * The gradient of clip(x, min, max): 1 strictly inside, 0 strictly outside,
+ * and the clip's `gradientAtBound` (default 1) exactly on a bound.
+ */
 function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
   if (!Number.isFinite(x)) return 0;
   if (clip === null) return 1;
   if (clip.min !== null && x < clip.min) return 0;
   if (clip.max !== null && x > clip.max) return 0;
+  if (x === clip.min || x === clip.max) return clip.gradientAtBound ?? 1;
   return 1;
+}
+
+/**
+ * The profile as the KL sees it: each layer kind's `klLogAlpha`, where set,
+ * in place of its forward log_alpha (spec/objective.md#kllayer).
+ */
+export function klProfile(profile: Profile): Profile {
+  if (profile.dense.klLogAlpha === null && profile.conv2d.klLogAlpha === null) return profile;
+  return {
+    ...profile,
+    dense: klLayerConventions(profile.dense),
+    conv2d: klLayerConventions(profile.conv2d),
+  };
 }
 
 function clipValue(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
@@ -210,6 +227,14 @@ export function weightStatistics(
       variance[i] = s2;
       dVarianceDTheta[i] = 0;
       dVarianceDNoise[i] = noiseScale * s2;
+    } else if (conventions.variance === 'sigma2_rebuilt') {
+      // exp(clipped + log(theta^2 + eps)): exp(log_sigma2) where the clip passes (its theta
+      // partials cancel exactly), exp(bound) * (theta^2 + eps) beyond it.
+      const passes = dLogAlphaDNoise[i] !== 0;
+      const s2 = passes ? Math.exp(logSigma2) : Math.exp(clipped) * (t * t + thetaEps);
+      variance[i] = s2;
+      dVarianceDTheta[i] = passes || t === 0 ? 0 : 2 * Math.exp(clipped) * t;
+      dVarianceDNoise[i] = passes ? noiseScale * s2 : 0;
     } else if (clipped === Infinity) {
       // Only reachable without a clip max, where theta^2 underflowed: alpha * theta^2 is sigma2 itself.
       variance[i] = Math.exp(logSigma2);
@@ -274,15 +299,20 @@ export function keepMask(
 export function maskFromLogAlpha(
   logAlphaIn: unknown,
   profile: Profile,
-  which: 'forward' | 'report' = 'forward',
+  which: 'forward' | 'report' | 'compression' = 'forward',
 ): Tensor {
-  if (which !== 'forward' && which !== 'report') {
-    throw new VdspecError('invalid_argument', 'expected forward or report', 'which');
+  if (which !== 'forward' && which !== 'report' && which !== 'compression') {
+    throw new VdspecError('invalid_argument', 'expected forward, report or compression', 'which');
   }
   const la = checkTensor('log_alpha', logAlphaIn, { allow: 'infinity' });
   const prune = profile.prune;
   if (prune === null) return { shape: la.shape, data: la.data.map(() => 1) };
-  const comparison = which === 'forward' ? prune.comparison : prune.reportComparison;
+  const comparison =
+    which === 'forward'
+      ? prune.comparison
+      : which === 'report'
+        ? prune.reportComparison
+        : prune.compressionComparison;
   return {
     shape: la.shape,
     data: la.data.map((v) => (isPruned(v, comparison, prune.threshold) ? 0 : 1)),

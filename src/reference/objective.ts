@@ -11,7 +11,7 @@ import { VdspecError } from '../errors.js';
 import { getProfile, type LayerKind, type Profile, type ProfileName } from '../profiles.js';
 import { checkClassification, checkNumber, checkTensor, type Tensor } from '../tensor.js';
 import { klApprox, klApproxDerivative } from './kl.js';
-import { noiseName, sumToShape, weightStatistics } from './logAlpha.js';
+import { klProfile, noiseName, sumToShape, weightStatistics } from './logAlpha.js';
 
 /** A layer's parameters as far as the KL is concerned (the bias never enters it). */
 export interface LayerKlInputs {
@@ -83,7 +83,7 @@ export function layerKl(
   const profile = getProfile(profileIn);
   const layer = checkLayer(layerIn);
   const { theta, noise } = checkLayerInputs(inputs, layer);
-  const stats = weightStatistics(theta, noise, profile, layer);
+  const stats = weightStatistics(theta, noise, klProfile(profile), layer);
   return compensatedSum(stats.logAlpha.map((la) => klApprox(la, profile)));
 }
 
@@ -108,7 +108,7 @@ export function layerKlVjp(
   const layer = checkLayer(layerIn);
   const cotangent = checkNumber('cotangent', cotangentIn);
   const { theta, noise: noiseIn } = checkLayerInputs(inputs, layer);
-  const stats = weightStatistics(theta, noiseIn, profile, layer);
+  const stats = weightStatistics(theta, noiseIn, klProfile(profile), layer);
   const noise = checkTensor(noiseName(profile), noiseIn);
 
   const n = stats.logAlpha.length;

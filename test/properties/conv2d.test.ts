@@ -44,6 +44,8 @@ interface Dims {
   sh: number;
   sw: number;
   padding: Padding;
+  /** How 'same' splits its padding (the profile's samePadding); TensorFlow's when absent. */
+  rule?: 'tensorflow' | 'lasagne';
 }
 
 /**
@@ -51,8 +53,13 @@ interface Dims {
  * ceil((in - k + 1) / s). The total padding is what the window needs beyond
  * the input, floor half before.
  */
-function axis(size: number, k: number, s: number, padding: Padding) {
+function axis(size: number, k: number, s: number, padding: Padding, rule = 'tensorflow') {
   if (padding === 'valid') return { out: Math.ceil((size - k + 1) / s), before: 0, after: 0 };
+  if (rule === 'lasagne') {
+    // Lasagne: (k - 1) / 2 zeros on each side (k odd); the output counts the window starts.
+    const half = (k - 1) / 2;
+    return { out: Math.ceil((size + 2 * half - k + 1) / s), before: half, after: half };
+  }
   const out = Math.ceil(size / s);
   const total = Math.max((out - 1) * s + k - size, 0);
   return { out, before: Math.floor(total / 2), after: total - Math.floor(total / 2) };
@@ -60,7 +67,12 @@ function axis(size: number, k: number, s: number, padding: Padding) {
 
 /** Output shape [n, oh, ow, cout] by the rule above. */
 function outShape(d: Dims): number[] {
-  return [d.n, axis(d.h, d.kh, d.sh, d.padding).out, axis(d.w, d.kw, d.sw, d.padding).out, d.cout];
+  return [
+    d.n,
+    axis(d.h, d.kh, d.sh, d.padding, d.rule).out,
+    axis(d.w, d.kw, d.sw, d.padding, d.rule).out,
+    d.cout,
+  ];
 }
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -70,11 +82,17 @@ const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
  * patch row per output pixel (taps in (p, q, c) order), times the filter
  * reshaped to [kh*kw*cin, cout]. No bounds tests, no shared index code.
  */
-function convByIm2col(x: Tensor, f: Tensor, stride: [number, number], padding: Padding): Tensor {
+function convByIm2col(
+  x: Tensor,
+  f: Tensor,
+  stride: [number, number],
+  padding: Padding,
+  rule: 'tensorflow' | 'lasagne' = 'tensorflow',
+): Tensor {
   const [n, h, w, cin] = x.shape as [number, number, number, number];
   const [kh, kw, , cout] = f.shape as [number, number, number, number];
-  const rows = axis(h, kh, stride[0], padding);
-  const cols = axis(w, kw, stride[1], padding);
+  const rows = axis(h, kh, stride[0], padding, rule);
+  const cols = axis(w, kw, stride[1], padding, rule);
   const hp = h + rows.before + rows.after;
   const wp = w + cols.before + cols.after;
   const padded: number[][][][] = [];
@@ -158,6 +176,13 @@ function keptFor(profile: Profile, target: number): number {
 function varianceFor(profile: Profile, theta: number, noise: number, target: number): number {
   if (profile.conv2d.variance === 'sigma2') {
     return Math.exp(profile.noiseParameter === 'log_sigma' ? 2 * noise : noise);
+  }
+  if (profile.conv2d.variance === 'sigma2_rebuilt') {
+    // exp(log_sigma2) where the clip passes; exp(bound) * (theta^2 + eps) beyond it.
+    const eps = profile.conv2d.logAlpha.thetaEps;
+    return clipped(profile, target) === target
+      ? Math.exp(noise)
+      : Math.exp(clipped(profile, target)) * (theta * theta + eps);
   }
   return Math.exp(clipped(profile, target)) * theta * theta;
 }
@@ -255,7 +280,12 @@ interface LayerCase {
 function layerCaseArb(profile: Profile, limits: DimsLimits): fc.Arbitrary<LayerCase> {
   return fc
     .record({
-      dims: dimsArb(limits),
+      // The profile's 'same' rule; Lasagne's takes odd kernels only (2 becomes 3).
+      dims: dimsArb(limits).map((d) =>
+        profile.samePadding === 'lasagne' && d.padding === 'same'
+          ? { ...d, kh: d.kh | 1, kw: d.kw | 1, rule: 'lasagne' as const }
+          : d,
+      ),
       trainClip: fc.constantFrom<boolean | undefined>(true, false, undefined),
       vdNoise: fc.constantFrom<VdNoiseShape>('scalar', 'per_output', 'per_input', 'per_weight'),
     })
@@ -515,6 +545,7 @@ describe('spec/conv2d.md#svdconv2deval, #vdconv2deval', () => {
               { shape: c.inputs.theta.shape, data: thetaKept },
               [c.dims.sh, c.dims.sw],
               c.dims.padding,
+              c.dims.rule,
             ),
             c.inputs.bias.data,
           );
@@ -595,6 +626,7 @@ describe('spec/conv2d.md#svdconv2dtrain, #vdconv2dtrain', () => {
               },
               stride,
               c.dims.padding,
+              c.dims.rule,
             ),
             c.inputs.bias.data,
           );
@@ -603,6 +635,7 @@ describe('spec/conv2d.md#svdconv2dtrain, #vdconv2dtrain', () => {
             { shape: c.inputs.theta.shape, data: s2.map((v, k) => v * maskVariance[k]!) },
             stride,
             c.dims.padding,
+            c.dims.rule,
           ).data;
           // s2 reaches exp(8) * 1.5^2 ~ 7e3 here, 18 taps of x^2 <= 2.25: relative 1e-12 covers rounding.
           const scale = 1 + Math.max(...variance);
@@ -841,6 +874,7 @@ function magnitudes(c: LayerCase, profile: Profile) {
     abs(c.inputs.theta),
     [c.dims.sh, c.dims.sw],
     c.dims.padding,
+    c.dims.rule,
   );
   const unmasked = conv2dTrain(c.inputs, profile, { ...c.options, trainClip: false });
   const mean = spread.data.map((v, k) => v + Math.abs(c.inputs.bias.data[k % c.dims.cout]!));
@@ -1004,6 +1038,7 @@ describe('spec/conv2d.md#vjps', () => {
               c.inputs.theta.shape,
               [c.dims.sh, c.dims.sw],
               c.dims.padding,
+              c.dims.rule,
             );
             const trainClip = c.options.trainClip ?? profile.trainClipDefault;
             const meanMask = keepMaskBySpec(inputs, profile);
@@ -1181,7 +1216,7 @@ describe('spec/conv2d.md#errors', () => {
       ...base,
       noise: { shape: base.noise.shape, data: [800, ...base.noise.data.slice(1)] },
     };
-    expectArgumentError(() => conv2dTrain(hugeNoise, 'state-of-sparsity'), 'log_sigma2');
+    expectArgumentError(() => conv2dTrain(hugeNoise, 'state-of-sparsity-nn'), 'log_sigma2');
     // A mean beyond float64 is no single argument's fault: code non_finite, no argument.
     const hugeX = { ...base, x: { shape: base.x.shape, data: base.x.data.map(() => 1e300) } };
     const tenTheta = {

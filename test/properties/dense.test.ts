@@ -399,8 +399,9 @@ describe('spec/dense.md#edge-cases: exact conventions', () => {
               // Raw log_alpha >= 12 > every clip max: pruned.
               expect(s.mask[k]).toBe(0);
             }
-            if (profile.dense.variance === 'alpha_theta2') {
-              // s2 = exp(log_alpha) * 0: no dependence on the noise parameter (SVD: clip active too).
+            if (profile.dense.variance !== 'sigma2') {
+              // s2 = exp(log_alpha) * 0, or exp(clip max) * eps (sigma2_rebuilt): no dependence on
+              // the noise parameter (SVD: clip active too).
               expect(grads.noise.data[k]).toBe(0);
             } else {
               // sigma2: s2 = exp(log_sigma2) whatever theta is; d s2 / d noise = (1 or 2) * s2.
@@ -444,7 +445,7 @@ describe('spec/dense.md#edge-cases: exact conventions', () => {
   });
 
   it.each(ALL.map((p) => [p.name, p] as const))(
-    'spec/dense.md#beyond-the-clip: %s: beyond the clip the noise gradient is exactly 0 (alpha_theta2)',
+    'spec/dense.md#beyond-the-clip: %s: beyond the clip the noise gradient is exactly 0 (alpha_theta2, sigma2_rebuilt)',
     (_name, profile) => {
       fc.assert(
         fc.property(caseParameters(), fc.boolean(), (params, trainClip) => {
@@ -452,7 +453,7 @@ describe('spec/dense.md#edge-cases: exact conventions', () => {
           const grads = denseTrainVjp(c.inputs, { output: c.cotangent.output }, profile, {
             trainClip,
           });
-          if (profile.dense.variance === 'alpha_theta2') {
+          if (profile.dense.variance !== 'sigma2') {
             for (const v of grads.noise.data) expect(v).toBe(0);
           } else {
             // sigma2 = exp(log_sigma2) is never clipped: the noise keeps its gradient.
@@ -599,7 +600,7 @@ describe('spec/dense.md#errors: bad inputs name the argument', () => {
 
   it('spec/dense.md#errors: a per-weight variance beyond float64 is rejected, naming the parameter', () => {
     // sigma2 profiles: exp(log_sigma2) overflows for log_sigma2 > 709.78.
-    const profile = PROFILES['state-of-sparsity'];
+    const profile = PROFILES['state-of-sparsity-nn'];
     const inputs = {
       x: { shape: [1, 1], data: [1] },
       theta: { shape: [1, 1], data: [1] },

@@ -395,6 +395,12 @@ export function convCaseWith(
       trainClip: fc.option(fc.boolean(), { nil: undefined }),
       extras: fc.boolean(),
     })
+    .map((d) =>
+      // Lasagne's 'same' (bayesgroup-theano) takes odd kernels only: 2 becomes 3.
+      d.padding === 'same' && d.profile.samePadding === 'lasagne'
+        ? { ...d, kh: d.kh | 1, kw: d.kw | 1 }
+        : d,
+    )
     .chain((d) => {
       // 'valid' needs the image at least as large as the kernel.
       const h = d.padding === 'valid' ? Math.max(d.h, d.kh) : d.h;
@@ -402,6 +408,7 @@ export function convCaseWith(
       const g = conv2dGeometry([d.n, h, wd, d.cin], [d.kh, d.kw, d.cin, d.cout], {
         stride: [d.sh, d.sw],
         padding: d.padding,
+        samePadding: d.profile.samePadding,
       });
       const out = [g.batch, g.outHeight, g.outWidth, g.outChannels];
       return fc.record({

@@ -95,9 +95,12 @@ function specWeight(profile: Profile, layer: LayerKind, theta: number, noise: nu
   const min = convention.clip?.min ?? -Infinity;
   const max = convention.clip?.max ?? Infinity;
   const insideClip = Number.isFinite(raw) && raw >= min && raw <= max;
+  // Exactly on a bound the clip's derivative is its gradientAtBound (1 when absent).
+  const onBound = raw === min || raw === max;
+  const passes = insideClip && !(onBound && convention.clip?.gradientAtBound === 0);
   const logAlphaValue = Math.min(Math.max(raw, min), max);
-  const dLogAlphaDTheta = insideClip ? dRawDTheta : 0;
-  const dLogAlphaDNoise = insideClip ? dRawDNoise : 0;
+  const dLogAlphaDTheta = passes ? dRawDTheta : 0;
+  const dLogAlphaDNoise = passes ? dRawDNoise : 0;
 
   let mask = 1;
   if (profile.prune !== null) {
@@ -120,6 +123,23 @@ function specWeight(profile: Profile, layer: LayerKind, theta: number, noise: nu
       dLogAlphaDNoise,
       dVarianceDTheta: 0,
       dVarianceDNoise: scale * sigma2,
+      dVarianceDThetaScale: 0,
+    };
+  }
+  if (varianceKind === 'sigma2_rebuilt') {
+    // log_sigma2 rebuilt from the clipped log_alpha: exp(log_sigma2) where the clip passes
+    // (the theta partials cancel), exp(bound) * (theta^2 + eps) beyond it.
+    const bound = Math.exp(logAlphaValue);
+    const variance = passes ? Math.exp(logSigma2) : bound * (theta * theta + eps);
+    return {
+      raw,
+      logAlpha: logAlphaValue,
+      mask,
+      variance,
+      dLogAlphaDTheta,
+      dLogAlphaDNoise,
+      dVarianceDTheta: passes ? 0 : hardZeroProduct(2 * bound, theta),
+      dVarianceDNoise: passes ? scale * variance : 0,
       dVarianceDThetaScale: 0,
     };
   }
@@ -437,6 +457,12 @@ describe('spec/log-alpha.md#theta--0: theta = 0', () => {
             // The variance is sigma2 itself: nonzero at theta = 0, unlike the canonical profile.
             expect(s.variance).toBe(Math.exp(logSigma2));
             expect(s.dVarianceDNoise).toBe(scale * Math.exp(logSigma2));
+          } else if (profile[layer].variance === 'sigma2_rebuilt') {
+            // sigma2 where the clip passes; exp(bound) * eps beyond it (theta^2 = 0).
+            const passes = raw > min && raw < max;
+            expect(s.variance).toBe(
+              passes ? Math.exp(logSigma2) : Math.exp(Math.min(Math.max(raw, min), max)) * thetaEps,
+            );
           } else {
             expect(s.variance).toBe(0);
             expect(s.dVarianceDNoise === 0).toBe(true);
@@ -464,21 +490,36 @@ describe('spec/log-alpha.md#theta--0: theta = 0', () => {
   });
 });
 
-describe('spec/log-alpha.md#the-clip-and-its-gradient: 1 on the closed interval, 0 strictly outside', () => {
-  it.each(CLIPPED_CASES)('%s %s: at exactly a bound the gradient passes', (name, layer) => {
-    const profile = PROFILES[name];
-    const clip = profile[layer].logAlpha.clip;
-    const bounds = [clip?.min, clip?.max].filter((b): b is number => typeof b === 'number');
-    expect(bounds.length).toBeGreaterThan(0);
-    const dRawDNoise = profile[layer].logAlpha.form === 'learned' ? 1 : noiseScale(profile);
-    for (const bound of bounds) {
-      const { theta, noise } = exactInput(profile, layer, bound);
-      const s = one(profile, layer, theta, noise);
-      expect(s.logAlpha).toBe(bound);
-      expect(s.dLogAlphaDNoise).toBe(dRawDNoise);
-      expect(s.dLogAlphaDTheta).toBe(specWeight(profile, layer, theta, noise).dLogAlphaDTheta);
-    }
-  });
+/**
+ * The page's statement of the clip's derivative exactly at a bound, per
+ * profile: Theano's switch selects the constant there (0); clamp,
+ * clip_by_value and the papers' closed interval pass it (1).
+ */
+const GRADIENT_AT_BOUND: Readonly<Record<string, 0 | 1>> = {
+  'bayesgroup-theano': 0,
+};
+
+describe("spec/log-alpha.md#the-clip-and-its-gradient: 1 inside, 0 strictly outside, the profile's gradientAtBound on a bound", () => {
+  it.each(CLIPPED_CASES)(
+    '%s %s: at exactly a bound the gradient is gradientAtBound',
+    (name, layer) => {
+      const profile = PROFILES[name];
+      const clip = profile[layer].logAlpha.clip;
+      const bounds = [clip?.min, clip?.max].filter((b): b is number => typeof b === 'number');
+      expect(bounds.length).toBeGreaterThan(0);
+      const atBound = GRADIENT_AT_BOUND[name] ?? 1;
+      expect(clip?.gradientAtBound ?? 1).toBe(atBound);
+      const dRawDNoise = profile[layer].logAlpha.form === 'learned' ? 1 : noiseScale(profile);
+      for (const bound of bounds) {
+        const { theta, noise } = exactInput(profile, layer, bound);
+        const s = one(profile, layer, theta, noise);
+        expect(s.logAlpha).toBe(bound);
+        expect(s.dLogAlphaDNoise).toBe(atBound * dRawDNoise);
+        expect(s.dLogAlphaDTheta).toBe(specWeight(profile, layer, theta, noise).dLogAlphaDTheta);
+        if (atBound === 0) expect(s.dLogAlphaDTheta === 0).toBe(true);
+      }
+    },
+  );
 
   it('molchanov2017 and kingma2015: one ulp outside a bound the gradient is 0', () => {
     // theta = 1 makes log(theta^2) exactly 0, so raw is the noise itself.
@@ -896,12 +937,15 @@ const customProfile: fc.Arbitrary<Profile> = fc
     thetaEps: fc.constantFrom(0, 1e-8, 1e-15, 1e-3),
     min: fc.constantFrom(null, -10, -8, -3),
     max: fc.constantFrom(0, 2, 8, 10),
+    gradientAtBound: fc.constantFrom(0, 1),
     sigma2: fc.boolean(),
     prune: fc.option(
       fc.record({
         threshold: fc.constantFrom(-1, 3, 9),
         comparison: fc.constantFrom('>', '>='),
         reportComparison: fc.constantFrom('>', '>='),
+        compressionComparison: fc.constantFrom('>', '>='),
+        reportLogAlpha: fc.constant('clipped'),
         from: fc.constantFrom('clipped', 'unclipped'),
       }),
     ),
@@ -913,8 +957,9 @@ const customProfile: fc.Arbitrary<Profile> = fc
       logAlpha: {
         form: learned ? 'learned' : r.form,
         thetaEps: r.thetaEps,
-        clip: { min: r.min, max: r.max },
+        clip: { min: r.min, max: r.max, gradientAtBound: r.gradientAtBound },
       },
+      klLogAlpha: null,
       variance: r.sigma2 && !learned ? 'sigma2' : 'alpha_theta2',
       trainMask: 'mean',
     } as const;
@@ -1082,10 +1127,24 @@ const EDGE_CASES: readonly EdgeCase[] = [
   },
   {
     why: 'theta = 0, eps 1e-8, sigma2',
+    profile: 'state-of-sparsity-nn',
+    layer: 'dense',
+    theta: 0,
+    noise: -10,
+  },
+  {
+    why: 'theta = 0, eps 1e-8, sigma2 rebuilt from the clip',
     profile: 'state-of-sparsity',
     layer: 'dense',
     theta: 0,
     noise: -10,
+  },
+  {
+    why: 'at the clip max, switch clip: gradient 0',
+    profile: 'bayesgroup-theano',
+    layer: 'dense',
+    theta: 1,
+    noise: 8,
   },
   {
     why: 'theta = 0, eps 1e-16, log_sigma',

@@ -65,9 +65,18 @@ function broadcastSource(
   return source;
 }
 
-/** log_alpha before the clip, straight from the conventions table in algorithms.md. */
+/**
+ * The log_alpha convention the KL reads (spec/objective.md#kllayer): the
+ * layer's klLogAlpha where the profile sets one (bayesgroup-theano's conv KL
+ * drops the forward's eps), its forward logAlpha otherwise.
+ */
+function klConvention(profile: Profile, layer: LayerKind) {
+  return profile[layer].klLogAlpha ?? profile[layer].logAlpha;
+}
+
+/** log_alpha before the clip, straight from the conventions table of spec/profiles.md. */
 function rawLogAlpha(t: number, v: number, profile: Profile, layer: LayerKind): number {
-  const { form, thetaEps } = profile[layer].logAlpha;
+  const { form, thetaEps } = klConvention(profile, layer);
   if (form === 'learned') return v;
   const logSigma2 = profile.noiseParameter === 'log_sigma' ? 2 * v : v;
   if (form === 'log_theta2') return logSigma2 - Math.log(t * t + thetaEps);
@@ -75,7 +84,7 @@ function rawLogAlpha(t: number, v: number, profile: Profile, layer: LayerKind): 
 }
 
 function clipOf(profile: Profile, layer: LayerKind): { min: number; max: number } {
-  const clip = profile[layer].logAlpha.clip;
+  const clip = klConvention(profile, layer).clip;
   return { min: clip?.min ?? -Infinity, max: clip?.max ?? Infinity };
 }
 
@@ -354,7 +363,7 @@ describe('spec/objective.md#kl.layer', () => {
         fc.double({ min: -3, max: 3, noNaN: true }),
         (c, g) => {
           const kl = layerKl({ theta: c.theta, noise: c.noise }, c.profile, c.layer);
-          // Without a lower clip (state-of-sparsity's default) a theta whose square overflows has
+          // Without a lower clip (state-of-sparsity-nn) a theta whose square overflows has
           // log_alpha = -inf: alpha -> 0, where the KL's limit is +inf (spec/kl.md). Never NaN.
           const { form, clip } = c.profile[c.layer].logAlpha;
           const unboundedBelow = form !== 'learned' && (clip?.min ?? null) === null;
@@ -381,12 +390,14 @@ describe('spec/objective.md#kl.layer', () => {
         fc.double({ min: -3, max: 3, noNaN: true }),
         (c, g) => {
           const { min, max } = clipOf(c.profile, c.layer);
-          const { form, thetaEps } = c.profile[c.layer].logAlpha;
+          const { form, thetaEps, clip } = klConvention(c.profile, c.layer);
           const dLogSigma2 = c.profile.noiseParameter === 'log_sigma' ? 2 : 1;
           const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
           rawOfCase(c).forEach((raw, i) => {
             const t = c.theta.data[i]!;
             if (!(raw >= min && raw <= max) || t === 0) return;
+            // A switch clip passes nothing exactly on its bounds.
+            if ((raw === min || raw === max) && clip?.gradientAtBound === 0) return;
             const slope = g * expectedKlSlope(raw, c.profile);
             const dTheta =
               form === 'log_theta2'

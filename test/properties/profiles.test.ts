@@ -8,6 +8,7 @@
  * the expectation the data is checked against, so it must not be read from
  * the profiles.
  */
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SVD_LOG_ALPHA_MAX, SVD_PRUNE_THRESHOLD } from '../../src/constants.js';
@@ -45,8 +46,11 @@ interface LayerDeparture {
    */
   readonly logAlphaShift: (theta: number) => number;
   readonly clip: readonly [number, number];
-  /** `clipped`: exp(clipped log_alpha) * theta^2; `unclipped`: exp(log_sigma2). */
-  readonly variance: 'clipped' | 'unclipped';
+  /**
+   * `clipped`: exp(clipped log_alpha) * theta^2; `unclipped`: exp(log_sigma2);
+   * `rebuilt`: exp(log_sigma2) inside the clip, exp(bound) * (theta^2 + 1e-8) beyond it.
+   */
+  readonly variance: 'clipped' | 'unclipped' | 'rebuilt';
   /** Raw log_alpha at theta = 0 as a function of log_sigma2. */
   readonly rawAtThetaZero: (logSigma2: number) => number;
 }
@@ -62,7 +66,7 @@ interface Departure {
 }
 
 const identical = () => 0;
-/** state-of-sparsity's default (clip_alpha=None): no clip at all. */
+/** state-of-sparsity-nn (nn.py's clip_alpha=None): no clip at all. */
 const NO_CLIP = [-Infinity, Infinity] as const;
 const logSigma2Itself = (s: number) => s;
 
@@ -70,9 +74,18 @@ const DEPARTURES: readonly Departure[] = [
   {
     profile: 'bayesgroup-theano',
     fields: [
+      'dense.logAlpha.clip.gradientAtBound',
       'conv2d.logAlpha.thetaEps',
+      'conv2d.logAlpha.clip.gradientAtBound',
+      'conv2d.klLogAlpha.form',
+      'conv2d.klLogAlpha.thetaEps',
+      'conv2d.klLogAlpha.clip.min',
+      'conv2d.klLogAlpha.clip.max',
+      'conv2d.klLogAlpha.clip.gradientAtBound',
       'conv2d.trainMask',
+      'samePadding',
       'prune.comparison',
+      'prune.reportLogAlpha',
       'trainClipDefault',
       'compressionReported',
     ],
@@ -108,7 +121,7 @@ const DEPARTURES: readonly Departure[] = [
       'conv2d.logAlpha.clip.max',
       'conv2d.variance',
       'prune.comparison',
-      'prune.reportComparison',
+      'prune.compressionComparison',
       'kl.constant',
       'compressionReported',
     ],
@@ -134,15 +147,49 @@ const DEPARTURES: readonly Departure[] = [
     profile: 'state-of-sparsity',
     fields: [
       'dense.logAlpha.thetaEps',
+      'dense.variance',
+      'conv2d.logAlpha.thetaEps',
+      'conv2d.variance',
+      'prune.comparison',
+      'prune.reportComparison',
+      'prune.compressionComparison',
+      'prune.from',
+      'likelihoodScaling',
+      'compressionReported',
+    ],
+    noiseFromLogSigma2: logSigma2Itself,
+    atThreshold: 'pruned',
+    layers: {
+      dense: {
+        logAlphaShift: (t) => 1e-8 / (t * t),
+        clip: [-8, 8],
+        variance: 'rebuilt',
+        rawAtThetaZero: (s) => s - Math.log(1e-8),
+      },
+      conv2d: {
+        logAlphaShift: (t) => 1e-8 / (t * t),
+        clip: [-8, 8],
+        variance: 'rebuilt',
+        rawAtThetaZero: (s) => s - Math.log(1e-8),
+      },
+    },
+  },
+  {
+    profile: 'state-of-sparsity-nn',
+    fields: [
+      'dense.logAlpha.thetaEps',
       'dense.logAlpha.clip.min',
       'dense.logAlpha.clip.max',
+      'dense.logAlpha.clip.gradientAtBound',
       'dense.variance',
       'conv2d.logAlpha.thetaEps',
       'conv2d.logAlpha.clip.min',
       'conv2d.logAlpha.clip.max',
+      'conv2d.logAlpha.clip.gradientAtBound',
       'conv2d.variance',
       'prune.comparison',
       'prune.reportComparison',
+      'prune.compressionComparison',
       'prune.from',
       'likelihoodScaling',
       'compressionReported',
@@ -176,6 +223,7 @@ const DEPARTURES: readonly Departure[] = [
       'sqrtEps',
       'prune.comparison',
       'prune.reportComparison',
+      'prune.compressionComparison',
       'likelihoodScaling',
       'compressionReported',
     ],
@@ -274,21 +322,30 @@ describe('spec/profiles.md#the-profiles: every profile is well-formed', () => {
     // A profile that mirrors code cites the repository and the file.
     if (!p.canonical) {
       expect(p.source.repository).toMatch(/^[\w.-]+\/[\w.-]+$/);
+      expect(p.source.commit).toMatch(/^[0-9a-f]{40}$/);
       expect(p.source.file).toBeTruthy();
     }
+    expect(['tensorflow', 'lasagne']).toContain(p.samePadding);
     for (const layer of LAYERS) {
       const c = p[layer];
       expect(['learned', 'log_theta2', 'log_abs_theta']).toContain(c.logAlpha.form);
       expect(c.logAlpha.thetaEps).toBeGreaterThanOrEqual(0);
       expect(Number.isFinite(c.logAlpha.thetaEps)).toBe(true);
-      expect(['alpha_theta2', 'sigma2']).toContain(c.variance);
+      expect(['alpha_theta2', 'sigma2', 'sigma2_rebuilt']).toContain(c.variance);
+      // Rebuilding log_sigma2 adds back log(theta^2 + thetaEps): the log_theta2 form's term.
+      if (c.variance === 'sigma2_rebuilt') expect(c.logAlpha.form).toBe('log_theta2');
+      expect([0, 1]).toContain(c.logAlpha.clip?.gradientAtBound ?? 1);
+      if (c.klLogAlpha !== null) {
+        expect(c.klLogAlpha.form).toBe(c.logAlpha.form);
+        expect(c.klLogAlpha.thetaEps).toBeGreaterThanOrEqual(0);
+      }
       expect(['mean', 'mean_and_variance']).toContain(c.trainMask);
       // log_alpha is learned exactly when it is the noise parameter.
       expect(c.logAlpha.form === 'learned').toBe(p.noiseParameter === 'log_alpha');
       // sigma2 needs a log_sigma2 (or log_sigma) to exponentiate.
       if (c.variance === 'sigma2') expect(p.noiseParameter).not.toBe('log_alpha');
       const clip = c.logAlpha.clip;
-      // null: no clip (state-of-sparsity's default); otherwise a proper interval.
+      // null: no clip (state-of-sparsity-nn); otherwise a proper interval.
       if (clip !== null && clip.min !== null && clip.max !== null) {
         expect(clip.min).toBeLessThan(clip.max);
       }
@@ -306,6 +363,8 @@ describe('spec/profiles.md#the-profiles: every profile is well-formed', () => {
       expect(p.kl.approximation).toBe('svd_sigmoid');
       expect(['>', '>=']).toContain(p.prune?.comparison);
       expect(['>', '>=']).toContain(p.prune?.reportComparison);
+      expect(['>', '>=']).toContain(p.prune?.compressionComparison);
+      expect(['clipped', 'unclipped_no_eps']).toContain(p.prune?.reportLogAlpha);
       expect(['clipped', 'unclipped']).toContain(p.prune?.from);
       expect(Number.isFinite(p.prune?.threshold)).toBe(true);
     }
@@ -348,7 +407,7 @@ describe('spec/profiles.md#side-by-side: the page shows the data', () => {
   it('the side-by-side table has one row per field and one column per profile', () => {
     const lines = profileTableMarkdown().split('\n');
     const leaves = new Set(PROFILE_NAMES.flatMap((n) => Object.keys(flatten(PROFILES[n]))));
-    // `prune` (kingma2015) and `logAlpha.clip` (state-of-sparsity) are null leaves in one profile
+    // `prune` (kingma2015) and `logAlpha.clip` (state-of-sparsity-nn) are null leaves in one profile
     // and objects elsewhere: only their children are rows.
     for (const leaf of [...leaves]) {
       if ([...leaves].some((other) => other.startsWith(`${leaf}.`))) leaves.delete(leaf);
@@ -370,7 +429,7 @@ describe('spec/profiles.md#departures: each profile differs from molchanov2017 e
       const canonical = flatten(PROFILES[CANONICAL_PROFILE[PROFILES[name].algorithm]]);
       const profile = flatten(PROFILES[name]);
       const keys = Object.keys({ ...canonical, ...profile });
-      // A null object (state-of-sparsity's clip) is a leaf here and an object there: keep its children.
+      // A null object (state-of-sparsity-nn's clip) is a leaf here and an object there: keep its children.
       const differing = keys.filter(
         (k) =>
           !keys.some((other) => other.startsWith(`${k}.`)) &&
@@ -408,8 +467,9 @@ describe('spec/profiles.md#departures: each profile differs from molchanov2017 e
             expect(p.mask).toBe(c.mask);
             // Variance: exp turns an absolute error in log_alpha into the same relative error.
             const relVariance = Math.abs(p.variance / c.variance - 1);
-            if (expected.variance === 'unclipped') {
-              // exp(log_sigma2) vs exp(log_sigma2 - log(theta^2)) * theta^2: rounding only.
+            if (expected.variance !== 'clipped') {
+              // exp(log_sigma2) (sigma2, or rebuilt inside the clip) vs
+              // exp(log_sigma2 - log(theta^2)) * theta^2: rounding only.
               expect(relVariance).toBeLessThanOrEqual(round + 8 * EPS);
             } else {
               expect(relVariance).toBeLessThanOrEqual(shift + round + 8 * EPS);
@@ -461,8 +521,16 @@ describe('spec/profiles.md#departures: each profile differs from molchanov2017 e
         }
         expect(p.logAlpha).toBe(Math.min(Math.max(p.raw, min), max));
         expect(p.mask).toBe(p.logAlpha >= SVD_PRUNE_THRESHOLD ? 0 : 1);
-        // alpha * theta^2 is 0 at theta = 0; sigma2 is not.
-        expect(p.variance).toBe(expected.variance === 'clipped' ? 0 : Math.exp(logSigma2));
+        // alpha * theta^2 is 0 at theta = 0; sigma2 is not; rebuilt is sigma2 inside the clip,
+        // exp(bound) * 1e-8 beyond it.
+        const inside = p.raw > min && p.raw < max;
+        expect(p.variance).toBe(
+          expected.variance === 'clipped'
+            ? 0
+            : expected.variance === 'rebuilt' && !inside
+              ? Math.exp(p.logAlpha) * 1e-8
+              : Math.exp(logSigma2),
+        );
         expect(p.dLogAlphaDTheta === 0 && p.dVarianceDTheta === 0).toBe(true);
       }),
       { numRuns: 200 },
@@ -534,6 +602,13 @@ describe('spec/profiles.md#departures: each profile differs from molchanov2017 e
             // exp(log_sigma2): the clip does not reach the variance.
             variance = Math.exp(logSigma2);
             expect(p.variance).toBe(variance);
+          } else if (expected.variance === 'rebuilt') {
+            // Beyond the clip: exp(bound) * (theta^2 + 1e-8), a relative 1e-8 / theta^2 above canonical.
+            variance = Math.exp(p.logAlpha) * (theta * theta + 1e-8);
+            expect(Math.abs(p.variance / variance - 1)).toBeLessThanOrEqual(8 * EPS);
+            expect(variance / c.variance - 1).toBeLessThanOrEqual(shift + 8 * EPS);
+            expect(variance / c.variance).toBeGreaterThanOrEqual(1);
+            return;
           } else {
             variance = Math.exp(p.logAlpha) * theta * theta;
             expect(Math.abs(p.variance / variance - 1)).toBeLessThanOrEqual(8 * EPS);
@@ -552,4 +627,32 @@ describe('spec/profiles.md#departures: each profile differs from molchanov2017 e
       );
     },
   );
+});
+
+describe('spec/profiles.md#sources-field-by-field: every field of a mirrored profile cites the code', () => {
+  const page = readFileSync(new URL('../../spec/profiles.md', import.meta.url), 'utf8');
+  const mirrored = PROFILE_NAMES.filter((n) => !PROFILES[n].canonical);
+
+  it.each(mirrored)('%s: each convention field has a row with a source', (name) => {
+    const start = `<!-- cite:${name}:start -->`;
+    const end = `<!-- cite:${name}:end -->`;
+    expect(page).toContain(start);
+    const block = page.slice(page.indexOf(start) + start.length, page.indexOf(end));
+    const cited = new Set<string>();
+    for (const line of block.split('\n')) {
+      const cells = line.split(' | ');
+      if (!line.startsWith('| `') || cells.length < 3) continue;
+      // Every row names its source: a file and line, or the reason there is none.
+      expect(cells[2]!.trim().length, line).toBeGreaterThan(10);
+      for (const m of cells[0]!.matchAll(/`([\w.]+)`/g)) cited.add(m[1]!);
+    }
+    const fields = Object.keys(flatten(PROFILES[name])).filter(
+      (k) => !['name', 'canonical', 'algorithm'].includes(k) && !k.startsWith('source.'),
+    );
+    expect(fields.filter((f) => !cited.has(f))).toEqual([]);
+    // No stale rows: every cited name is a field of this profile.
+    expect([...cited].filter((c) => !fields.includes(c))).toEqual([]);
+    // The commit in the data is the one the section names.
+    expect(page).toContain(PROFILES[name].source.commit!);
+  });
 });
