@@ -18,11 +18,12 @@ import { compareOutputs } from '../../src/check/compare.js';
 import { fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
+import { openProcessPort } from '../../src/check/processPort.js';
 import { renderJunit } from '../../src/check/report.js';
 import { runCheck, type CheckReport } from '../../src/check/runner.js';
 import { runCheckCommand } from '../../src/cli/check.js';
 import { OPS } from '../../src/ops.js';
-import { PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
+import { PROFILE_NAMES, PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
 import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 import { FIXTURE_OPS, FIXTURE_TOLERANCE, writeFixtureGoldens } from './check-fixtures.js';
@@ -276,6 +277,147 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
   });
 });
 
+describe('vdspec check: cross-profile runs (spec/check.md#cross-profile-runs)', () => {
+  const times = (t: Tensor, k: number): Tensor => ({
+    shape: t.shape,
+    data: t.data.map((v) => v * k),
+  });
+  const SVD_OPS = FIXTURE_OPS.svd;
+
+  /**
+   * A port that learns `learns` and computes `computes`'s conventions: it
+   * converts its own parameter itself (log_sigma2 = 2 log_sigma, and
+   * d/d log_sigma = 2 d/d log_sigma2), independently of the runner.
+   */
+  function relabelledPort(
+    declares: ProfileName,
+    learns: 'log_sigma' | 'log_sigma2',
+    computes: ProfileName,
+  ) {
+    const wants = PROFILES[computes].noiseParameter;
+    // wants = k * learns, so d/d learns = k * d/d wants.
+    const k = learns === wants ? 1 : learns === 'log_sigma' ? 2 : 0.5;
+    return functionPort({
+      name: `${computes} learning ${learns}`,
+      ops: SVD_OPS,
+      profile: declares,
+      dtype: 'float64',
+      run: (op, inputs) => {
+        if (learns !== wants && Object.hasOwn(inputs, wants)) {
+          throw new Error(`sent ${wants}, expected ${learns}`);
+        }
+        const { [learns]: own, ...rest } = inputs;
+        const given = own === undefined ? inputs : { ...rest, [wants]: times(own as Tensor, k) };
+        const out = run(op, given, computes);
+        const { [`grad_${wants}`]: g, ...others } = out;
+        return g === undefined ? out : { ...others, [`grad_${learns}`]: times(g, k) };
+      },
+    });
+  }
+
+  it('spec/check.md#cross-profile-runs: a port learning log_sigma gets log_sigma = log_sigma2 / 2, its grad_log_sigma is read back as grad_log_sigma2 = grad_log_sigma / 2', async () => {
+    // Declares deepbayes-pytorch (log_sigma), computes molchanov2017: with the names translated
+    // both ways it is the molchanov2017 reference, to the bit.
+    const report = await runCheck(
+      relabelledPort('deepbayes-pytorch', 'log_sigma', 'molchanov2017'),
+      loadGoldenSet(join(dir, 'golden'), 'molchanov2017'),
+    );
+    expect(report.infrastructureError).toBeNull();
+    expect(report.translation).toEqual({
+      golden: 'log_sigma2',
+      port: 'log_sigma',
+      factor: 0.5,
+      input: 'log_sigma = log_sigma2 / 2',
+      output: 'grad_log_sigma2 = grad_log_sigma / 2',
+    });
+    expect(report.totals.failed).toBe(0);
+    expect(report.totals.passed).toBe(report.totals.cases);
+    for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+    expect(report.notes.join('\n')).toMatch(
+      /every log_sigma2 input is sent as log_sigma = log_sigma2 \/ 2, and the port's grad_log_sigma is read back as grad_log_sigma2 = grad_log_sigma \/ 2/,
+    );
+  });
+
+  it('spec/check.md#cross-profile-runs: the reverse, a port learning log_sigma2 against deepbayes-pytorch (shipped golden files)', async () => {
+    const report = await runCheck(
+      relabelledPort('molchanov2017', 'log_sigma2', 'deepbayes-pytorch'),
+      loadGoldenSet(SHIPPED_GOLDEN, 'deepbayes-pytorch'),
+    );
+    expect(report.translation).toMatchObject({
+      input: 'log_sigma2 = 2 * log_sigma',
+      output: 'grad_log_sigma = 2 * grad_log_sigma2',
+    });
+    expect(report.totals.failed).toBe(0);
+    expect(report.totals.passed).toBe(report.totals.cases);
+    for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+  });
+
+  it('spec/check.md#cross-profile-runs: failed cases say which names were translated, in the table, JSON and JUnit', async () => {
+    const golden = loadGoldenSet(join(dir, 'golden'), 'molchanov2017');
+    const report = await runCheck(
+      relabelledPort('deepbayes-pytorch', 'log_sigma', 'deepbayes-pytorch'),
+      golden,
+    );
+    const failed = report.cases.filter((c) => c.status === 'failed');
+    expect(failed.length).toBeGreaterThan(0);
+    // Every input arrived: no case was answered with an error.
+    expect(failed.filter((c) => c.portError !== null)).toEqual([]);
+    const sent = 'input log_sigma2 sent as log_sigma = log_sigma2 / 2';
+    const read = 'output grad_log_sigma read as grad_log_sigma2 = grad_log_sigma / 2';
+    const vjp = failed.find((c) => c.op === 'svd.dense.train_vjp')!;
+    expect(vjp.translated).toEqual([sent, read]);
+    expect(failed.find((c) => c.op === 'svd.mask')!.translated).toEqual([sent]);
+    expect(failed.find((c) => c.op === 'kl.approx')!.translated).toEqual([]);
+    expect(report.cases.find((c) => c.status === 'passed')!.translated).toBeNull();
+    const { renderText } = await import('../../src/check/report.js');
+    expect(renderText(report, 1000)).toContain(`   translated: ${sent}; ${read}\n`);
+    expect(renderJunit(report)).toContain(`translated: ${sent}; ${read}`);
+  });
+
+  it('spec/check.md#cross-profile-runs: a VD port against an SVD profile (or the reverse) is refused, exit 2', async () => {
+    const port = functionPort({
+      name: 'vd',
+      ops: ['kl.approx'],
+      profile: 'kingma2015',
+      dtype: 'float64',
+      run: (op, inputs) => run(op, inputs, 'kingma2015'),
+    });
+    await expect(
+      runCheck(port, loadGoldenSet(join(dir, 'golden'), 'molchanov2017')),
+    ).rejects.toThrow(
+      /the port implements kingma2015 \(VD, learns log_alpha\) and cannot be checked against molchanov2017 \(SVD, learns log_sigma2\)/,
+    );
+    // The fake port implements molchanov2017: one line, no report, the port ended.
+    const r = await check(['--port', fake('good'), '--profile', 'kingma2015']);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: the port implements molchanov2017 \(SVD, learns log_sigma2\) and cannot be checked against kingma2015 \(VD, learns log_alpha\)[^\n]*$/,
+    );
+    const portProcess = await openProcessPort({ command: fake('good'), timeoutMs: 10_000 });
+    await expect(
+      runCheck(portProcess, loadGoldenSet(join(dir, 'golden'), 'kingma2015')),
+    ).rejects.toThrow(/cannot be checked against kingma2015/);
+    await expectDead(fakePid(portProcess.stderrTail().join('\n')));
+  });
+
+  it('spec/check.md#cross-profile-runs: a profile vdspec does not know is not translated, and a note says so', async () => {
+    const port = functionPort({
+      name: 'custom',
+      ops: ['svd.mask'],
+      profile: 'my-own-profile',
+      dtype: 'float64',
+      run: (op, inputs) => run(op, inputs, 'molchanov2017'),
+    });
+    const report = await runCheck(port, loadGoldenSet(join(dir, 'golden'), 'molchanov2017'));
+    expect(report.exitCode).toBe(0);
+    expect(report.translation).toBeNull();
+    expect(report.notes.join('\n')).toMatch(
+      /"my-own-profile", which vdspec does not know.*untranslated/,
+    );
+  });
+});
+
 describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
   const tol = { abs: 1e-3, rel: 1e-2, scaled: 0.5 };
   const e = (data: number[]) => ({ x: { shape: [data.length], data } });
@@ -377,6 +519,25 @@ describe.skipIf(!HAS_NUMPY)(
         expect(report.totals.failed).toBe(0);
         expect(report.totals.passed).toBe(report.totals.cases);
         expect(report.exitCode).toBe(0);
+      },
+    );
+
+    const SVD_PROFILES = PROFILE_NAMES.filter((p) => PROFILES[p].algorithm === 'svd');
+    const crossPairs = SVD_PROFILES.flatMap((port) =>
+      SVD_PROFILES.filter((golden) => golden !== port).map((golden) => ({ port, golden })),
+    );
+    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json'))).each(crossPairs)(
+      'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case',
+      async ({ port, golden }) => {
+        const report = await runCheck(
+          await openProcessPort({ command: numpy('--profile', port), timeoutMs: 20_000 }),
+          loadGoldenSet(SHIPPED_GOLDEN, golden),
+        );
+        expect(report.infrastructureError).toBeNull();
+        const errors = report.cases.filter((c) => c.portError !== null);
+        expect(errors.map((c) => `${c.op}#${c.caseId}: ${c.portError}`)).toEqual([]);
+        // The profiles differ: some cases fail, on their values.
+        expect(report.totals.failed).toBeGreaterThan(0);
       },
     );
 
