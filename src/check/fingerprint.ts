@@ -1,8 +1,9 @@
 /**
  * The convention fingerprint (spec/check.md#fingerprint): for a failed case,
  * which other answer the port's answer matches. Candidates, each evaluated on
- * the case's own inputs and compared with the port's answer under the same
- * tolerance as the golden outputs:
+ * the case's own inputs with its own error scale (the golden generator's
+ * model, src/golden/scale.ts, under the candidate's conventions) and compared
+ * with the port's answer under the golden file's tolerance for the port's dtype:
  *
  * - known bugs, computed here: the standard deviation from sigma^4, the bias
  *   inside the variance, `>=` at the threshold, the KL constant dropped;
@@ -22,6 +23,7 @@ import { conv2d, type Conv2dPaddingMode, type Conv2dStride } from '../reference/
 import { weightStatistics } from '../reference/logAlpha.js';
 import { run } from '../reference/run.js';
 import type { Tensor } from '../tensor.js';
+import { caseScale } from '../golden/generate.js';
 import { compareOutputs } from './compare.js';
 import type { Tolerance } from './golden.js';
 
@@ -35,10 +37,35 @@ export interface Diagnosis {
 type Outputs = Record<string, Tensor>;
 type Inputs = Readonly<Record<string, unknown>>;
 
+/** A candidate's answer and the scale its golden file would carry (spec/golden.md#tolerance). */
+interface Evaluation {
+  readonly outputs: Outputs;
+  readonly scale: Outputs;
+}
+
 interface Candidate extends Diagnosis {
   /** Only candidates that can change this op's answer for this layer kind are evaluated. */
   applies(op: OpSpec, layer: LayerKind): boolean;
-  compute(op: OpSpec, inputs: Inputs): Outputs;
+  evaluate(op: OpSpec, inputs: Inputs): Evaluation;
+}
+
+/**
+ * The scale the golden generator would give `outputs` under `profile`. Where
+ * the model cannot give one (a non-finite bound on a finite value) the
+ * candidate is held to the plain tolerance: a stricter match, never a looser one.
+ */
+function scaleUnder(op: OpSpec, profile: Profile, inputs: Inputs, outputs: Outputs): Outputs {
+  try {
+    return caseScale(op, profile, { ...inputs }, outputs);
+  } catch {
+    return {};
+  }
+}
+
+/** The reference's answer under `profile`, with that profile's own scale. */
+function evaluateUnder(op: OpSpec, profile: Profile, inputs: Inputs): Evaluation {
+  const outputs = run(op.name, inputs, profile);
+  return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
 }
 
 // ---------------------------------------------------------------------------
@@ -225,7 +252,7 @@ function variantCandidate(
     id,
     text,
     applies: (_op, layer) => relevant(layer),
-    compute: (op, inputs) => run(op.name, inputs, variant),
+    evaluate: (op, inputs) => evaluateUnder(op, variant, inputs),
   };
 }
 
@@ -236,7 +263,7 @@ function knownBugs(profile: Profile): Candidate[] {
     id: 'bug:std_from_sigma4',
     text: 'known bug: your standard deviation comes from sigma^4 instead of sigma^2 (variance = (x*x) @ s2^2; pytorch_ard, since fixed)',
     applies: (op) => isTrainForward(op),
-    compute(op, inputs) {
+    evaluate(op, inputs) {
       const correct = run(op.name, inputs, profile);
       const layer = op.layer!;
       const stats = weightStatistics(
@@ -251,7 +278,9 @@ function knownBugs(profile: Profile): Candidate[] {
         const masked = maskVariance && stats.mask[i] === 0 ? 0 : s2;
         return masked * masked;
       });
-      return withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared));
+      const outputs = withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared));
+      // The bug keeps every convention of the profile: its model's scale.
+      return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },
   });
   bugs.push({
@@ -259,15 +288,16 @@ function knownBugs(profile: Profile): Candidate[] {
     id: 'bug:bias_in_variance',
     text: 'known bug: your variance includes the bias (variance = (x*x) @ s2 + b; deepbayes-2019 issue #7, pytorch_ard Conv2dARD)',
     applies: (op) => isTrainForward(op),
-    compute(op, inputs) {
+    evaluate(op, inputs) {
       const correct = run(op.name, inputs, profile);
       const bias = inputs['bias'] as Tensor;
       const variance = correct['variance']!;
       const channels = bias.data.length;
-      return withVariance(profile, correct, inputs, {
+      const outputs = withVariance(profile, correct, inputs, {
         shape: variance.shape,
         data: variance.data.map((v, i) => v + bias.data[i % channels]!),
       });
+      return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },
   });
   if (profile.prune !== null && profile.prune.comparison === '>') {
@@ -290,15 +320,16 @@ function knownBugs(profile: Profile): Candidate[] {
       id: 'bug:kl_constant_dropped',
       text: `known bug: your KL drops the constant C = -k1 (KL lower by SVD_KL_K1 = ${SVD_KL_K1} per weight, -> -k1 instead of 0 as alpha -> inf)${like.length > 0 ? `, like ${like.join(', ')}` : ''}`,
       applies: (op) => op.name === 'kl.approx' || op.name === 'kl.layer',
-      compute(op, inputs) {
+      evaluate(op, inputs) {
         const correct = run(op.name, inputs, profile);
         const kl = correct['kl']!;
         // kl.approx is per weight; kl.layer sums over theta's entries (each weight once).
         const weights = op.name === 'kl.layer' ? (inputs['theta'] as Tensor).data.length : 1;
-        return {
+        const outputs = {
           ...correct,
           kl: { shape: kl.shape, data: kl.data.map((v) => v - SVD_KL_K1 * weights) },
         };
+        return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
       },
     });
   }
@@ -350,6 +381,15 @@ function scaleTensor(t: Tensor, k: number): Tensor {
   return k === 1 ? t : { shape: t.shape, data: t.data.map((v) => v * k) };
 }
 
+/** Outputs (or scales) of `theirs`'s gradient renamed to `mine`'s: d/d(mine) = k * d/d(theirs). */
+function gradientBack(outputs: Outputs, theirs: string, mine: string, k: number): Outputs {
+  return Object.fromEntries(
+    Object.entries(outputs).map(([name, value]) =>
+      name === `grad_${theirs}` ? [`grad_${mine}`, scaleTensor(value, k)] : [name, value],
+    ),
+  );
+}
+
 function profileCandidates(profile: Profile): Candidate[] {
   const candidates: Candidate[] = [];
   for (const name of PROFILE_NAMES) {
@@ -364,19 +404,18 @@ function profileCandidates(profile: Profile): Candidate[] {
       id: `profile:${name}`,
       text: `your answer matches the ${name} profile (${other.source.project})`,
       applies: () => true,
-      compute(op, inputs) {
+      evaluate(op, inputs) {
         const mapped = Object.fromEntries(
           Object.entries(inputs).map(([name, value]) =>
             name === mine ? [theirs, scaleTensor(value as Tensor, k)] : [name, value],
           ),
         );
-        const out = run(op.name, mapped, other);
-        // theirs = k * mine, so d/d(mine) = k * d/d(theirs).
-        return Object.fromEntries(
-          Object.entries(out).map(([name, value]) =>
-            name === `grad_${theirs}` ? [`grad_${mine}`, scaleTensor(value, k)] : [name, value],
-          ),
-        );
+        const { outputs, scale } = evaluateUnder(op, other, mapped);
+        // theirs = k * mine, so d/d(mine) = k * d/d(theirs); k > 0 scales the bound alike.
+        return {
+          outputs: gradientBack(outputs, theirs, mine, k),
+          scale: gradientBack(scale, theirs, mine, k),
+        };
       },
     });
   }
@@ -390,8 +429,12 @@ export function fingerprintCandidates(profile: Profile): readonly Candidate[] {
 
 /**
  * The candidates whose answer on this case matches the port's answer within
- * the case's tolerance (and its scale). A candidate the reference rejects on
- * these inputs is left out.
+ * `tolerance` (the golden file's, for the port's dtype) and the candidate's
+ * own scale: the bound the golden generator would give that answer under the
+ * candidate's conventions. The golden case's scale belongs to the golden
+ * answer (0 where the golden value is exact, e.g. on a clip bound) and would
+ * hold another convention's rounding to a few ulps. A candidate the reference
+ * rejects on these inputs is left out.
  */
 export function fingerprintCase(
   opName: string,
@@ -399,7 +442,6 @@ export function fingerprintCase(
   inputs: Inputs,
   actualOutputs: unknown,
   tolerance: Tolerance,
-  scale: Readonly<Record<string, Tensor>>,
   candidates: readonly Candidate[] = fingerprintCandidates(profile),
 ): Diagnosis[] {
   const op = getOp(opName);
@@ -407,13 +449,13 @@ export function fingerprintCase(
   const matches: Diagnosis[] = [];
   for (const c of candidates) {
     if (!c.applies(op, layer)) continue;
-    let expected: Outputs;
+    let expected: Evaluation;
     try {
-      expected = c.compute(op, inputs);
+      expected = c.evaluate(op, inputs);
     } catch {
       continue;
     }
-    if (compareOutputs(expected, scale, actualOutputs, tolerance).ok) {
+    if (compareOutputs(expected.outputs, expected.scale, actualOutputs, tolerance).ok) {
       matches.push({ kind: c.kind, id: c.id, text: c.text });
     }
   }

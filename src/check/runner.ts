@@ -222,7 +222,6 @@ function fingerprintOp(
       c.inputs,
       answers.get(r.caseId),
       tolerance,
-      c.scale,
       candidates,
     );
     results[i] = { ...r, fingerprint: matches };

@@ -22,6 +22,7 @@ import { openProcessPort } from '../../src/check/processPort.js';
 import { renderJunit } from '../../src/check/report.js';
 import { runCheck, type CheckReport } from '../../src/check/runner.js';
 import { runCheckCommand } from '../../src/cli/check.js';
+import { GOLDEN_TOLERANCE } from '../../src/golden/scale.js';
 import { OPS } from '../../src/ops.js';
 import { PROFILE_NAMES, PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
 import { run } from '../../src/reference/run.js';
@@ -246,7 +247,6 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
       inputs,
       answer,
       tolerance,
-      {},
     );
     const clip = found.find((d) => d.id.startsWith('convention:dense.logAlpha.clip'));
     expect(clip?.text).toMatch(
@@ -254,6 +254,27 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
     );
     // The conv2d clip is not a candidate for a dense layer.
     expect(found.some((d) => d.id.startsWith('convention:conv2d.'))).toBe(false);
+  });
+
+  it("spec/check.md#fingerprint: a candidate is held to its own error scale, not the golden value's", () => {
+    // theta = 0.7, log_sigma2 = 9: molchanov2017 clips log_alpha = 9.71 to exactly 8, and its
+    // golden scale there is 0 (an exact value); pytorch-ard's 9 - 2 log(0.7 + 1e-15) is a rounded
+    // log, whose golden scale would be about 56 u. A float64 port of pytorch-ard a few ulps off
+    // (6e-15, inside that scale, outside the 4-ulp rel term at 9.7) must still be recognised.
+    const inputs = {
+      theta: { shape: [1, 1], data: [0.7] },
+      log_sigma2: { shape: [1, 1], data: [9] },
+    };
+    const exact = 9 - 2 * Math.log(0.7 + 1e-15);
+    const answer = { log_alpha: { shape: [1, 1], data: [exact + 6e-15] } };
+    const found = fingerprintCase(
+      'svd.log_alpha',
+      PROFILES.molchanov2017,
+      inputs,
+      answer,
+      GOLDEN_TOLERANCE.float64,
+    );
+    expect(found.map((d) => d.id)).toContain('profile:pytorch-ard');
   });
 
   it('spec/check.md#fingerprint: an answer that matches nothing known says so', async () => {
@@ -527,17 +548,49 @@ describe.skipIf(!HAS_NUMPY)(
       SVD_PROFILES.filter((golden) => golden !== port).map((golden) => ({ port, golden })),
     );
     it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json'))).each(crossPairs)(
-      'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case',
+      'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case, and every failure is diagnosed as $port',
       async ({ port, golden }) => {
         const report = await runCheck(
           await openProcessPort({ command: numpy('--profile', port), timeoutMs: 20_000 }),
           loadGoldenSet(SHIPPED_GOLDEN, golden),
+          { fingerprintCases: Infinity },
         );
         expect(report.infrastructureError).toBeNull();
-        const errors = report.cases.filter((c) => c.portError !== null);
+        const failed = report.cases.filter((c) => c.status === 'failed');
+        const errors = failed.filter((c) => c.portError !== null);
         expect(errors.map((c) => `${c.op}#${c.caseId}: ${c.portError}`)).toEqual([]);
-        // The profiles differ: some cases fail, on their values.
-        expect(report.totals.failed).toBeGreaterThan(0);
+        // The profiles differ: some cases fail, on their values, and only as the port's profile does.
+        expect(failed.length).toBeGreaterThan(0);
+        const undiagnosed = failed.filter(
+          (c) => !c.fingerprint!.some((d) => d.id === `profile:${port}`),
+        );
+        expect(undiagnosed.map((c) => `${c.op}#${c.caseId}`)).toEqual([]);
+      },
+    );
+
+    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))(
+      "spec/check.md#fingerprint: pytorch-ard's kl.layer failures under molchanov2017 are its dense clip [-10, 10]",
+      async () => {
+        // Where molchanov2017 clips at 8 its golden scale is 0: judged by that scale, the rounding
+        // of pytorch-ard's unclipped log_alpha hid the clip convention in 2 of the 5 cases.
+        const report = await checkJson([
+          '--golden',
+          SHIPPED_GOLDEN,
+          '--port',
+          numpy('--profile', 'pytorch-ard'),
+          '--profile',
+          'molchanov2017',
+          '--op',
+          'kl.layer',
+        ]);
+        const op = report.ops[0]!;
+        expect(op.failed).toBeGreaterThan(0);
+        expect(op.fingerprintChecked).toBe(op.failed);
+        const clip = op.fingerprint.find(
+          (f) => f.id === 'convention:dense.logAlpha.clip={"min":-10,"max":10}',
+        );
+        expect(clip?.matched).toBe(op.failed);
+        expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
       },
     );
 
