@@ -5,11 +5,13 @@
  * model, src/golden/scale.ts, under the candidate's conventions) and compared
  * with the port's answer under the golden file's tolerance for the port's dtype:
  *
- * - known bugs, computed here: the standard deviation from sigma^4, the bias
- *   inside the variance, `>=` at the threshold, the KL constant dropped;
+ * - known bugs, computed here: true defects no published profile has on
+ *   purpose (the standard deviation from sigma^4, the bias inside the variance);
  * - one convention changed: the profile with a single field (clip, eps in the
- *   log, variance form, mask comparison, ...) set to the value another
- *   published profile of the same algorithm uses;
+ *   log, variance form, `>` or `>=` at the threshold, the KL constant, ...) set
+ *   to the value another published profile of the same algorithm uses. A
+ *   deliberate choice of upstream code is a convention of that code, and is
+ *   labelled so ("convention: ... like <profiles>"), never "known bug";
  * - every other profile of the same algorithm as a whole, the noise
  *   parameter mapped when the names differ (log_sigma = log_sigma2 / 2).
  *
@@ -118,7 +120,7 @@ function shown(value: unknown): string {
 }
 
 /** What a port with `value` at `path` does, in the words of the spec. */
-function describe(path: ConventionPath, value: unknown): string {
+function describe(path: ConventionPath, value: unknown, profile: Profile): string {
   const [first] = path.split('.');
   const layer = first === 'dense' || first === 'conv2d' ? first : '';
   switch (path) {
@@ -151,8 +153,10 @@ function describe(path: ConventionPath, value: unknown): string {
         : `your ${layer} training forward masks the mean only`;
     case 'sqrtEps':
       return `your training forward adds ${String(value)} (not the profile's eps) inside the square root`;
-    case 'prune.comparison':
-      return `your mask uses ${String(value)} at the threshold`;
+    case 'prune.comparison': {
+      const threshold = profile.prune?.threshold ?? 'the threshold';
+      return `your mask uses ${String(value)} at the threshold: a weight at exactly log_alpha = ${threshold} is ${value === '>=' ? 'pruned' : 'kept'}`;
+    }
     case 'prune.from':
       return `your mask reads the ${String(value)} log_alpha`;
     case 'trainClipDefault':
@@ -161,8 +165,10 @@ function describe(path: ConventionPath, value: unknown): string {
         : 'your training forward does not apply the mask by default (train_clip off)';
     case 'kl.constant':
       return value === 'omitted'
-        ? 'your KL omits the constant C = -k1'
-        : `your KL uses the constant ${shown(value)}`;
+        ? `your KL omits the constant C = -k1: lower by SVD_KL_K1 = ${SVD_KL_K1} per weight, -> -k1 instead of 0 as alpha -> inf`
+        : value === 'minus_k1'
+          ? `your KL includes the constant C = -k1: higher by SVD_KL_K1 = ${SVD_KL_K1} per weight, -> 0 instead of -k1 as alpha -> inf`
+          : `your KL uses the constant ${shown(value)}`;
   }
 }
 
@@ -174,9 +180,13 @@ function profilesWith(path: string, value: unknown, algorithm: Profile['algorith
   );
 }
 
+/**
+ * `convention: <what the port does> (<field> = <its value>; <profile> has <ours>), like <profiles>`:
+ * a value some published profile uses on purpose, so never labelled a bug.
+ */
 function conventionText(profile: Profile, path: ConventionPath, value: unknown): string {
   const like = profilesWith(path, value, profile.algorithm);
-  return `${describe(path, value)} (${path} = ${shown(value)}; ${profile.name} has ${shown(
+  return `convention: ${describe(path, value, profile)} (${path} = ${shown(value)}; ${profile.name} has ${shown(
     getPath(profile, path),
   )})${like.length > 0 ? `, like ${like.join(', ')}` : ''}`;
 }
@@ -240,15 +250,15 @@ function withVariance(
 // ---------------------------------------------------------------------------
 // Candidates
 
+/** The profile with one convention field changed: the reference under that variant. */
 function variantCandidate(
-  kind: 'bug' | 'convention',
   id: string,
   text: string,
   variant: Profile,
   relevant: (layer: LayerKind) => boolean,
 ): Candidate {
   return {
-    kind,
+    kind: 'convention',
     id,
     text,
     applies: (_op, layer) => relevant(layer),
@@ -256,6 +266,7 @@ function variantCandidate(
   };
 }
 
+/** True defects (spec/profiles.md#known-bugs-and-what-catches-them), computed from the reference. */
 function knownBugs(profile: Profile): Candidate[] {
   const bugs: Candidate[] = [];
   bugs.push({
@@ -300,44 +311,8 @@ function knownBugs(profile: Profile): Candidate[] {
       return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },
   });
-  if (profile.prune !== null && profile.prune.comparison === '>') {
-    const path = 'prune.comparison';
-    const like = profilesWith(path, '>=', profile.algorithm);
-    bugs.push(
-      variantCandidate(
-        'bug',
-        'bug:mask_ge_threshold',
-        `known bug: your mask uses >= at the threshold (a weight at exactly log_alpha = ${profile.prune.threshold} is pruned; ${profile.name} keeps it)${like.length > 0 ? `, like ${like.join(', ')}` : ''}`,
-        withPath(profile, path, '>='),
-        () => true,
-      ),
-    );
-  }
-  if (profile.kl.approximation === 'svd_sigmoid' && profile.kl.constant === 'minus_k1') {
-    const like = profilesWith('kl.constant', 'omitted', profile.algorithm);
-    bugs.push({
-      kind: 'bug',
-      id: 'bug:kl_constant_dropped',
-      text: `known bug: your KL drops the constant C = -k1 (KL lower by SVD_KL_K1 = ${SVD_KL_K1} per weight, -> -k1 instead of 0 as alpha -> inf)${like.length > 0 ? `, like ${like.join(', ')}` : ''}`,
-      applies: (op) => op.name === 'kl.approx' || op.name === 'kl.layer',
-      evaluate(op, inputs) {
-        const correct = run(op.name, inputs, profile);
-        const kl = correct['kl']!;
-        // kl.approx is per weight; kl.layer sums over theta's entries (each weight once).
-        const weights = op.name === 'kl.layer' ? (inputs['theta'] as Tensor).data.length : 1;
-        const outputs = {
-          ...correct,
-          kl: { shape: kl.shape, data: kl.data.map((v) => v - SVD_KL_K1 * weights) },
-        };
-        return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
-      },
-    });
-  }
   return bugs;
 }
-
-/** Fields covered by a known bug above: not repeated as a plain convention change. */
-const COVERED_BY_BUGS = new Set(['prune.comparison=">="', 'kl.constant="omitted"']);
 
 function conventionCandidates(profile: Profile): Candidate[] {
   const candidates: Candidate[] = [];
@@ -352,12 +327,10 @@ function conventionCandidates(profile: Profile): Candidate[] {
       const key = JSON.stringify(value);
       if (key === own || seen.has(key)) continue;
       seen.add(key);
-      if (COVERED_BY_BUGS.has(`${path}=${key}`)) continue;
       const [first] = path.split('.');
       const onlyLayer = first === 'dense' || first === 'conv2d' ? first : null;
       candidates.push(
         variantCandidate(
-          'convention',
           `convention:${path}=${key}`,
           conventionText(profile, path, value),
           withPath(profile, path, value),

@@ -250,7 +250,7 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
     );
     const clip = found.find((d) => d.id.startsWith('convention:dense.logAlpha.clip'));
     expect(clip?.text).toMatch(
-      /your dense log_alpha is clipped to \[-10, 10\].*like deepbayes-pytorch, pytorch-ard/,
+      /^convention: your dense log_alpha is clipped to \[-10, 10\].*like deepbayes-pytorch, pytorch-ard$/,
     );
     // The conv2d clip is not a candidate for a dense layer.
     expect(found.some((d) => d.id.startsWith('convention:conv2d.'))).toBe(false);
@@ -594,35 +594,41 @@ describe.skipIf(!HAS_NUMPY)(
       },
     );
 
-    const bugs = [
+    // Two true defects, labelled "known bug", and two choices published code makes on purpose
+    // (>= at the threshold, the KL without its constant), labelled "convention".
+    const planted = [
       {
         bug: 'std-from-sigma4',
         id: 'bug:std_from_sigma4',
+        label: 'known bug',
         ops: ['svd.dense.train', 'svd.conv2d.train'],
         text: /your standard deviation comes from sigma\^4 instead of sigma\^2/,
       },
       {
         bug: 'mask-ge-threshold',
-        id: 'bug:mask_ge_threshold',
+        id: 'convention:prune.comparison=">="',
+        label: 'convention',
         ops: ['svd.mask', 'svd.dense.eval', 'svd.conv2d.eval'],
-        text: /your mask uses >= at the threshold .*like .*pytorch-ard/,
+        text: /your mask uses >= at the threshold: a weight at exactly log_alpha = 3 is pruned \(prune\.comparison = '>='; molchanov2017 has '>'\), like bayesgroup-theano, deepbayes-pytorch, state-of-sparsity, pytorch-ard/,
       },
       {
         bug: 'kl-constant-dropped',
-        id: 'bug:kl_constant_dropped',
+        id: 'convention:kl.constant="omitted"',
+        label: 'convention',
         ops: ['kl.approx', 'kl.layer'],
-        text: /your KL drops the constant C = -k1/,
+        text: /your KL omits the constant C = -k1: lower by SVD_KL_K1 = 0\.63576 per weight.*, like deepbayes-pytorch$/m,
       },
       {
         bug: 'bias-in-variance',
         id: 'bug:bias_in_variance',
+        label: 'known bug',
         ops: ['svd.dense.train', 'svd.conv2d.train'],
         text: /your variance includes the bias/,
       },
     ];
-    it.each(bugs)(
-      'spec/check.md#fingerprint: planted bug $bug is caught and diagnosed',
-      async ({ bug, id, ops, text }) => {
+    it.each(planted)(
+      'spec/check.md#fingerprint: planted $bug is caught and diagnosed as a $label',
+      async ({ bug, id, label, ops, text }) => {
         const r = await check(['--port', numpy('--bug', bug), '--json']);
         expect(r.code).toBe(1);
         const report = JSON.parse(r.out) as CheckReport;
@@ -633,15 +639,23 @@ describe.skipIf(!HAS_NUMPY)(
           expect(op.fingerprint[0]?.id, name).toBe(id);
           expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
           expect(op.fingerprint[0]!.text).toMatch(text);
+          expect(op.fingerprint[0]!.text.startsWith(`${label}: `), name).toBe(true);
         }
-        // Ops the bug cannot touch still pass.
+        if (label === 'convention') {
+          // A published convention is never called a bug, in any op.
+          const bugs = report.ops.flatMap((o) => o.fingerprint).filter((f) => f.kind === 'bug');
+          expect(bugs.map((f) => f.text)).toEqual([]);
+          expect(r.out).not.toMatch(/known bug/);
+        }
+        // Ops the planted change cannot touch still pass.
         expect(report.ops.find((o) => o.op === 'objective.sgvb')!.status).toBe('passed');
         // The table says it too.
         const table = await check(['--port', numpy('--bug', bug), '--op', ops.join(',')]);
         expect(table.code).toBe(1);
         expect(table.out).toMatch(
           new RegExp(
-            `${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: known bug: ${text.source}`,
+            `^  ${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: ${label}: ${text.source}`,
+            'm',
           ),
         );
       },
@@ -811,7 +825,7 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     );
     const mask = failures.find((c) => c.op === 'svd.mask')!;
     expect(mask.comparison!.outputs[0]!.firstMismatch!.index).toBe(0);
-    expect(mask.fingerprint!.map((d) => d.id)).toContain('bug:mask_ge_threshold');
+    expect(mask.fingerprint!.map((d) => d.id)).toContain('convention:prune.comparison=">="');
   });
 
   it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {
