@@ -798,6 +798,37 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     return path;
   }
 
+  it('spec/check.md#results-file: a results file of a log_sigma profile has its grad_log_sigma read back as grad_log_sigma2 = grad_log_sigma / 2', async () => {
+    // The golden kl.layer answers, written as a deepbayes-pytorch port names its gradient:
+    // d/d log_sigma = 2 d/d log_sigma2 (non-finite strings are their own doubles).
+    const path = resultsFile(
+      'log-sigma.json',
+      (results) => {
+        for (const entry of Object.values(results['kl.layer']!)) {
+          const outputs = (entry as { outputs: Record<string, { data: unknown[] }> }).outputs;
+          const { grad_log_sigma2: g, ...rest } = outputs;
+          const doubled = { ...g!, data: g!.data.map((v) => (typeof v === 'number' ? 2 * v : v)) };
+          (entry as { outputs: unknown }).outputs = { ...rest, grad_log_sigma: doubled };
+        }
+      },
+      { profile: 'deepbayes-pytorch' },
+    );
+    const report = await checkJson([
+      '--results',
+      path,
+      '--profile',
+      'molchanov2017',
+      '--op',
+      'kl.layer',
+    ]);
+    expect(report.translation).toMatchObject({ output: 'grad_log_sigma2 = grad_log_sigma / 2' });
+    expect(report.ops.find((o) => o.op === 'kl.layer')).toMatchObject({
+      status: 'passed',
+      worstRatio: 0,
+    });
+    expect(report.exitCode).toBe(0);
+  });
+
   it('spec/check.md#results-file: the golden outputs themselves pass', async () => {
     const r = await check(['--results', resultsFile('good.json', () => undefined)]);
     expect(r.code).toBe(0);
