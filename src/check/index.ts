@@ -37,6 +37,7 @@ export {
 export { openProcessPort, PROTOCOL, type ProcessPortOptions } from './processPort.js';
 export { renderJson, renderJunit, renderText, DEFAULT_MAX_FAILURES } from './report.js';
 export { openResultsPort, RESULTS_SCHEMA } from './resultsPort.js';
+export { noiseTranslation, type NoiseTranslation } from './translate.js';
 export {
   runCheck,
   REPORT_SCHEMA,

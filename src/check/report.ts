@@ -46,6 +46,12 @@ function describeFailure(r: CaseResult): string[] {
   return lines;
 }
 
+/** Which names a cross-profile run translated in this case (null: none). */
+function translationLine(r: CaseResult): string | null {
+  if (r.translated === null || r.translated.length === 0) return null;
+  return `translated: ${r.translated.join('; ')}`;
+}
+
 function headline(report: CheckReport): string {
   const t = report.totals;
   if (report.infrastructureError !== null) {
@@ -125,6 +131,8 @@ export function renderText(report: CheckReport, maxFailures = DEFAULT_MAX_FAILUR
       if (r.comment !== '') lines.push(`   comment: ${r.comment}`);
       if (r.flags.length > 0) lines.push(`   flags: ${r.flags.join(', ')}`);
       for (const input of r.inputs ?? []) lines.push(`   input ${input}`);
+      const translated = translationLine(r);
+      if (translated !== null) lines.push(`   ${translated}`);
       for (const d of describeFailure(r)) lines.push(`   ${d}`);
       if (r.fingerprint !== null) {
         if (r.fingerprint.length === 0) lines.push('   matches: no known convention or bug');
@@ -215,9 +223,11 @@ export function renderJunit(report: CheckReport): string {
         const message = `not run: ${report.infrastructureError ?? 'the check stopped'}`;
         out.push(`${open}>`, `      <error message="${escapeXml(message)}"/>`, '    </testcase>');
       } else {
+        const translated = translationLine(r);
         const details = [
           ...describeFailure(r),
           ...(r.inputs ?? []).map((i) => `input ${i}`),
+          ...(translated === null ? [] : [translated]),
           ...(r.fingerprint ?? []).map((d) => `matches: ${d.text}`),
         ];
         out.push(

@@ -10,8 +10,14 @@ import { compareOutputs, type CaseComparison } from './compare.js';
 import { CheckInfrastructureError, messageOf } from './errors.js';
 import { fingerprintCandidates, fingerprintCase, type Diagnosis } from './fingerprint.js';
 import type { GoldenCase, GoldenFile, GoldenSet, Tolerance } from './golden.js';
-import type { Port, PortInfo } from './port.js';
+import type { Port, PortCase, PortInfo } from './port.js';
 import { formatNumber } from './format.js';
+import {
+  noiseTranslation,
+  translateAnswer,
+  translateCase,
+  type NoiseTranslation,
+} from './translate.js';
 
 export const REPORT_SCHEMA = 'vdspec-check-report/1';
 
@@ -34,6 +40,11 @@ export interface CaseResult {
   readonly fingerprint: readonly Diagnosis[] | null;
   /** One line per input, for failed cases only (spec/check.md#report). */
   readonly inputs: readonly string[] | null;
+  /**
+   * For failed cases of a cross-profile run: the names translated between
+   * the golden profile's noise parameter and the port's (empty: none in this case).
+   */
+  readonly translated: readonly string[] | null;
 }
 
 export interface FingerprintTally {
@@ -78,6 +89,8 @@ export interface CheckReport {
   readonly port: PortInfo;
   /** The golden profile the port was checked against. */
   readonly profile: string;
+  /** How the noise parameter was translated for a port of another profile, or null. */
+  readonly translation: NoiseTranslation | null;
   readonly golden: {
     readonly dir: string;
     readonly generator: GoldenFile['generator'] | null;
@@ -128,7 +141,9 @@ function caseResult(
   status: CaseStatus,
   comparison: CaseComparison | null = null,
   portError: string | null = null,
+  translated: readonly string[] | null = null,
 ): CaseResult {
+  const failed = status === 'failed';
   return {
     op: file.op.name,
     caseId: c.id,
@@ -138,7 +153,8 @@ function caseResult(
     comparison,
     portError,
     fingerprint: null,
-    inputs: status === 'failed' ? summarizeInputs(c.inputs) : null,
+    inputs: failed ? summarizeInputs(c.inputs) : null,
+    translated: failed && translated !== null ? translated : null,
   };
 }
 
@@ -206,7 +222,6 @@ function fingerprintOp(
       c.inputs,
       answers.get(r.caseId),
       tolerance,
-      c.scale,
       candidates,
     );
     results[i] = { ...r, fingerprint: matches };
@@ -226,7 +241,9 @@ function fingerprintOp(
 
 /**
  * Check `port` against `golden`. The port is closed on every path (a process
- * port is told "bye", and killed if it lingers or has failed).
+ * port is told "bye", and killed if it lingers or has failed). A port of the
+ * other algorithm (VD against an SVD profile, or the reverse) is refused with
+ * a CheckInfrastructureError('usage'): nothing translates between them.
  */
 export async function runCheck(
   port: Port,
@@ -237,10 +254,19 @@ export async function runCheck(
   const declared = new Set(port.info.ops);
   const dtype = port.info.dtype;
   const notes: string[] = [...golden.warnings];
-  if (port.info.profile !== null && port.info.profile !== golden.profile.name) {
-    notes.push(
-      `the port declares profile "${port.info.profile}"; it is checked against the "${golden.profile.name}" golden files`,
-    );
+  let translation: NoiseTranslation | null;
+  try {
+    const t = noiseTranslation(port.info.profile, golden.profile);
+    translation = t.translation;
+    if (port.info.profile !== null && port.info.profile !== golden.profile.name) {
+      notes.push(
+        `the port declares profile "${port.info.profile}"; it is checked against the "${golden.profile.name}" golden files`,
+      );
+    }
+    notes.push(...t.notes);
+  } catch (e) {
+    await port.close();
+    throw e;
   }
   const goldenOps = new Set(golden.available);
   const extra = port.info.ops.filter((op) => !goldenOps.has(op));
@@ -268,18 +294,39 @@ export async function runCheck(
           continue;
         }
         try {
-          const answer = await port.answer({
+          let portCase: PortCase = {
             op: file.op.name,
             caseId: c.id,
             rawInputs: c.rawInputs,
             inputs: c.inputs,
-          });
+          };
+          let translated: string[] | null = null;
+          if (translation !== null) {
+            const sent = translateCase(translation, portCase);
+            portCase = sent.portCase;
+            translated = sent.translated;
+          }
+          let answer = await port.answer(portCase);
+          if (translation !== null) {
+            const back = translateAnswer(translation, Object.keys(c.outputs), answer);
+            answer = back.answer;
+            translated = [...translated!, ...back.translated];
+          }
           if (answer.kind === 'error') {
-            results.push(caseResult(file, c, 'failed', null, answer.message));
+            results.push(caseResult(file, c, 'failed', null, answer.message, translated));
           } else {
             const comparison = compareOutputs(c.outputs, c.scale, answer.outputs, tolerance);
             if (!comparison.ok) answers.set(c.id, answer.outputs);
-            results.push(caseResult(file, c, comparison.ok ? 'passed' : 'failed', comparison));
+            results.push(
+              caseResult(
+                file,
+                c,
+                comparison.ok ? 'passed' : 'failed',
+                comparison,
+                null,
+                translated,
+              ),
+            );
           }
         } catch (e) {
           if (!(e instanceof CheckInfrastructureError)) throw e;
@@ -326,6 +373,7 @@ export async function runCheck(
     schema: REPORT_SCHEMA,
     port: port.info,
     profile: golden.profile.name,
+    translation,
     golden: { dir: golden.dir, generator: golden.files[0]?.generator ?? null },
     ops: ops.map((o) => o.op),
     cases,

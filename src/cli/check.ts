@@ -33,7 +33,8 @@ Check a port of VD / Sparse VD against the golden files (spec/check.md).
 Options:
   --golden DIR       golden files (default: this package's test/golden)
   --profile P        the golden profile to check against (default: the one
-                     the port or the results file declares)
+                     the port or the results file declares); log_sigma and
+                     log_sigma2 are translated between the two profiles
   --op PATTERN       only these ops: comma-separated names, * matches anything
                      (e.g. 'svd.dense.*,kl.approx')
   --timeout SEC      seconds per message before the port counts as hung

@@ -18,11 +18,13 @@ import { compareOutputs } from '../../src/check/compare.js';
 import { fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
+import { openProcessPort } from '../../src/check/processPort.js';
 import { renderJunit } from '../../src/check/report.js';
 import { runCheck, type CheckReport } from '../../src/check/runner.js';
 import { runCheckCommand } from '../../src/cli/check.js';
+import { GOLDEN_TOLERANCE } from '../../src/golden/scale.js';
 import { OPS } from '../../src/ops.js';
-import { PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
+import { PROFILE_NAMES, PROFILES, type Profile, type ProfileName } from '../../src/profiles.js';
 import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 import { FIXTURE_OPS, FIXTURE_TOLERANCE, writeFixtureGoldens } from './check-fixtures.js';
@@ -245,14 +247,34 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
       inputs,
       answer,
       tolerance,
-      {},
     );
     const clip = found.find((d) => d.id.startsWith('convention:dense.logAlpha.clip'));
     expect(clip?.text).toMatch(
-      /your dense log_alpha is clipped to \[-10, 10\].*like deepbayes-pytorch, pytorch-ard/,
+      /^convention: your dense log_alpha is clipped to \[-10, 10\].*like deepbayes-pytorch, pytorch-ard$/,
     );
     // The conv2d clip is not a candidate for a dense layer.
     expect(found.some((d) => d.id.startsWith('convention:conv2d.'))).toBe(false);
+  });
+
+  it("spec/check.md#fingerprint: a candidate is held to its own error scale, not the golden value's", () => {
+    // theta = 0.7, log_sigma2 = 9: molchanov2017 clips log_alpha = 9.71 to exactly 8, and its
+    // golden scale there is 0 (an exact value); pytorch-ard's 9 - 2 log(0.7 + 1e-15) is a rounded
+    // log, whose golden scale would be about 56 u. A float64 port of pytorch-ard a few ulps off
+    // (6e-15, inside that scale, outside the 4-ulp rel term at 9.7) must still be recognised.
+    const inputs = {
+      theta: { shape: [1, 1], data: [0.7] },
+      log_sigma2: { shape: [1, 1], data: [9] },
+    };
+    const exact = 9 - 2 * Math.log(0.7 + 1e-15);
+    const answer = { log_alpha: { shape: [1, 1], data: [exact + 6e-15] } };
+    const found = fingerprintCase(
+      'svd.log_alpha',
+      PROFILES.molchanov2017,
+      inputs,
+      answer,
+      GOLDEN_TOLERANCE.float64,
+    );
+    expect(found.map((d) => d.id)).toContain('profile:pytorch-ard');
   });
 
   it('spec/check.md#fingerprint: an answer that matches nothing known says so', async () => {
@@ -273,6 +295,147 @@ describe('vdspec check: the convention fingerprint (spec/check.md#fingerprint)',
     expect(
       r.cases.filter((c) => c.fingerprint !== null).every((c) => c.fingerprint!.length === 0),
     ).toBe(true);
+  });
+});
+
+describe('vdspec check: cross-profile runs (spec/check.md#cross-profile-runs)', () => {
+  const times = (t: Tensor, k: number): Tensor => ({
+    shape: t.shape,
+    data: t.data.map((v) => v * k),
+  });
+  const SVD_OPS = FIXTURE_OPS.svd;
+
+  /**
+   * A port that learns `learns` and computes `computes`'s conventions: it
+   * converts its own parameter itself (log_sigma2 = 2 log_sigma, and
+   * d/d log_sigma = 2 d/d log_sigma2), independently of the runner.
+   */
+  function relabelledPort(
+    declares: ProfileName,
+    learns: 'log_sigma' | 'log_sigma2',
+    computes: ProfileName,
+  ) {
+    const wants = PROFILES[computes].noiseParameter;
+    // wants = k * learns, so d/d learns = k * d/d wants.
+    const k = learns === wants ? 1 : learns === 'log_sigma' ? 2 : 0.5;
+    return functionPort({
+      name: `${computes} learning ${learns}`,
+      ops: SVD_OPS,
+      profile: declares,
+      dtype: 'float64',
+      run: (op, inputs) => {
+        if (learns !== wants && Object.hasOwn(inputs, wants)) {
+          throw new Error(`sent ${wants}, expected ${learns}`);
+        }
+        const { [learns]: own, ...rest } = inputs;
+        const given = own === undefined ? inputs : { ...rest, [wants]: times(own as Tensor, k) };
+        const out = run(op, given, computes);
+        const { [`grad_${wants}`]: g, ...others } = out;
+        return g === undefined ? out : { ...others, [`grad_${learns}`]: times(g, k) };
+      },
+    });
+  }
+
+  it('spec/check.md#cross-profile-runs: a port learning log_sigma gets log_sigma = log_sigma2 / 2, its grad_log_sigma is read back as grad_log_sigma2 = grad_log_sigma / 2', async () => {
+    // Declares deepbayes-pytorch (log_sigma), computes molchanov2017: with the names translated
+    // both ways it is the molchanov2017 reference, to the bit.
+    const report = await runCheck(
+      relabelledPort('deepbayes-pytorch', 'log_sigma', 'molchanov2017'),
+      loadGoldenSet(join(dir, 'golden'), 'molchanov2017'),
+    );
+    expect(report.infrastructureError).toBeNull();
+    expect(report.translation).toEqual({
+      golden: 'log_sigma2',
+      port: 'log_sigma',
+      factor: 0.5,
+      input: 'log_sigma = log_sigma2 / 2',
+      output: 'grad_log_sigma2 = grad_log_sigma / 2',
+    });
+    expect(report.totals.failed).toBe(0);
+    expect(report.totals.passed).toBe(report.totals.cases);
+    for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+    expect(report.notes.join('\n')).toMatch(
+      /every log_sigma2 input is sent as log_sigma = log_sigma2 \/ 2, and the port's grad_log_sigma is read back as grad_log_sigma2 = grad_log_sigma \/ 2/,
+    );
+  });
+
+  it('spec/check.md#cross-profile-runs: the reverse, a port learning log_sigma2 against deepbayes-pytorch (shipped golden files)', async () => {
+    const report = await runCheck(
+      relabelledPort('molchanov2017', 'log_sigma2', 'deepbayes-pytorch'),
+      loadGoldenSet(SHIPPED_GOLDEN, 'deepbayes-pytorch'),
+    );
+    expect(report.translation).toMatchObject({
+      input: 'log_sigma2 = 2 * log_sigma',
+      output: 'grad_log_sigma = 2 * grad_log_sigma2',
+    });
+    expect(report.totals.failed).toBe(0);
+    expect(report.totals.passed).toBe(report.totals.cases);
+    for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+  });
+
+  it('spec/check.md#cross-profile-runs: failed cases say which names were translated, in the table, JSON and JUnit', async () => {
+    const golden = loadGoldenSet(join(dir, 'golden'), 'molchanov2017');
+    const report = await runCheck(
+      relabelledPort('deepbayes-pytorch', 'log_sigma', 'deepbayes-pytorch'),
+      golden,
+    );
+    const failed = report.cases.filter((c) => c.status === 'failed');
+    expect(failed.length).toBeGreaterThan(0);
+    // Every input arrived: no case was answered with an error.
+    expect(failed.filter((c) => c.portError !== null)).toEqual([]);
+    const sent = 'input log_sigma2 sent as log_sigma = log_sigma2 / 2';
+    const read = 'output grad_log_sigma read as grad_log_sigma2 = grad_log_sigma / 2';
+    const vjp = failed.find((c) => c.op === 'svd.dense.train_vjp')!;
+    expect(vjp.translated).toEqual([sent, read]);
+    expect(failed.find((c) => c.op === 'svd.mask')!.translated).toEqual([sent]);
+    expect(failed.find((c) => c.op === 'kl.approx')!.translated).toEqual([]);
+    expect(report.cases.find((c) => c.status === 'passed')!.translated).toBeNull();
+    const { renderText } = await import('../../src/check/report.js');
+    expect(renderText(report, 1000)).toContain(`   translated: ${sent}; ${read}\n`);
+    expect(renderJunit(report)).toContain(`translated: ${sent}; ${read}`);
+  });
+
+  it('spec/check.md#cross-profile-runs: a VD port against an SVD profile (or the reverse) is refused, exit 2', async () => {
+    const port = functionPort({
+      name: 'vd',
+      ops: ['kl.approx'],
+      profile: 'kingma2015',
+      dtype: 'float64',
+      run: (op, inputs) => run(op, inputs, 'kingma2015'),
+    });
+    await expect(
+      runCheck(port, loadGoldenSet(join(dir, 'golden'), 'molchanov2017')),
+    ).rejects.toThrow(
+      /the port implements kingma2015 \(VD, learns log_alpha\) and cannot be checked against molchanov2017 \(SVD, learns log_sigma2\)/,
+    );
+    // The fake port implements molchanov2017: one line, no report, the port ended.
+    const r = await check(['--port', fake('good'), '--profile', 'kingma2015']);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: the port implements molchanov2017 \(SVD, learns log_sigma2\) and cannot be checked against kingma2015 \(VD, learns log_alpha\)[^\n]*$/,
+    );
+    const portProcess = await openProcessPort({ command: fake('good'), timeoutMs: 10_000 });
+    await expect(
+      runCheck(portProcess, loadGoldenSet(join(dir, 'golden'), 'kingma2015')),
+    ).rejects.toThrow(/cannot be checked against kingma2015/);
+    await expectDead(fakePid(portProcess.stderrTail().join('\n')));
+  });
+
+  it('spec/check.md#cross-profile-runs: a profile vdspec does not know is not translated, and a note says so', async () => {
+    const port = functionPort({
+      name: 'custom',
+      ops: ['svd.mask'],
+      profile: 'my-own-profile',
+      dtype: 'float64',
+      run: (op, inputs) => run(op, inputs, 'molchanov2017'),
+    });
+    const report = await runCheck(port, loadGoldenSet(join(dir, 'golden'), 'molchanov2017'));
+    expect(report.exitCode).toBe(0);
+    expect(report.translation).toBeNull();
+    expect(report.notes.join('\n')).toMatch(
+      /"my-own-profile", which vdspec does not know.*untranslated/,
+    );
   });
 });
 
@@ -380,35 +543,92 @@ describe.skipIf(!HAS_NUMPY)(
       },
     );
 
-    const bugs = [
+    const SVD_PROFILES = PROFILE_NAMES.filter((p) => PROFILES[p].algorithm === 'svd');
+    const crossPairs = SVD_PROFILES.flatMap((port) =>
+      SVD_PROFILES.filter((golden) => golden !== port).map((golden) => ({ port, golden })),
+    );
+    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json'))).each(crossPairs)(
+      'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case, and every failure is diagnosed as $port',
+      async ({ port, golden }) => {
+        const report = await runCheck(
+          await openProcessPort({ command: numpy('--profile', port), timeoutMs: 20_000 }),
+          loadGoldenSet(SHIPPED_GOLDEN, golden),
+          { fingerprintCases: Infinity },
+        );
+        expect(report.infrastructureError).toBeNull();
+        const failed = report.cases.filter((c) => c.status === 'failed');
+        const errors = failed.filter((c) => c.portError !== null);
+        expect(errors.map((c) => `${c.op}#${c.caseId}: ${c.portError}`)).toEqual([]);
+        // The profiles differ: some cases fail, on their values, and only as the port's profile does.
+        expect(failed.length).toBeGreaterThan(0);
+        const undiagnosed = failed.filter(
+          (c) => !c.fingerprint!.some((d) => d.id === `profile:${port}`),
+        );
+        expect(undiagnosed.map((c) => `${c.op}#${c.caseId}`)).toEqual([]);
+      },
+    );
+
+    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))(
+      "spec/check.md#fingerprint: pytorch-ard's kl.layer failures under molchanov2017 are its dense clip [-10, 10]",
+      async () => {
+        // Where molchanov2017 clips at 8 its golden scale is 0: judged by that scale, the rounding
+        // of pytorch-ard's unclipped log_alpha hid the clip convention in 2 of the 5 cases.
+        const report = await checkJson([
+          '--golden',
+          SHIPPED_GOLDEN,
+          '--port',
+          numpy('--profile', 'pytorch-ard'),
+          '--profile',
+          'molchanov2017',
+          '--op',
+          'kl.layer',
+        ]);
+        const op = report.ops[0]!;
+        expect(op.failed).toBeGreaterThan(0);
+        expect(op.fingerprintChecked).toBe(op.failed);
+        const clip = op.fingerprint.find(
+          (f) => f.id === 'convention:dense.logAlpha.clip={"min":-10,"max":10}',
+        );
+        expect(clip?.matched).toBe(op.failed);
+        expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
+      },
+    );
+
+    // Two true defects, labelled "known bug", and two choices published code makes on purpose
+    // (>= at the threshold, the KL without its constant), labelled "convention".
+    const planted = [
       {
         bug: 'std-from-sigma4',
         id: 'bug:std_from_sigma4',
+        label: 'known bug',
         ops: ['svd.dense.train', 'svd.conv2d.train'],
         text: /your standard deviation comes from sigma\^4 instead of sigma\^2/,
       },
       {
         bug: 'mask-ge-threshold',
-        id: 'bug:mask_ge_threshold',
+        id: 'convention:prune.comparison=">="',
+        label: 'convention',
         ops: ['svd.mask', 'svd.dense.eval', 'svd.conv2d.eval'],
-        text: /your mask uses >= at the threshold .*like .*pytorch-ard/,
+        text: /your mask uses >= at the threshold: a weight at exactly log_alpha = 3 is pruned \(prune\.comparison = '>='; molchanov2017 has '>'\), like bayesgroup-theano, deepbayes-pytorch, state-of-sparsity, pytorch-ard/,
       },
       {
         bug: 'kl-constant-dropped',
-        id: 'bug:kl_constant_dropped',
+        id: 'convention:kl.constant="omitted"',
+        label: 'convention',
         ops: ['kl.approx', 'kl.layer'],
-        text: /your KL drops the constant C = -k1/,
+        text: /your KL omits the constant C = -k1: lower by SVD_KL_K1 = 0\.63576 per weight.*, like deepbayes-pytorch$/m,
       },
       {
         bug: 'bias-in-variance',
         id: 'bug:bias_in_variance',
+        label: 'known bug',
         ops: ['svd.dense.train', 'svd.conv2d.train'],
         text: /your variance includes the bias/,
       },
     ];
-    it.each(bugs)(
-      'spec/check.md#fingerprint: planted bug $bug is caught and diagnosed',
-      async ({ bug, id, ops, text }) => {
+    it.each(planted)(
+      'spec/check.md#fingerprint: planted $bug is caught and diagnosed as a $label',
+      async ({ bug, id, label, ops, text }) => {
         const r = await check(['--port', numpy('--bug', bug), '--json']);
         expect(r.code).toBe(1);
         const report = JSON.parse(r.out) as CheckReport;
@@ -419,15 +639,23 @@ describe.skipIf(!HAS_NUMPY)(
           expect(op.fingerprint[0]?.id, name).toBe(id);
           expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
           expect(op.fingerprint[0]!.text).toMatch(text);
+          expect(op.fingerprint[0]!.text.startsWith(`${label}: `), name).toBe(true);
         }
-        // Ops the bug cannot touch still pass.
+        if (label === 'convention') {
+          // A published convention is never called a bug, in any op.
+          const bugs = report.ops.flatMap((o) => o.fingerprint).filter((f) => f.kind === 'bug');
+          expect(bugs.map((f) => f.text)).toEqual([]);
+          expect(r.out).not.toMatch(/known bug/);
+        }
+        // Ops the planted change cannot touch still pass.
         expect(report.ops.find((o) => o.op === 'objective.sgvb')!.status).toBe('passed');
         // The table says it too.
         const table = await check(['--port', numpy('--bug', bug), '--op', ops.join(',')]);
         expect(table.code).toBe(1);
         expect(table.out).toMatch(
           new RegExp(
-            `${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: known bug: ${text.source}`,
+            `^  ${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: ${label}: ${text.source}`,
+            'm',
           ),
         );
       },
@@ -570,6 +798,37 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     return path;
   }
 
+  it('spec/check.md#results-file: a results file of a log_sigma profile has its grad_log_sigma read back as grad_log_sigma2 = grad_log_sigma / 2', async () => {
+    // The golden kl.layer answers, written as a deepbayes-pytorch port names its gradient:
+    // d/d log_sigma = 2 d/d log_sigma2 (non-finite strings are their own doubles).
+    const path = resultsFile(
+      'log-sigma.json',
+      (results) => {
+        for (const entry of Object.values(results['kl.layer']!)) {
+          const outputs = (entry as { outputs: Record<string, { data: unknown[] }> }).outputs;
+          const { grad_log_sigma2: g, ...rest } = outputs;
+          const doubled = { ...g!, data: g!.data.map((v) => (typeof v === 'number' ? 2 * v : v)) };
+          (entry as { outputs: unknown }).outputs = { ...rest, grad_log_sigma: doubled };
+        }
+      },
+      { profile: 'deepbayes-pytorch' },
+    );
+    const report = await checkJson([
+      '--results',
+      path,
+      '--profile',
+      'molchanov2017',
+      '--op',
+      'kl.layer',
+    ]);
+    expect(report.translation).toMatchObject({ output: 'grad_log_sigma2 = grad_log_sigma / 2' });
+    expect(report.ops.find((o) => o.op === 'kl.layer')).toMatchObject({
+      status: 'passed',
+      worstRatio: 0,
+    });
+    expect(report.exitCode).toBe(0);
+  });
+
   it('spec/check.md#results-file: the golden outputs themselves pass', async () => {
     const r = await check(['--results', resultsFile('good.json', () => undefined)]);
     expect(r.code).toBe(0);
@@ -597,7 +856,7 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     );
     const mask = failures.find((c) => c.op === 'svd.mask')!;
     expect(mask.comparison!.outputs[0]!.firstMismatch!.index).toBe(0);
-    expect(mask.fingerprint!.map((d) => d.id)).toContain('bug:mask_ge_threshold');
+    expect(mask.fingerprint!.map((d) => d.id)).toContain('convention:prune.comparison=">="');
   });
 
   it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {

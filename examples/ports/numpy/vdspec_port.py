@@ -12,9 +12,10 @@ hello, the port answers with its name, ops, profile and dtype, then answers
 one case per line until "bye". Nothing else may go to stdout; diagnostics go
 to stderr.
 
-`--bug NAME` plants one of the published bugs (for testing the checker's
-fingerprint): std-from-sigma4, mask-ge-threshold, kl-constant-dropped,
-bias-in-variance.
+`--bug NAME` plants one departure from the profile (for testing the checker's
+fingerprint): a known bug (std-from-sigma4, bias-in-variance) or a convention
+another profile follows on purpose (mask-ge-threshold: >= at the threshold;
+kl-constant-dropped: the KL without C = -k1).
 """
 
 import argparse
@@ -739,7 +740,7 @@ def main(argv):
     args = parser.parse_args(argv)
     prof = PROFILES[args.profile]
     table = ops_for(prof)
-    name = "numpy-example" + ("" if args.bug is None else " (planted bug: %s)" % args.bug)
+    name = "numpy-example" + ("" if args.bug is None else " (planted: %s)" % args.bug)
 
     for line in sys.stdin:
         if not line.strip():
