@@ -77,14 +77,17 @@ const CONVENTION_PATHS = [
   'dense.logAlpha.form',
   'dense.logAlpha.thetaEps',
   'dense.logAlpha.clip',
+  'dense.klLogAlpha',
   'dense.variance',
   'dense.trainMask',
   'conv2d.logAlpha.form',
   'conv2d.logAlpha.thetaEps',
   'conv2d.logAlpha.clip',
+  'conv2d.klLogAlpha',
   'conv2d.variance',
   'conv2d.trainMask',
   'sqrtEps',
+  'samePadding',
   'prune.comparison',
   'prune.from',
   'trainClipDefault',
@@ -112,9 +115,14 @@ function withPath(profile: Profile, path: string, value: unknown): Profile {
 
 function shown(value: unknown): string {
   if (value === null) return 'none';
+  if (typeof value === 'object' && 'form' in value) {
+    const la = value as { form: string; thetaEps: number; clip: unknown };
+    return `${la.form}, eps ${la.thetaEps}, clip ${shown(la.clip)}`;
+  }
   if (typeof value === 'object') {
-    const clip = value as { min: number | null; max: number | null };
-    return `[${clip.min ?? 'none'}, ${clip.max ?? 'none'}]`;
+    const clip = value as { min: number | null; max: number | null; gradientAtBound?: 0 | 1 };
+    const atBound = clip.gradientAtBound === 0 ? ', gradient 0 on a bound' : '';
+    return `[${clip.min ?? 'none'}, ${clip.max ?? 'none'}${atBound}]`;
   }
   return typeof value === 'string' ? `'${value}'` : String(value);
 }
@@ -137,15 +145,31 @@ function describe(path: ConventionPath, value: unknown, profile: Profile): strin
         ? `your ${layer} log_alpha has no eps inside the log`
         : `your ${layer} log_alpha adds eps ${String(value)} inside the log`;
     case 'dense.logAlpha.clip':
-    case 'conv2d.logAlpha.clip':
+    case 'conv2d.logAlpha.clip': {
+      if (value === null) return `your ${layer} log_alpha is not clipped`;
+      const atBound = (value as { gradientAtBound?: 0 | 1 }).gradientAtBound;
+      return `your ${layer} log_alpha is clipped to ${shown(value)}${
+        atBound === 0
+          ? ' with no gradient exactly on a bound (a switch that selects the constant there)'
+          : ''
+      }`;
+    }
+    case 'dense.klLogAlpha':
+    case 'conv2d.klLogAlpha':
       return value === null
-        ? `your ${layer} log_alpha is not clipped`
-        : `your ${layer} log_alpha is clipped to ${shown(value)}`;
+        ? `your ${layer} KL reads the forward's log_alpha`
+        : `your ${layer} KL reads its own log_alpha (${shown(value)}), not the forward's`;
     case 'dense.variance':
     case 'conv2d.variance':
       return value === 'sigma2'
         ? `your ${layer} variance is exp(log_sigma2), ignoring the clip`
-        : `your ${layer} variance is exp(clipped log_alpha) * theta^2`;
+        : value === 'sigma2_rebuilt'
+          ? `your ${layer} variance is exp(clipped log_alpha) * (theta^2 + eps): log_sigma2 rebuilt from the clipped log_alpha`
+          : `your ${layer} variance is exp(clipped log_alpha) * theta^2`;
+    case 'samePadding':
+      return value === 'lasagne'
+        ? "your 'same' padding puts floor(k / 2) on each side (Lasagne)"
+        : "your 'same' padding puts the odd row and column after (TensorFlow)";
     case 'dense.trainMask':
     case 'conv2d.trainMask':
       return value === 'mean_and_variance'
@@ -204,7 +228,12 @@ function isTrainForward(op: OpSpec): boolean {
 }
 
 /** (x*x) linear map with per-weight w: a dense product, or the layer's convolution. */
-function linearOfSquares(op: OpSpec, inputs: Inputs, weights: readonly number[]): Tensor {
+function linearOfSquares(
+  op: OpSpec,
+  inputs: Inputs,
+  weights: readonly number[],
+  samePadding: Profile['samePadding'],
+): Tensor {
   const x = inputs['x'] as Tensor;
   const theta = inputs['theta'] as Tensor;
   const x2 = x.data.map((v) => v * v);
@@ -223,6 +252,7 @@ function linearOfSquares(op: OpSpec, inputs: Inputs, weights: readonly number[])
     { shape: theta.shape, data: [...weights] },
     (inputs['stride'] as Conv2dStride | undefined) ?? 1,
     (inputs['padding'] as Conv2dPaddingMode | undefined) ?? 'valid',
+    samePadding,
   );
 }
 
@@ -289,7 +319,7 @@ function knownBugs(profile: Profile): Candidate[] {
         const masked = maskVariance && stats.mask[i] === 0 ? 0 : s2;
         return masked * masked;
       });
-      const outputs = withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared));
+      const outputs = withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared, profile.samePadding));
       // The bug keeps every convention of the profile: its model's scale.
       return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },

@@ -41,9 +41,13 @@ KL_WARMUP_START_EPOCH = 5
 KL_WARMUP_END_EPOCH = 20
 
 
-def _layer(form, theta_eps, clip, variance="alpha_theta2", train_mask="mean"):
+def _layer(form, theta_eps, clip, variance="alpha_theta2", train_mask="mean",
+           grad_at_bound=1.0, kl_log_alpha=None):
+    """One layer kind's conventions. kl_log_alpha: (form, theta_eps, clip, grad_at_bound) of
+    the log_alpha the KL reads, when it is not the forward's."""
     return {"form": form, "theta_eps": theta_eps, "clip": clip,
-            "variance": variance, "train_mask": train_mask}
+            "variance": variance, "train_mask": train_mask,
+            "grad_at_bound": grad_at_bound, "kl_log_alpha": kl_log_alpha}
 
 
 # spec/profiles.md, "Side by side": the conventions of each profile.
@@ -64,10 +68,15 @@ PROFILES = {
     },
     "bayesgroup-theano": {
         "algorithm": "svd", "noise": "log_sigma2",
-        "dense": _layer("log_theta2", 0.0, (-8.0, 8.0)),
-        "conv2d": _layer("log_theta2", 1e-8, (-8.0, 8.0), train_mask="mean_and_variance"),
+        # Theano's switch clip: no gradient exactly on a bound.
+        "dense": _layer("log_theta2", 0.0, (-8.0, 8.0), grad_at_bound=0.0),
+        # The conv forward has eps 1e-8 in the log, its KL none.
+        "conv2d": _layer("log_theta2", 1e-8, (-8.0, 8.0), train_mask="mean_and_variance",
+                         grad_at_bound=0.0,
+                         kl_log_alpha=("log_theta2", 0.0, (-8.0, 8.0), 0.0)),
         "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">=", "from": "clipped"},
         "train_clip_default": True, "kl": ("svd_sigmoid", "minus_k1"),
+        "same_padding": "lasagne",
     },
     "deepbayes-pytorch": {
         "algorithm": "svd", "noise": "log_sigma",
@@ -77,6 +86,14 @@ PROFILES = {
         "train_clip_default": False, "kl": ("svd_sigmoid", "omitted"),
     },
     "state-of-sparsity": {
+        "algorithm": "svd", "noise": "log_sigma2",
+        # The layer classes: clip 8, log_sigma2 rebuilt from the clipped log_alpha.
+        "dense": _layer("log_theta2", 1e-8, (-8.0, 8.0), variance="sigma2_rebuilt"),
+        "conv2d": _layer("log_theta2", 1e-8, (-8.0, 8.0), variance="sigma2_rebuilt"),
+        "sqrt_eps": 1e-8, "prune": {"threshold": 3.0, "comparison": ">=", "from": "unclipped"},
+        "train_clip_default": False, "kl": ("svd_sigmoid", "minus_k1"),
+    },
+    "state-of-sparsity-nn": {
         "algorithm": "svd", "noise": "log_sigma2",
         "dense": _layer("log_theta2", 1e-8, None, variance="sigma2"),
         "conv2d": _layer("log_theta2", 1e-8, None, variance="sigma2"),
@@ -209,9 +226,12 @@ def sum_to_shape(values, shape):
 class Weights:
     """log_alpha, its clip, the keep mask, the per-weight variance s2, and their partials."""
 
-    def __init__(self, theta, noise, prof, layer, bug):
+    def __init__(self, theta, noise, prof, layer, bug, for_kl=False):
         conv = prof[layer]
         form, theta_eps, clip = conv["form"], conv["theta_eps"], conv["clip"]
+        grad_at_bound = conv["grad_at_bound"]
+        if for_kl and conv["kl_log_alpha"] is not None:
+            form, theta_eps, clip, grad_at_bound = conv["kl_log_alpha"]
         if form == "learned":
             if not broadcastable(noise.shape, theta.shape):
                 raise PortError("%s: shape %s does not broadcast to theta's %s"
@@ -242,8 +262,10 @@ class Weights:
         lo = -math.inf if clip is None or clip[0] is None else clip[0]
         hi = math.inf if clip is None or clip[1] is None else clip[1]
         log_alpha = np.minimum(np.maximum(raw, lo), hi)
-        # Clip gradient: 1 on the closed interval, 0 strictly outside and at +-inf.
+        # Clip gradient: 1 strictly inside, the profile's value on a bound, 0 outside and at +-inf.
         inside = np.isfinite(raw) & (raw >= lo) & (raw <= hi)
+        if grad_at_bound == 0.0:
+            inside = inside & (raw != lo) & (raw != hi)
         self.dla_dtheta = np.where(inside, raw_dtheta, 0.0)
         self.dla_dnoise = np.where(inside, raw_dnoise, 0.0)
 
@@ -263,6 +285,14 @@ class Weights:
                 s2 = EXP(log_sigma2)
                 ds2_dtheta = np.zeros_like(theta)
                 ds2_dnoise = noise_scale * s2
+            elif conv["variance"] == "sigma2_rebuilt":
+                # exp(clipped log_alpha + log(theta^2 + eps)): sigma2 where the clip passes,
+                # exp(bound) * (theta^2 + eps) beyond it.
+                passes = self.dla_dnoise != 0
+                bound = EXP(log_alpha)
+                s2 = np.where(passes, EXP(log_sigma2), bound * (theta * theta + theta_eps))
+                ds2_dtheta = np.where(passes | (theta == 0), 0.0, 2.0 * bound * theta)
+                ds2_dnoise = np.where(passes, noise_scale * s2, 0.0)
             else:
                 alpha = EXP(log_alpha)
                 s2 = alpha * (theta * theta)
@@ -425,7 +455,13 @@ def stride_pair(v):
     return int(v), int(v)
 
 
-def axis_geometry(size, k, s, padding):
+def axis_geometry(size, k, s, padding, rule="tensorflow"):
+    if padding == "same" and rule == "lasagne":
+        # Lasagne: k // 2 on each side, odd kernels only.
+        if k % 2 == 0:
+            raise PortError("theta: Lasagne's 'same' padding needs an odd kernel")
+        half = k // 2
+        return (size + 2 * half - k) // s + 1, half, half
     if padding == "same":
         out = -(-size // s)
         total = max((out - 1) * s + k - size, 0)
@@ -436,13 +472,13 @@ def axis_geometry(size, k, s, padding):
 
 
 class Geometry:
-    def __init__(self, x_shape, f_shape, stride, padding):
+    def __init__(self, x_shape, f_shape, stride, padding, rule="tensorflow"):
         if padding not in ("valid", "same"):
             raise PortError("padding: expected 'valid' or 'same'")
         self.sh, self.sw = stride
         self.kh, self.kw = f_shape[0], f_shape[1]
-        self.oh, self.top, self.bottom = axis_geometry(x_shape[1], self.kh, self.sh, padding)
-        self.ow, self.left, self.right = axis_geometry(x_shape[2], self.kw, self.sw, padding)
+        self.oh, self.top, self.bottom = axis_geometry(x_shape[1], self.kh, self.sh, padding, rule)
+        self.ow, self.left, self.right = axis_geometry(x_shape[2], self.kw, self.sw, padding, rule)
         self.x_shape = x_shape
 
     def padded(self, x):
@@ -513,7 +549,8 @@ class Layer:
                 raise PortError("x, theta: expected NHWC and HWIO with the same cin")
             self.geometry = Geometry(self.x.shape, self.theta.shape,
                                      stride_pair(inputs.get("stride")),
-                                     inputs.get("padding", "valid"))
+                                     inputs.get("padding", "valid"),
+                                     prof.get("same_padding", "tensorflow"))
         if self.bias.shape != (self.theta.shape[-1],):
             raise PortError("bias: expected shape [out]")
 
@@ -615,10 +652,10 @@ def op_eval_vjp(op, inputs, prof, bug):
                      layer.bias_grad(cot))
 
 
-def weights_of(inputs, prof, bug):
+def weights_of(inputs, prof, bug, for_kl=False):
     theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
     noise = finite(decode_tensor(inputs.get(prof["noise"]), prof["noise"]), prof["noise"])
-    return Weights(theta, noise, prof, layer_kind(inputs), bug)
+    return Weights(theta, noise, prof, layer_kind(inputs), bug, for_kl)
 
 
 def op_log_alpha(op, inputs, prof, bug):
@@ -648,7 +685,7 @@ def op_kl_exact(op, inputs, prof, bug):
 
 def op_kl_layer(op, inputs, prof, bug):
     """spec/objective.md#kllayer: the KL summed over theta's entries, and its gradient."""
-    w = weights_of(inputs, prof, bug)
+    w = weights_of(inputs, prof, bug, for_kl=True)
     kl, dkl = kl_approx(w.log_alpha, prof, bug)
     total = math.fsum(kl.reshape(-1).tolist())
     dtheta = hard_product(dkl, w.dla_dtheta)
