@@ -94,6 +94,47 @@ function layerOps(algorithm: 'svd' | 'vd', layer: LayerKind): OpSpec[] {
   ];
 }
 
+/**
+ * VD variant A (spec/dense-a.md): Gaussian dropout on the input units, one
+ * multiplicative noise per (example, input unit), so `eps` is [batch, in].
+ * Not layer ops in the sense of `layer`: their noise, log_alpha and KL have
+ * shapes of their own.
+ */
+const DENSE_A_INPUTS: readonly OpInput[] = [
+  tensor('x'),
+  tensor('theta'),
+  tensor(NOISE),
+  tensor('bias'),
+  tensor('eps'),
+];
+
+const DENSE_A_OPS: readonly OpSpec[] = [
+  {
+    name: 'vd.dense_a.train',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_atrain',
+    inputs: DENSE_A_INPUTS,
+    outputs: ['mean', 'variance', 'output'],
+  },
+  {
+    name: 'vd.dense_a.train_vjp',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_atrain',
+    inputs: [...DENSE_A_INPUTS, tensor('cotangent')],
+    outputs: GRADIENTS,
+  },
+  {
+    name: 'vd.dense_a.kl',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_akl',
+    inputs: [tensor('theta'), tensor(NOISE)],
+    outputs: ['kl', `grad_${NOISE}`],
+  },
+];
+
 const WEIGHT_INPUTS: readonly OpInput[] = [
   tensor('theta'),
   tensor(NOISE),
@@ -134,6 +175,7 @@ export const OPS: readonly OpSpec[] = [
     outputs: ['mask'],
   },
   ...(['svd', 'vd'] as const).flatMap((a) => [...layerOps(a, 'dense'), ...layerOps(a, 'conv2d')]),
+  ...DENSE_A_OPS,
   {
     name: 'kl.layer',
     algorithm: null,

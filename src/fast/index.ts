@@ -36,6 +36,14 @@ export {
   type FastTrainResult,
 } from './dense.js';
 export {
+  fastDenseAKl,
+  fastDenseAKlVjp,
+  fastDenseATrain,
+  fastDenseATrainVjp,
+  type FastDenseAInputs,
+  type FastDenseAKlInputs,
+} from './denseA.js';
+export {
   fastConv2dEval,
   fastConv2dEvalVjp,
   fastConv2dTrain,

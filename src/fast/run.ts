@@ -39,6 +39,13 @@ import {
   type FastLayerGradients,
   type FastTrainResult,
 } from './dense.js';
+import {
+  fastDenseAKl,
+  fastDenseAKlVjp,
+  fastDenseATrain,
+  fastDenseATrainVjp,
+  type FastDenseAInputs,
+} from './denseA.js';
 import { fastLayerKl, fastLayerKlVjp } from './kl.js';
 import {
   fastCrossEntropy,
@@ -139,6 +146,30 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
         [`grad_${profile.noiseParameter}`]: grad.noise,
       };
     }
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      // The fast functions check every value; the cast only names the fields.
+      const a = {
+        x: given['x'],
+        theta,
+        noise,
+        bias: given['bias'],
+        eps: given['eps'],
+      } as FastDenseAInputs;
+      if (op.name === 'vd.dense_a.train') return train(fastDenseATrain(a, profile));
+      const g = fastDenseATrainVjp(a, given['cotangent'] as Tensor, profile);
+      return {
+        grad_x: g.x,
+        grad_theta: g.theta,
+        [`grad_${profile.noiseParameter}`]: g.noise,
+        grad_bias: g.bias,
+      };
+    }
+    case 'vd.dense_a.kl':
+      return {
+        kl: scalar(fastDenseAKl({ theta, noise }, profile)),
+        [`grad_${profile.noiseParameter}`]: fastDenseAKlVjp({ theta, noise }, 1, profile),
+      };
     case 'objective.cross_entropy': {
       const ce = fastCrossEntropy(given['logits'] as Tensor, labelsInput(given['labels']));
       return {

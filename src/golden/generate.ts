@@ -27,6 +27,8 @@ import { encodeNumber, encodeTensor, stringifyGolden, type Json } from './encodi
 import { GOLDEN_BASE_SEED, goldenSeed } from './prng.js';
 import {
   crossEntropyScale,
+  denseAKlScale,
+  denseAScale,
   GOLDEN_TOLERANCE,
   klExactScale,
   klSlopeScale,
@@ -221,6 +223,44 @@ function rawScale(
     }
     case 'layer':
       return layerScaleFor(op, profile, inputs, outputs);
+    case 'dense_a': {
+      const like = (name: string, data: number[]) => tensorOf(outputs[name]!.shape, data);
+      const noiseName = profile.noiseParameter;
+      const x = inputs['x'] as Tensor;
+      const outShape = [x.shape[0]!, (inputs['theta'] as Tensor).shape[1]!];
+      const s = denseAScale({
+        profile,
+        x,
+        theta: inputs['theta'] as Tensor,
+        noise: inputs[noiseName] as Tensor,
+        bias: inputs['bias'] as Tensor,
+        eps: inputs['eps'] as Tensor,
+        cotangent:
+          (inputs['cotangent'] as Tensor | undefined) ??
+          tensorOf(outShape, new Array<number>(sizeOf(outShape)).fill(0)),
+      });
+      if (op.name === 'vd.dense_a.train') {
+        return {
+          mean: like('mean', s.mean),
+          variance: like('variance', s.variance),
+          output: like('output', s.output),
+        };
+      }
+      return {
+        grad_x: like('grad_x', s.gradX),
+        grad_theta: like('grad_theta', s.gradTheta),
+        [`grad_${noiseName}`]: like(`grad_${noiseName}`, s.gradNoise),
+        grad_bias: like('grad_bias', s.gradBias),
+      };
+    }
+    case 'dense_a_kl': {
+      const noise = inputs[profile.noiseParameter] as Tensor;
+      const s = denseAKlScale(inputs['theta'] as Tensor, noise, profile);
+      return {
+        kl: tensorOf([], [s.kl]),
+        [`grad_${profile.noiseParameter}`]: tensorOf(noise.shape, s.noise),
+      };
+    }
     case 'cross_entropy': {
       const s = crossEntropyScale(inputs['logits'] as Tensor, outputs['per_example']!.data);
       return {

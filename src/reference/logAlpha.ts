@@ -96,7 +96,7 @@ function productWithHardZero(a: number, b: number): number {
 }
 
 /** The gradient of clip(x, min, max): 1 on the closed interval, 0 strictly outside. */
-function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
+export function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
   if (!Number.isFinite(x)) return 0;
   if (clip === null) return 1;
   if (clip.min !== null && x < clip.min) return 0;
@@ -104,7 +104,7 @@ function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): nu
   return 1;
 }
 
-function clipValue(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
+export function clipValue(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
   if (clip === null) return x;
   let y = x;
   if (clip.min !== null && y < clip.min) y = clip.min;

@@ -33,6 +33,13 @@ import {
   type DenseGradients,
   type DenseTrainInputs,
 } from './dense.js';
+import {
+  denseAKl,
+  denseAKlVjp,
+  denseATrain,
+  denseATrainVjp,
+  type DenseATrainInputs,
+} from './denseA.js';
 import { klApprox, klApproxDerivative, klExact, klExactDerivative } from './kl.js';
 import { keepMask, logAlpha } from './logAlpha.js';
 import { crossEntropy, klWeightSchedule, layerKl, layerKlVjp, sgvbObjective } from './objective.js';
@@ -79,6 +86,18 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
     }
   }
   throw new VdspecError('unknown_op', `no reference for ${op.name}`, 'op');
+}
+
+/** The catalogue inputs of a variant-A op under the reference's field names (values unchecked). */
+function denseAInputs(given: Record<string, unknown>, noise: unknown): DenseATrainInputs {
+  // The reference function checks every value; the cast only names the fields.
+  return {
+    x: given['x'],
+    theta: given['theta'],
+    noise,
+    bias: given['bias'],
+    eps: given['eps'],
+  } as DenseATrainInputs;
 }
 
 /**
@@ -135,6 +154,28 @@ function runInReferenceTerms(
         kl: scalar(layerKl(weights, profile, layer)),
         grad_theta: grad.theta,
         [noiseOut[2]!]: grad.noise,
+      };
+    }
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      const a = denseAInputs(given, noise);
+      if (op.name === 'vd.dense_a.train') {
+        const r = denseATrain(a, profile);
+        return { mean: r.mean, variance: r.variance, output: r.output };
+      }
+      const g = denseATrainVjp(a, given['cotangent'] as Tensor, profile);
+      return {
+        grad_x: g.x,
+        grad_theta: g.theta,
+        [noiseOut[2]!]: g.noise,
+        grad_bias: g.bias,
+      };
+    }
+    case 'vd.dense_a.kl': {
+      const weights = { theta: given['theta'] as Tensor, noise: noise as Tensor };
+      return {
+        kl: scalar(denseAKl(weights, profile)),
+        [noiseOut[1]!]: denseAKlVjp(weights, 1, profile),
       };
     }
     case 'objective.cross_entropy': {

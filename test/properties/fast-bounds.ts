@@ -10,6 +10,8 @@ import { expect } from 'vitest';
 
 import type { FastConv2dOptions, FastConv2dPath } from '../../src/fast/index.js';
 import {
+  denseAError,
+  denseAKlError,
   FLOAT32_NORMAL_FLOOR,
   FLOAT32_UNIT_ROUNDOFF,
   klSlopeError,
@@ -17,6 +19,8 @@ import {
   layerError,
   layerKlError,
   weightError,
+  type DenseAError,
+  type DenseAErrorInputs,
   type ErrorModelOptions,
   type WeightError,
 } from '../../src/golden/errorModel.js';
@@ -281,6 +285,24 @@ export function layerKlTolerance(
     theta: t.theta.map((v) => v + TINY),
     noise: t.noise.map((v) => v + TINY),
   };
+}
+
+/**
+ * VD variant A (spec/fast.md#variant-a): the train forward and VJP bounds,
+ * each plus TINY. The learned log_alpha is exact in float32, so no case is
+ * near an edge.
+ */
+export function denseATolerance(c: DenseAErrorInputs): DenseAError {
+  return denseAError(c, FAST_AGREEMENT_MODEL);
+}
+
+/** vd.dense_a.kl with cotangent 1: the KL's bound and its log_alpha gradient's, each plus TINY. */
+export function denseAKlTolerance(
+  theta: Tensor,
+  noise: Tensor,
+  profile: Profile,
+): { kl: number; noise: number[] } {
+  return denseAKlError(theta, noise, profile, FAST_AGREEMENT_MODEL);
 }
 
 export interface LayerCase {

@@ -27,6 +27,8 @@ import { run } from '../../src/reference/run.js';
 import { sizeOf, type Tensor } from '../../src/tensor.js';
 import {
   convCaseWith,
+  denseAKlTolerance,
+  denseATolerance,
   denseCaseWith,
   expectWithin,
   f32,
@@ -36,7 +38,10 @@ import {
   LAYERS,
   layerKlTolerance,
   layerTolerance,
+  noiseValue,
   runs,
+  tensorOf,
+  thetaValue,
   TINY,
   U,
   weightsFor,
@@ -101,6 +106,8 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
       ? filled([], 2, 0.5, -1)
       : filled([...theta.shape], 2, 2, -6);
   const out = conv ? [1, 3, 3, 3] : [2, 2];
+  // VD variant A draws one eps per example and input unit: [batch, in].
+  const epsShape = op.name.startsWith('vd.dense_a.') ? [2, 3] : out;
   // kl.approx: both infinities, a clip bound, the threshold; VD's cubic only below its clip max 0.
   const logAlpha =
     profile.kl.approximation === 'vd_cubic'
@@ -110,7 +117,7 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
     x: conv ? filled([1, 4, 4, 2], 3) : filled([2, 3], 3),
     theta,
     bias: filled([conv ? 3 : 2], 4, 0.1),
-    eps: filled(out, 5),
+    eps: filled(epsShape, 5),
     cotangent: filled(out, 6),
     log_alpha: { shape: [logAlpha.length], data: logAlpha },
     logits: filled([2, 3], 8, 3),
@@ -182,6 +189,38 @@ const logitValue = fc.oneof(
   { weight: 1, arbitrary: float(-1e4, 1e4) },
 );
 
+/**
+ * VD variant A: batch 0..3, in 0..5, out 0..4 (empty sizes included), log_alpha
+ * [] or [in] around its clip max 0 (sometimes exactly on it), eps [batch, in].
+ */
+function denseAArb(profile: Profile, op: OpSpec): fc.Arbitrary<Record<string, unknown>> {
+  const la = profile.noiseParameter;
+  return fc
+    .record({
+      batch: fc.integer({ min: 0, max: 3 }),
+      inSize: fc.integer({ min: 0, max: 5 }),
+      out: fc.integer({ min: 0, max: 4 }),
+      scalarNoise: fc.boolean(),
+    })
+    .chain(({ batch, inSize, out, scalarNoise }) => {
+      const theta = tensorOf([inSize, out], thetaValue);
+      const noise = tensorOf(scalarNoise ? [] : [inSize], noiseValue(profile));
+      if (op.name === 'vd.dense_a.kl') {
+        return fc.record({ theta, [la]: noise });
+      }
+      return fc.record({
+        x: tensorOf([batch, inSize], float(-2, 2)),
+        theta,
+        [la]: noise,
+        bias: tensorOf([out], float(-1, 1)),
+        eps: tensorOf([batch, inSize], float(-3, 3)),
+        ...(op.name === 'vd.dense_a.train_vjp'
+          ? { cotangent: tensorOf([batch, out], float(-1, 1)) }
+          : {}),
+      });
+    });
+}
+
 /** Generated inputs of `op` under `profile`, float32 values throughout. */
 function inputsArb(op: OpSpec, profile: Profile): fc.Arbitrary<Record<string, unknown>> {
   const only = fc.constant(profile);
@@ -206,6 +245,10 @@ function inputsArb(op: OpSpec, profile: Profile): fc.Arbitrary<Record<string, un
     case 'svd.mask':
     case 'kl.layer':
       return weights;
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp':
+    case 'vd.dense_a.kl':
+      return denseAArb(profile, op);
     case 'kl.approx': {
       // The cubic only where VD's clip holds it (la <= 0); the sigmoid on both sides of every bound.
       const cubic = profile.kl.approximation === 'vd_cubic';
@@ -370,6 +413,37 @@ function tolerances(
     }
     case 'kl.layer':
       return klLayerTolerances(profile, weightsOf(profile, inputs));
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      const x = inputs['x'] as Tensor;
+      const out = [x.shape[0]!, (inputs['theta'] as Tensor).shape[1]!];
+      const t = denseATolerance({
+        profile,
+        x,
+        theta: inputs['theta'] as Tensor,
+        noise: inputs[profile.noiseParameter] as Tensor,
+        bias: inputs['bias'] as Tensor,
+        eps: inputs['eps'] as Tensor,
+        cotangent: (inputs['cotangent'] as Tensor | undefined) ?? zeros(out),
+      });
+      if (op.name === 'vd.dense_a.train') {
+        return { mean: t.mean, variance: t.variance, output: t.output };
+      }
+      return {
+        grad_x: t.gradX,
+        grad_theta: t.gradTheta,
+        [`grad_${profile.noiseParameter}`]: t.gradNoise,
+        grad_bias: t.gradBias,
+      };
+    }
+    case 'vd.dense_a.kl': {
+      const t = denseAKlTolerance(
+        inputs['theta'] as Tensor,
+        inputs[profile.noiseParameter] as Tensor,
+        profile,
+      );
+      return { kl: [t.kl], [`grad_${profile.noiseParameter}`]: t.noise };
+    }
     case 'kl.approx': {
       // At a float32 log_alpha (exact on both sides): the evaluation bounds of
       // fast-agreement.test.ts, the slope's plus 8u |KL'| for its products. At an
