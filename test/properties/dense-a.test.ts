@@ -227,6 +227,31 @@ describe('spec/dense-a.md#mean-variance-and-correlation', () => {
     );
   });
 
+  it("the marginals are those of variant B with log_alpha [in, 1]: mean and variance equal vd.dense.train's (what differs is the joint distribution)", () => {
+    fc.assert(
+      fc.property(caseArb(), (c) => {
+        const [batch, inSize] = c.x.shape as [number, number];
+        const out = c.theta.shape[1]!;
+        const a = denseATrain(c, VD);
+        const tied = c.noise.shape.length === 0 ? c.noise : t([inSize, 1], [...c.noise.data]);
+        const b = run(
+          'vd.dense.train',
+          {
+            x: c.x,
+            theta: c.theta,
+            log_alpha: tied,
+            bias: c.bias,
+            eps: t([batch, out], new Array<number>(batch * out).fill(0)),
+          },
+          VD,
+        );
+        a.mean.data.forEach((v, k) => expect(close(v, b['mean']!.data[k]!, 10)).toBe(true));
+        a.variance.data.forEach((v, k) => expect(close(v, b['variance']!.data[k]!, 0)).toBe(true));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('one input unit: the outputs of an example are perfectly correlated, Cov^2 = Var_j Var_l with the sign of theta_0j theta_0l', () => {
     const c: DenseATrainInputs = {
       x: t([1, 1], [1.5]),
