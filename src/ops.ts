@@ -135,6 +135,38 @@ const DENSE_A_OPS: readonly OpSpec[] = [
   },
 ];
 
+/**
+ * SVD's unmasked eval forward (spec/dense.md#svddenseeval_unmasked,
+ * spec/conv2d.md#svdconv2deval_unmasked): every weight at its mean, nothing
+ * pruned. VD has no mask: its `eval` is already this.
+ */
+function unmaskedEvalOp(layer: LayerKind): OpSpec {
+  const page = layer === 'dense' ? 'spec/dense.md' : 'spec/conv2d.md';
+  return {
+    name: `svd.${layer}.eval_unmasked`,
+    algorithm: 'svd',
+    layer,
+    section: `${page}#svd${layer}eval_unmasked`,
+    inputs: LAYER_INPUTS[layer],
+    outputs: ['output'],
+  };
+}
+
+/**
+ * The Monte Carlo predictive of a dense layer (spec/dense.md#svddensepredict_mc):
+ * the training forward once per draw of eps [S, batch, out], averaged.
+ */
+function predictMcOp(algorithm: 'svd' | 'vd'): OpSpec {
+  return {
+    name: `${algorithm}.dense.predict_mc`,
+    algorithm,
+    layer: 'dense',
+    section: `spec/dense.md#${algorithm}densepredict_mc`,
+    inputs: [...LAYER_INPUTS.dense, tensor('eps'), TRAIN_CLIP],
+    outputs: ['mean_output', 'mean_softmax'],
+  };
+}
+
 const WEIGHT_INPUTS: readonly OpInput[] = [
   tensor('theta'),
   tensor(NOISE),
@@ -175,6 +207,10 @@ export const OPS: readonly OpSpec[] = [
     outputs: ['mask'],
   },
   ...(['svd', 'vd'] as const).flatMap((a) => [...layerOps(a, 'dense'), ...layerOps(a, 'conv2d')]),
+  unmaskedEvalOp('dense'),
+  unmaskedEvalOp('conv2d'),
+  predictMcOp('svd'),
+  predictMcOp('vd'),
   ...DENSE_A_OPS,
   {
     name: 'kl.layer',
@@ -348,7 +384,7 @@ export function sgvbArguments(given: Record<string, unknown>): {
 
 export interface LayerCallArguments {
   /** What the op does with the layer: the last part of its name. */
-  readonly kind: 'train' | 'eval' | 'train_vjp' | 'eval_vjp';
+  readonly kind: 'train' | 'eval' | 'train_vjp' | 'eval_vjp' | 'eval_unmasked' | 'predict_mc';
   /** The layer's inputs under the implementations' field names (values unchecked). */
   readonly inputs: {
     readonly x: unknown;

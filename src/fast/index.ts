@@ -24,7 +24,9 @@ export {
 } from './kl.js';
 export {
   fastDenseEval,
+  fastDenseEvalUnmasked,
   fastDenseEvalVjp,
+  fastDensePredictMc,
   fastDenseTrain,
   fastDenseTrainVjp,
   type FastCotangent,
@@ -32,6 +34,7 @@ export {
   type FastDenseOptions,
   type FastDenseTrainInputs,
   type FastLayerGradients,
+  type FastPredictMcResult,
   type FastTrainCotangent,
   type FastTrainResult,
 } from './dense.js';
@@ -45,6 +48,7 @@ export {
 } from './denseA.js';
 export {
   fastConv2dEval,
+  fastConv2dEvalUnmasked,
   fastConv2dEvalVjp,
   fastConv2dTrain,
   fastConv2dTrainVjp,

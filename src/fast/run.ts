@@ -23,6 +23,7 @@ import { scalar, type Tensor } from '../tensor.js';
 import { activeBackend, initBackend } from './backend.js';
 import {
   fastConv2dEval,
+  fastConv2dEvalUnmasked,
   fastConv2dEvalVjp,
   fastConv2dTrain,
   fastConv2dTrainVjp,
@@ -32,7 +33,9 @@ import {
 } from './conv2d.js';
 import {
   fastDenseEval,
+  fastDenseEvalUnmasked,
   fastDenseEvalVjp,
+  fastDensePredictMc,
   fastDenseTrain,
   fastDenseTrainVjp,
   type FastDenseTrainInputs,
@@ -102,6 +105,12 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
         return train(fastDenseTrain(inputs, profile, options));
       case 'eval':
         return { output: fastDenseEval(evalInputs, profile) };
+      case 'eval_unmasked':
+        return { output: fastDenseEvalUnmasked(evalInputs, profile) };
+      case 'predict_mc': {
+        const r = fastDensePredictMc(inputs, profile, options);
+        return { mean_output: r.meanOutput, mean_softmax: r.meanSoftmax };
+      }
       case 'train_vjp':
         return gradients(fastDenseTrainVjp(inputs, cotangent, profile, options));
       case 'eval_vjp':
@@ -113,6 +122,8 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
         return train(fastConv2dTrain(inputs, profile, options));
       case 'eval':
         return { output: fastConv2dEval(evalInputs, profile, options) };
+      case 'eval_unmasked':
+        return { output: fastConv2dEvalUnmasked(evalInputs, profile, options) };
       case 'train_vjp':
         return gradients(fastConv2dTrainVjp(inputs, cotangent, profile, options));
       case 'eval_vjp':

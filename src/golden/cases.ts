@@ -764,6 +764,8 @@ interface LayerDraftOptions {
   readonly trainClip?: boolean;
   /** Raw log_alpha range of the weights without a target. */
   readonly spread?: number;
+  /** Monte Carlo draws: eps is [samples, ...output shape] (predict_mc). */
+  readonly samples?: number;
 }
 
 function layerValues(
@@ -781,7 +783,8 @@ function layerValues(
   });
   const x = o.zeroX ? zeros(s.x) : fill(rng, s.x, -2, 2, 1 / 64);
   const bias = fill(rng, s.bias, -1, 1, 1 / 64);
-  const eps = o.zeroEps ? zeros(s.out) : fill(rng, s.out, -3, 3, 1 / 64);
+  const epsShape = o.samples === undefined ? s.out : [o.samples, ...s.out];
+  const eps = o.zeroEps ? zeros(epsShape) : fill(rng, epsShape, -3, 3, 1 / 64);
   const cotangent = fill(rng, s.out, -2, 2, 1 / 64);
   return {
     x,
@@ -799,7 +802,8 @@ function layerValues(
 function layerEdges(op: OpSpec, profile: Profile): Edge[] {
   const layer = op.layer!;
   const conv = layer === 'conv2d';
-  const train = op.name.endsWith('.train') || op.name.endsWith('.train_vjp');
+  const mc = op.name.endsWith('.predict_mc');
+  const train = op.name.endsWith('.train') || op.name.endsWith('.train_vjp') || mc;
   const vd = profile[layer].logAlpha.form === 'learned';
   const base: Dims = conv
     ? { kind: 'conv2d', n: 1, h: 3, w: 3, cin: 2, kh: 2, kw: 2, cout: 2 }
@@ -819,7 +823,13 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
         build: (rng) => ({
           comment,
           flags,
-          values: layerValues(rng, profile, options.dims ?? base, options),
+          // The Monte Carlo predictive averages 3 draws unless the case says otherwise.
+          values: layerValues(
+            rng,
+            profile,
+            options.dims ?? base,
+            mc ? { samples: 3, ...options } : options,
+          ),
         }),
       },
     ];
@@ -880,6 +890,16 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
       when: train,
     }),
     ...edge(13, 'eps = 0: the output is the mean', ['eps_zero'], { zeroEps: true, when: train }),
+    ...edge(21, 'one draw (S = 1): the predictive is the training forward of that draw', [], {
+      samples: 1,
+      when: mc,
+    }),
+    ...edge(
+      22,
+      'eight draws of one example with three outputs: the average of softmaxes is not the softmax of the mean',
+      [],
+      { samples: 8, dims: { kind: 'dense', batch: 1, in: 3, out: 3 }, when: mc },
+    ),
   ];
   if (vd) {
     const thetaShape = shapes(base).theta;
@@ -958,6 +978,7 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
           values: layerValues(rng, profile, d, {
             ...(vd ? { noiseShape: vdNoiseShape(rng, thetaShape) } : {}),
             ...(trainClip === undefined ? {} : { trainClip }),
+            ...(mc ? { samples: rng.int(1, 4) } : {}),
             spread: RANDOM_SPREAD,
           }),
         };

@@ -27,6 +27,7 @@ import {
   type Conv2dPaddingMode,
   type Conv2dStride,
 } from '../reference/conv2d.js';
+import { denseTrain } from '../reference/dense.js';
 import { klApprox, klApproxDerivative } from '../reference/kl.js';
 import {
   broadcastIndex,
@@ -585,4 +586,58 @@ export function denseAKlError(
     magnitude[e]! += g * slope;
   });
   return { kl, noise: bound.map((b, e) => b + terms[e]! * u * magnitude[e]! + floor) };
+}
+
+// ---------------------------------------------------------------------------
+// The Monte Carlo predictive of a dense layer (spec/fast.md#monte-carlo-predictive)
+
+/**
+ * `svd.dense.predict_mc` / `vd.dense.predict_mc`, with `c.eps` the draws
+ * [S, batch, out]. Per draw s the output's bound t_s is the training
+ * forward's (layerError); then, with o_s the reference outputs and
+ * p_s = softmax(o_s):
+ *   mean_output:  mean_s t_s + 2 (S + 1) u mean_s |o_s|
+ *   mean_softmax: mean_s p_s (2 D_s + 2 u R_s + 2 (C + 3) u) + 2 (S + 1) u mean_s p_s
+ * D_s the largest t_s of the row (a shift of the logits by at most D moves
+ * each probability by a factor within e^{+-2D}), R_s the row's range
+ * max - min (the rounding of z - max), C the classes (the sum and the division).
+ */
+export function predictMcError(
+  c: LayerErrorInputs,
+  model: ErrorModelOptions,
+): { nearEdge: boolean; meanOutput: number[]; meanSoftmax: number[] } {
+  const { u, floor } = model;
+  const [draws, batch, out] = c.eps.shape as [number, number, number];
+  const size = batch * out;
+  const meanOutput = new Array<number>(size).fill(0);
+  const meanSoftmax = new Array<number>(size).fill(0);
+  let nearEdge = false;
+  for (let d = 0; d < draws; d++) {
+    const eps: Tensor = { shape: [batch, out], data: c.eps.data.slice(d * size, (d + 1) * size) };
+    const t = layerError({ ...c, eps }, model);
+    nearEdge ||= t.nearEdge;
+    const o = denseTrain({ x: c.x, theta: c.theta, noise: c.noise, bias: c.bias, eps }, c.profile, {
+      trainClip: c.trainClip,
+    }).output.data;
+    for (let b = 0; b < batch; b++) {
+      const row = o.slice(b * out, (b + 1) * out);
+      const max = Math.max(...row);
+      const min = Math.min(...row);
+      const e = row.map((z) => Math.exp(z - max));
+      const total = sum(e);
+      const D = Math.max(...t.output.slice(b * out, (b + 1) * out));
+      for (let j = 0; j < out; j++) {
+        const k = b * out + j;
+        const p = e[j]! / total;
+        meanOutput[k]! += t.output[k]! + 2 * (draws + 1) * u * Math.abs(row[j]!);
+        meanSoftmax[k]! +=
+          p * (2 * D + 2 * u * (max - min) + 2 * (out + 3) * u) + 2 * (draws + 1) * u * p;
+      }
+    }
+  }
+  return {
+    nearEdge,
+    meanOutput: meanOutput.map((v) => v / draws + floor),
+    meanSoftmax: meanSoftmax.map((v) => v / draws + floor),
+  };
 }

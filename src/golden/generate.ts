@@ -36,6 +36,7 @@ import {
   klWeightScale,
   layerKlScale,
   layerScale,
+  predictMcScale,
   roundScaleUp,
   sgvbScale,
   weightModel,
@@ -128,13 +129,36 @@ function layerScaleFor(
 ): Record<string, Tensor> {
   const layer = op.layer as LayerKind;
   const kind = op.name.split('.').slice(2).join('.');
-  const train = kind === 'train' || kind === 'train_vjp';
+  const train = kind === 'train' || kind === 'train_vjp' || kind === 'predict_mc';
   const vjp = kind.endsWith('_vjp');
-  const outShape = vjp ? (inputs['cotangent'] as Tensor).shape : outputs['output']!.shape;
+  const outShape = vjp
+    ? (inputs['cotangent'] as Tensor).shape
+    : (outputs['output'] ?? outputs['mean_output']!).shape;
   const zero = tensorOf(outShape, new Array<number>(sizeOf(outShape)).fill(0));
+  const unmasked = kind === 'eval_unmasked';
+  // The unmasked eval is the training mean with the mask off (and no eps).
   const trainClip = train
     ? ((inputs['train_clip'] as boolean | undefined) ?? profile.trainClipDefault)
-    : true;
+    : !unmasked;
+  if (kind === 'predict_mc') {
+    const mc = predictMcScale({
+      profile,
+      layer,
+      x: inputs['x'] as Tensor,
+      theta: inputs['theta'] as Tensor,
+      noise: inputs[profile.noiseParameter] as Tensor,
+      bias: inputs['bias'] as Tensor,
+      eps: inputs['eps'] as Tensor,
+      cotangent: zero,
+      trainClip,
+      stride: 1,
+      padding: 'valid',
+    });
+    return {
+      mean_output: tensorOf(outShape, mc.meanOutput),
+      mean_softmax: tensorOf(outShape, mc.meanSoftmax),
+    };
+  }
   const s = layerScale({
     profile,
     layer,
@@ -164,7 +188,7 @@ function layerScaleFor(
       output: like('output', s.output),
     };
   }
-  return { output: like('output', s.eval) };
+  return { output: like('output', unmasked ? s.mean : s.eval) };
 }
 
 /** The unrounded scale of each output of a case (before the zero and non-finite rules). */

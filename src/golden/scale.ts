@@ -31,6 +31,7 @@ import {
   klValueError,
   layerError,
   layerKlError,
+  predictMcError,
   weightError,
   type DenseAError,
   type DenseAErrorInputs,
@@ -123,6 +124,14 @@ export function layerKlScale(
 /** The dense and conv2d ops: forward outputs and VJPs. */
 export function layerScale(c: LayerErrorInputs): LayerError {
   return layerError(c, GOLDEN_MODEL);
+}
+
+/** svd.dense.predict_mc, vd.dense.predict_mc (`c.eps` the draws [S, batch, out]). */
+export function predictMcScale(c: LayerErrorInputs): {
+  meanOutput: number[];
+  meanSoftmax: number[];
+} {
+  return predictMcError(c, GOLDEN_MODEL);
 }
 
 /** vd.dense_a.train and its VJP (spec/fast.md#variant-a). */

@@ -19,6 +19,7 @@ import { getProfile, type Profile, type ProfileName } from '../profiles.js';
 import { checkTensor, scalar, type Tensor } from '../tensor.js';
 import {
   conv2dEval,
+  conv2dEvalUnmasked,
   conv2dEvalVjp,
   conv2dTrain,
   conv2dTrainVjp,
@@ -27,7 +28,9 @@ import {
 } from './conv2d.js';
 import {
   denseEval,
+  denseEvalUnmasked,
   denseEvalVjp,
+  densePredictMc,
   denseTrain,
   denseTrainVjp,
   type DenseGradients,
@@ -66,6 +69,12 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
       }
       case 'eval':
         return { output: denseEval(inputs, profile) };
+      case 'eval_unmasked':
+        return { output: denseEvalUnmasked(inputs, profile) };
+      case 'predict_mc': {
+        const r = densePredictMc(inputs, profile, options);
+        return { mean_output: r.meanOutput, mean_softmax: r.meanSoftmax };
+      }
       case 'train_vjp':
         return gradients(denseTrainVjp(inputs, { output: cotangent }, profile, options));
       case 'eval_vjp':
@@ -79,6 +88,8 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
       }
       case 'eval':
         return { output: conv2dEval(inputs, profile, options) };
+      case 'eval_unmasked':
+        return { output: conv2dEvalUnmasked(inputs, profile, options) };
       case 'train_vjp':
         return gradients(conv2dTrainVjp(inputs, { output: cotangent }, profile, options));
       case 'eval_vjp':

@@ -18,6 +18,7 @@ import {
   klValueError,
   layerError,
   layerKlError,
+  predictMcError,
   weightError,
   type DenseAError,
   type DenseAErrorInputs,
@@ -362,6 +363,32 @@ export function layerTolerance(c: LayerCase): LayerTolerance {
     gNoise: t.gradNoise,
     gBias: t.gradBias,
   };
+}
+
+/**
+ * svd.dense.predict_mc / vd.dense.predict_mc (spec/fast.md#monte-carlo-predictive):
+ * `draws` is eps [S, batch, out]; the case's own eps is not used.
+ */
+export function predictMcTolerance(
+  c: LayerCase,
+  draws: Tensor,
+): { nearEdge: boolean; meanOutput: number[]; meanSoftmax: number[] } {
+  return predictMcError(
+    {
+      profile: c.w.profile,
+      layer: 'dense',
+      x: c.x,
+      theta: c.w.theta,
+      noise: c.w.noise,
+      bias: c.bias,
+      eps: draws,
+      cotangent: c.gy,
+      trainClip: c.trainClip ?? c.w.profile.trainClipDefault,
+      stride: 1,
+      padding: 'valid',
+    },
+    FAST_AGREEMENT_MODEL,
+  );
 }
 
 /** A dense case: batch 1..4, in 1..5, out 1..4, every profile, optional extra cotangents. */

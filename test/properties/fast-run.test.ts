@@ -39,6 +39,7 @@ import {
   layerKlTolerance,
   layerTolerance,
   noiseValue,
+  predictMcTolerance,
   runs,
   tensorOf,
   thetaValue,
@@ -107,7 +108,11 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
       : filled([...theta.shape], 2, 2, -6);
   const out = conv ? [1, 3, 3, 3] : [2, 2];
   // VD variant A draws one eps per example and input unit: [batch, in].
-  const epsShape = op.name.startsWith('vd.dense_a.') ? [2, 3] : out;
+  const epsShape = op.name.startsWith('vd.dense_a.')
+    ? [2, 3]
+    : op.name.endsWith('.predict_mc')
+      ? [3, ...out] // S = 3 draws
+      : out;
   // kl.approx: both infinities, a clip bound, the threshold; VD's cubic only below its clip max 0.
   const logAlpha =
     profile.kl.approximation === 'vd_cubic'
@@ -135,7 +140,7 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
   return inputs;
 }
 
-type LayerOpKind = 'train' | 'eval' | 'train_vjp' | 'eval_vjp';
+type LayerOpKind = 'train' | 'eval' | 'train_vjp' | 'eval_vjp' | 'eval_unmasked' | 'predict_mc';
 const layerOpKind = (op: OpSpec) => op.name.split('.').slice(2).join('.') as LayerOpKind;
 
 function layerInputs(op: OpSpec, profile: Profile, c: LayerCase): Record<string, unknown> {
@@ -146,7 +151,7 @@ function layerInputs(op: OpSpec, profile: Profile, c: LayerCase): Record<string,
     [profile.noiseParameter]: c.w.noise,
     bias: c.bias,
   };
-  if (kind === 'train' || kind === 'train_vjp') {
+  if (kind === 'train' || kind === 'train_vjp' || kind === 'predict_mc') {
     inputs['eps'] = c.eps;
     if (c.trainClip !== undefined) inputs['train_clip'] = c.trainClip;
   }
@@ -226,6 +231,15 @@ function inputsArb(op: OpSpec, profile: Profile): fc.Arbitrary<Record<string, un
   const only = fc.constant(profile);
   if (op.layer !== null) {
     const cases = op.layer === 'dense' ? denseCaseWith(1, only) : convCaseWith(1, only);
+    if (layerOpKind(op) === 'predict_mc') {
+      // S = 1..4 draws of eps: [S, batch, out].
+      return cases.chain((c) =>
+        fc
+          .integer({ min: 1, max: 4 })
+          .chain((draws) => tensorOf([draws, ...c.eps.shape], float(-3, 3)))
+          .map((eps) => ({ ...layerInputs(op, profile, c), eps })),
+      );
+    }
     return cases.map((c) => layerInputs(op, profile, c));
   }
   const weights = fc
@@ -336,9 +350,11 @@ function layerTolerances(
 ): Tolerances {
   const kind = layerOpKind(op);
   const outShape =
-    kind === 'train' || kind === 'eval'
+    kind === 'train' || kind === 'eval' || kind === 'eval_unmasked'
       ? ref['output']!.shape
-      : (inputs['cotangent'] as Tensor).shape;
+      : kind === 'predict_mc'
+        ? ref['mean_output']!.shape
+        : (inputs['cotangent'] as Tensor).shape;
   const c = caseOf(op, profile, inputs, outShape);
   const noise = `grad_${profile.noiseParameter}`;
   if (kind === 'eval_vjp') {
@@ -352,6 +368,16 @@ function layerTolerances(
       [noise]: c.w.noise.data.map(() => 0),
       grad_bias: t.gBias,
     };
+  }
+  if (kind === 'predict_mc') {
+    const t = predictMcTolerance(c, inputs['eps'] as Tensor);
+    if (t.nearEdge) return 'skip';
+    return { mean_output: t.meanOutput, mean_softmax: t.meanSoftmax };
+  }
+  if (kind === 'eval_unmasked') {
+    // The training mean with the mask off: no mask, so no edge to skip.
+    const t = layerTolerance({ ...c, trainClip: false, eps: zeros(outShape) });
+    return { output: t.mean };
   }
   const t = layerTolerance(c);
   if (t.nearEdge) return 'skip';

@@ -40,7 +40,15 @@ function exampleInputs(opName: string, profile: Profile): Record<string, unknown
     theta,
     bias: filled([conv ? 3 : 2], 4, 0.1),
     // VD variant A draws one eps per example and input unit: [batch, in].
-    eps: filled(opName.startsWith('vd.dense_a.') ? [2, 3] : out, 5),
+    // The Monte Carlo predictive takes S draws: [S, batch, out].
+    eps: filled(
+      opName.startsWith('vd.dense_a.')
+        ? [2, 3]
+        : opName.endsWith('.predict_mc')
+          ? [3, ...out]
+          : out,
+      5,
+    ),
     cotangent: filled(out, 6),
     log_alpha: filled([5], 7, 8),
     logits: filled([2, 3], 8, 3),

@@ -581,6 +581,31 @@ def op_eval(op, inputs, prof, bug):
     return {"output": layer.forward(layer.x, weights.theta * weights.keep) + layer.bias}
 
 
+def op_eval_unmasked(op, inputs, prof, bug):
+    """spec/dense.md#svddenseeval_unmasked: every weight at its mean, no mask."""
+    layer, weights = layer_setup(op, inputs, prof, bug)
+    return {"output": layer.forward(layer.x, weights.theta) + layer.bias}
+
+
+def softmax_rows(z):
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    e = np.array([_scalar_exp(float(v)) for v in shifted.reshape(-1)]).reshape(shifted.shape)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def op_predict_mc(op, inputs, prof, bug):
+    """spec/dense.md#svddensepredict_mc: the training forward per draw of eps [S, batch, out], averaged."""
+    draws = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    if draws.ndim != 3 or draws.shape[0] < 1:
+        raise PortError("eps: expected [S, batch, out] with S >= 1")
+    one = dict(inputs, eps=encode_tensor(draws[0]))
+    _, _, _, _, mean, _, s = train_forward(op, one, prof, bug)
+    if draws.shape[1:] != mean.shape:
+        raise PortError("eps: expected [S] + the output's shape %s" % list(mean.shape))
+    outputs = mean + s * draws
+    return {"mean_output": outputs.mean(axis=0), "mean_softmax": softmax_rows(outputs).mean(axis=0)}
+
+
 def gradients(prof, layer, weights, dx, dtheta, dnoise, dbias):
     return {"grad_x": dx, "grad_theta": dtheta,
             "grad_" + prof["noise"]: dnoise, "grad_bias": dbias}
@@ -783,8 +808,11 @@ def ops_for(prof):
         "objective.sgvb": op_sgvb,
         "schedule.kl_weight": op_kl_weight,
     }
+    table[alg + ".dense.predict_mc"] = op_predict_mc
     if alg == "svd":
         table["svd.mask"] = op_mask
+        table["svd.dense.eval_unmasked"] = op_eval_unmasked
+        table["svd.conv2d.eval_unmasked"] = op_eval_unmasked
     else:
         table["vd.dense_a.train"] = op_dense_a_train
         table["vd.dense_a.train_vjp"] = op_dense_a_train_vjp
