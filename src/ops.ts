@@ -94,6 +94,79 @@ function layerOps(algorithm: 'svd' | 'vd', layer: LayerKind): OpSpec[] {
   ];
 }
 
+/**
+ * VD variant A (spec/dense-a.md): Gaussian dropout on the input units, one
+ * multiplicative noise per (example, input unit), so `eps` is [batch, in].
+ * Not layer ops in the sense of `layer`: their noise, log_alpha and KL have
+ * shapes of their own.
+ */
+const DENSE_A_INPUTS: readonly OpInput[] = [
+  tensor('x'),
+  tensor('theta'),
+  tensor(NOISE),
+  tensor('bias'),
+  tensor('eps'),
+];
+
+const DENSE_A_OPS: readonly OpSpec[] = [
+  {
+    name: 'vd.dense_a.train',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_atrain',
+    inputs: DENSE_A_INPUTS,
+    outputs: ['mean', 'variance', 'output'],
+  },
+  {
+    name: 'vd.dense_a.train_vjp',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_atrain',
+    inputs: [...DENSE_A_INPUTS, tensor('cotangent')],
+    outputs: GRADIENTS,
+  },
+  {
+    name: 'vd.dense_a.kl',
+    algorithm: 'vd',
+    layer: null,
+    section: 'spec/dense-a.md#vddense_akl',
+    inputs: [tensor('theta'), tensor(NOISE)],
+    outputs: ['kl', `grad_${NOISE}`],
+  },
+];
+
+/**
+ * SVD's unmasked eval forward (spec/dense.md#svddenseeval_unmasked,
+ * spec/conv2d.md#svdconv2deval_unmasked): every weight at its mean, nothing
+ * pruned. VD has no mask: its `eval` is already this.
+ */
+function unmaskedEvalOp(layer: LayerKind): OpSpec {
+  const page = layer === 'dense' ? 'spec/dense.md' : 'spec/conv2d.md';
+  return {
+    name: `svd.${layer}.eval_unmasked`,
+    algorithm: 'svd',
+    layer,
+    section: `${page}#svd${layer}eval_unmasked`,
+    inputs: LAYER_INPUTS[layer],
+    outputs: ['output'],
+  };
+}
+
+/**
+ * The Monte Carlo predictive of a dense layer (spec/dense.md#svddensepredict_mc):
+ * the training forward once per draw of eps [S, batch, out], averaged.
+ */
+function predictMcOp(algorithm: 'svd' | 'vd'): OpSpec {
+  return {
+    name: `${algorithm}.dense.predict_mc`,
+    algorithm,
+    layer: 'dense',
+    section: `spec/dense.md#${algorithm}densepredict_mc`,
+    inputs: [...LAYER_INPUTS.dense, tensor('eps'), TRAIN_CLIP],
+    outputs: ['mean_output', 'mean_softmax'],
+  };
+}
+
 const WEIGHT_INPUTS: readonly OpInput[] = [
   tensor('theta'),
   tensor(NOISE),
@@ -134,6 +207,11 @@ export const OPS: readonly OpSpec[] = [
     outputs: ['mask'],
   },
   ...(['svd', 'vd'] as const).flatMap((a) => [...layerOps(a, 'dense'), ...layerOps(a, 'conv2d')]),
+  unmaskedEvalOp('dense'),
+  unmaskedEvalOp('conv2d'),
+  predictMcOp('svd'),
+  predictMcOp('vd'),
+  ...DENSE_A_OPS,
   {
     name: 'kl.layer',
     algorithm: null,
@@ -306,7 +384,7 @@ export function sgvbArguments(given: Record<string, unknown>): {
 
 export interface LayerCallArguments {
   /** What the op does with the layer: the last part of its name. */
-  readonly kind: 'train' | 'eval' | 'train_vjp' | 'eval_vjp';
+  readonly kind: 'train' | 'eval' | 'train_vjp' | 'eval_vjp' | 'eval_unmasked' | 'predict_mc';
   /** The layer's inputs under the implementations' field names (values unchecked). */
   readonly inputs: {
     readonly x: unknown;

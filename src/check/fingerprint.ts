@@ -319,7 +319,12 @@ function knownBugs(profile: Profile): Candidate[] {
         const masked = maskVariance && stats.mask[i] === 0 ? 0 : s2;
         return masked * masked;
       });
-      const outputs = withVariance(profile, correct, inputs, linearOfSquares(op, inputs, squared, profile.samePadding));
+      const outputs = withVariance(
+        profile,
+        correct,
+        inputs,
+        linearOfSquares(op, inputs, squared, profile.samePadding),
+      );
       // The bug keeps every convention of the profile: its model's scale.
       return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },

@@ -614,6 +614,24 @@ export function fastConv2dEval(
   });
 }
 
+/** svd.conv2d.eval_unmasked: conv(x, theta) + bias, no mask, in float32. */
+export function fastConv2dEvalUnmasked(
+  inputs: FastConv2dEvalInputs,
+  profile: Profile | string,
+  options?: FastConv2dOptions,
+): Tensor {
+  const c = checkConv(inputs, profile, options);
+  if (degenerate(c)) return degenerateEval(c.bias, outputShape(c.geometry));
+  return scoped(() => {
+    const path = resolvePath(c.options.path, false);
+    const layer = layerTf(c);
+    return finiteFromTf(
+      conv2dEvalTf(layer.x, layer.theta, layer.bias, null, c.geometry, path),
+      'the output',
+    );
+  });
+}
+
 /**
  * VJP of fastConv2dTrain's output by tfjs autodiff: the gradients of
  * sum(cotangent.output * output) with respect to x, theta, noise, bias.

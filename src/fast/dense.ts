@@ -373,6 +373,72 @@ export function fastDenseEval(inputs: FastDenseEvalInputs, profile: Profile | st
   });
 }
 
+/** svd.dense.eval_unmasked: x @ theta + bias, no mask, in float32. */
+export function fastDenseEvalUnmasked(
+  inputs: FastDenseEvalInputs,
+  profile: Profile | string,
+): Tensor {
+  const d = checkDense(inputs, profile);
+  if (isDegenerate([d.batch, d.out], d.inSize)) return degenerateEval(d.bias, [d.batch, d.out]);
+  return scoped(() => {
+    const layer = layerTf(d);
+    return finiteFromTf(denseEvalTf(layer.x, layer.theta, layer.bias, null), 'the output');
+  });
+}
+
+export interface FastPredictMcResult {
+  readonly meanOutput: Tensor;
+  readonly meanSoftmax: Tensor;
+}
+
+/**
+ * svd.dense.predict_mc / vd.dense.predict_mc in float32: the training forward
+ * for every draw of eps [S, batch, out] at once (mean and variance broadcast
+ * against the draws), then the mean over the draws of the outputs and of
+ * their softmax over the out axis.
+ */
+export function fastDensePredictMc(
+  inputs: FastDenseTrainInputs,
+  profile: Profile | string,
+  options?: FastDenseOptions,
+): FastPredictMcResult {
+  const d = checkDense(inputs, profile);
+  const eps = checkTensor('eps', (inputs as unknown as Record<string, unknown>).eps, {
+    rank: 3,
+    shape: [null, d.batch, d.out],
+  });
+  if (eps.shape[0] === 0) {
+    throw new VdspecError(
+      'shape_mismatch',
+      'expected S >= 1 draws [S, batch, out], got S = 0',
+      'eps',
+    );
+  }
+  const trainClip = checkTrainClip(options, d.profile);
+  const shape = [d.batch, d.out];
+  if (sizeOf(shape) === 0) return { meanOutput: zerosOf(shape), meanSoftmax: zerosOf(shape) };
+  return scoped(() => {
+    const layer = layerTf(d);
+    let mean: tf.Tensor;
+    let variance: tf.Tensor;
+    if (d.inSize === 0) {
+      // An empty sum (spec/dense.md#degenerate-sizes), kept away from tfjs' empty matMul.
+      mean = tf.add(tf.zeros(shape), layer.bias);
+      variance = tf.zeros(shape);
+    } else {
+      const keep = keepMaskFromValues(layer.theta, layer.noise, d.profile, 'dense');
+      const r = denseTrainTf(layer, tf.zeros(shape), keep, d.profile, trainClip);
+      mean = r.mean;
+      variance = r.variance;
+    }
+    const outputs = reparameterizeTf(mean, variance, toTf(eps), d.profile.sqrtEps).output;
+    return {
+      meanOutput: finiteFromTf(tf.mean(outputs, 0), 'the mean output'),
+      meanSoftmax: finiteFromTf(tf.mean(tf.softmax(outputs), 0), 'the mean softmax'),
+    };
+  });
+}
+
 /**
  * VJP of fastDenseTrain's output by tfjs autodiff: the gradients of
  * sum(cotangent.output * output) with respect to x, theta, noise, bias. The

@@ -24,7 +24,9 @@ export {
 } from './kl.js';
 export {
   fastDenseEval,
+  fastDenseEvalUnmasked,
   fastDenseEvalVjp,
+  fastDensePredictMc,
   fastDenseTrain,
   fastDenseTrainVjp,
   type FastCotangent,
@@ -32,11 +34,21 @@ export {
   type FastDenseOptions,
   type FastDenseTrainInputs,
   type FastLayerGradients,
+  type FastPredictMcResult,
   type FastTrainCotangent,
   type FastTrainResult,
 } from './dense.js';
 export {
+  fastDenseAKl,
+  fastDenseAKlVjp,
+  fastDenseATrain,
+  fastDenseATrainVjp,
+  type FastDenseAInputs,
+  type FastDenseAKlInputs,
+} from './denseA.js';
+export {
   fastConv2dEval,
+  fastConv2dEvalUnmasked,
   fastConv2dEvalVjp,
   fastConv2dTrain,
   fastConv2dTrainVjp,

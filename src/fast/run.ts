@@ -23,6 +23,7 @@ import { scalar, type Tensor } from '../tensor.js';
 import { activeBackend, initBackend } from './backend.js';
 import {
   fastConv2dEval,
+  fastConv2dEvalUnmasked,
   fastConv2dEvalVjp,
   fastConv2dTrain,
   fastConv2dTrainVjp,
@@ -32,13 +33,22 @@ import {
 } from './conv2d.js';
 import {
   fastDenseEval,
+  fastDenseEvalUnmasked,
   fastDenseEvalVjp,
+  fastDensePredictMc,
   fastDenseTrain,
   fastDenseTrainVjp,
   type FastDenseTrainInputs,
   type FastLayerGradients,
   type FastTrainResult,
 } from './dense.js';
+import {
+  fastDenseAKl,
+  fastDenseAKlVjp,
+  fastDenseATrain,
+  fastDenseATrainVjp,
+  type FastDenseAInputs,
+} from './denseA.js';
 import { fastLayerKl, fastLayerKlVjp } from './kl.js';
 import {
   fastCrossEntropy,
@@ -95,6 +105,12 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
         return train(fastDenseTrain(inputs, profile, options));
       case 'eval':
         return { output: fastDenseEval(evalInputs, profile) };
+      case 'eval_unmasked':
+        return { output: fastDenseEvalUnmasked(evalInputs, profile) };
+      case 'predict_mc': {
+        const r = fastDensePredictMc(inputs, profile, options);
+        return { mean_output: r.meanOutput, mean_softmax: r.meanSoftmax };
+      }
       case 'train_vjp':
         return gradients(fastDenseTrainVjp(inputs, cotangent, profile, options));
       case 'eval_vjp':
@@ -106,6 +122,8 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
         return train(fastConv2dTrain(inputs, profile, options));
       case 'eval':
         return { output: fastConv2dEval(evalInputs, profile, options) };
+      case 'eval_unmasked':
+        return { output: fastConv2dEvalUnmasked(evalInputs, profile, options) };
       case 'train_vjp':
         return gradients(fastConv2dTrainVjp(inputs, cotangent, profile, options));
       case 'eval_vjp':
@@ -139,6 +157,30 @@ function call(op: OpSpec, given: Record<string, unknown>, profile: Profile): Fas
         [`grad_${profile.noiseParameter}`]: grad.noise,
       };
     }
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      // The fast functions check every value; the cast only names the fields.
+      const a = {
+        x: given['x'],
+        theta,
+        noise,
+        bias: given['bias'],
+        eps: given['eps'],
+      } as FastDenseAInputs;
+      if (op.name === 'vd.dense_a.train') return train(fastDenseATrain(a, profile));
+      const g = fastDenseATrainVjp(a, given['cotangent'] as Tensor, profile);
+      return {
+        grad_x: g.x,
+        grad_theta: g.theta,
+        [`grad_${profile.noiseParameter}`]: g.noise,
+        grad_bias: g.bias,
+      };
+    }
+    case 'vd.dense_a.kl':
+      return {
+        kl: scalar(fastDenseAKl({ theta, noise }, profile)),
+        [`grad_${profile.noiseParameter}`]: fastDenseAKlVjp({ theta, noise }, 1, profile),
+      };
     case 'objective.cross_entropy': {
       const ce = fastCrossEntropy(given['logits'] as Tensor, labelsInput(given['labels']));
       return {

@@ -295,6 +295,24 @@ function weightFlags(theta: Tensor, noise: Tensor, profile: Profile, layer: Laye
   return [...flags];
 }
 
+/** VD variant A: log_alpha [] or [in], one per input unit (spec/dense-a.md). */
+function denseAFlags(op: OpSpec, theta: Tensor, noise: Tensor, profile: Profile): string[] {
+  const flags = new Set<string>();
+  const clip = profile.dense.logAlpha.clip;
+  flags.add(noise.shape.length === 0 ? 'noise_scalar' : 'noise_per_input');
+  for (const raw of noise.data) {
+    if (clip?.max != null && raw === clip.max) flags.add('clip_max');
+    if ((clip?.max != null && raw > clip.max) || (clip?.min != null && raw < clip.min)) {
+      flags.add('beyond_clip');
+    }
+    if (raw >= EXTREME_LOG_ALPHA) flags.add('alpha_huge');
+    if (raw <= -EXTREME_LOG_ALPHA) flags.add('alpha_tiny');
+  }
+  const [inSize, out] = theta.shape as [number, number];
+  if (family(op) === 'dense_a' && inSize === out && inSize > 1) flags.add('square_layer');
+  return [...flags];
+}
+
 function isTensor(v: unknown): v is Tensor {
   return typeof v === 'object' && v !== null && 'shape' in v && 'data' in v;
 }
@@ -316,7 +334,15 @@ export function inputFlags(
   if (tensors.some((t) => t.data.length === 0)) flags.push('empty');
   const theta = inputs['theta'];
   const noise = inputs[profile.noiseParameter];
-  if (isTensor(theta) && isTensor(noise) && op.name !== 'kl.exact' && op.name !== 'kl.approx') {
+  const variantA = family(op) === 'dense_a' || family(op) === 'dense_a_kl';
+  if (variantA && isTensor(theta) && isTensor(noise)) {
+    flags.push(...denseAFlags(op, theta, noise, profile));
+  } else if (
+    isTensor(theta) &&
+    isTensor(noise) &&
+    op.name !== 'kl.exact' &&
+    op.name !== 'kl.approx'
+  ) {
     const layer = (op.layer ?? inputs['layer'] ?? 'dense') as LayerKind;
     flags.push(...weightFlags(theta, noise, profile, layer));
     if (op.layer === null && layer === 'conv2d') flags.push('layer_conv2d');
@@ -348,7 +374,15 @@ export function inputFlags(
 // Op families
 
 export type Family =
-  'kl_exact' | 'kl_approx' | 'weights' | 'layer' | 'cross_entropy' | 'sgvb' | 'schedule';
+  | 'kl_exact'
+  | 'kl_approx'
+  | 'weights'
+  | 'layer'
+  | 'dense_a'
+  | 'dense_a_kl'
+  | 'cross_entropy'
+  | 'sgvb'
+  | 'schedule';
 
 /** Which generator (and which scale rule) serves an op; unknown ops are 'unsupported'. */
 export function family(op: OpSpec): Family {
@@ -363,6 +397,11 @@ export function family(op: OpSpec): Family {
     case 'svd.mask':
     case 'kl.layer':
       return 'weights';
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp':
+      return 'dense_a';
+    case 'vd.dense_a.kl':
+      return 'dense_a_kl';
     case 'objective.cross_entropy':
       return 'cross_entropy';
     case 'objective.sgvb':
@@ -783,6 +822,8 @@ interface LayerDraftOptions {
   readonly trainClip?: boolean;
   /** Raw log_alpha range of the weights without a target. */
   readonly spread?: number;
+  /** Monte Carlo draws: eps is [samples, ...output shape] (predict_mc). */
+  readonly samples?: number;
 }
 
 function layerValues(
@@ -800,7 +841,8 @@ function layerValues(
   });
   const x = o.zeroX ? zeros(s.x) : fill(rng, s.x, -2, 2, 1 / 64);
   const bias = fill(rng, s.bias, -1, 1, 1 / 64);
-  const eps = o.zeroEps ? zeros(s.out) : fill(rng, s.out, -3, 3, 1 / 64);
+  const epsShape = o.samples === undefined ? s.out : [o.samples, ...s.out];
+  const eps = o.zeroEps ? zeros(epsShape) : fill(rng, epsShape, -3, 3, 1 / 64);
   const cotangent = fill(rng, s.out, -2, 2, 1 / 64);
   return {
     x,
@@ -818,7 +860,8 @@ function layerValues(
 function layerEdges(op: OpSpec, profile: Profile): Edge[] {
   const layer = op.layer!;
   const conv = layer === 'conv2d';
-  const train = op.name.endsWith('.train') || op.name.endsWith('.train_vjp');
+  const mc = op.name.endsWith('.predict_mc');
+  const train = op.name.endsWith('.train') || op.name.endsWith('.train_vjp') || mc;
   const vd = profile[layer].logAlpha.form === 'learned';
   const base: Dims = conv
     ? { kind: 'conv2d', n: 1, h: 3, w: 3, cin: 2, kh: 2, kw: 2, cout: 2 }
@@ -838,7 +881,13 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
         build: (rng) => ({
           comment,
           flags,
-          values: layerValues(rng, profile, options.dims ?? base, options),
+          // The Monte Carlo predictive averages 3 draws unless the case says otherwise.
+          values: layerValues(
+            rng,
+            profile,
+            options.dims ?? base,
+            mc ? { samples: 3, ...options } : options,
+          ),
         }),
       },
     ];
@@ -899,6 +948,16 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
       when: train,
     }),
     ...edge(13, 'eps = 0: the output is the mean', ['eps_zero'], { zeroEps: true, when: train }),
+    ...edge(21, 'one draw (S = 1): the predictive is the training forward of that draw', [], {
+      samples: 1,
+      when: mc,
+    }),
+    ...edge(
+      22,
+      'eight draws of one example with three outputs: the average of softmaxes is not the softmax of the mean',
+      [],
+      { samples: 8, dims: { kind: 'dense', batch: 1, in: 3, out: 3 }, when: mc },
+    ),
   ];
   if (vd) {
     const thetaShape = shapes(base).theta;
@@ -943,7 +1002,7 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
         21,
         "padding 'same', stride 2, kernel 3x3 on 8x8: TensorFlow pads 0 before and 1 after, Lasagne 1 and 1 (the profile's samePadding)",
         [],
-        { dims: c({ h: 8, w: 8, kh: 3, kw: 3, padding: 'same', stride: 2 }) },
+        { dims: c({ h: 8, w: 8, cin: 1, cout: 1, kh: 3, kw: 3, padding: 'same', stride: 2 }) },
       ),
     );
   }
@@ -983,8 +1042,135 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
           values: layerValues(rng, profile, d, {
             ...(vd ? { noiseShape: vdNoiseShape(rng, thetaShape) } : {}),
             ...(trainClip === undefined ? {} : { trainClip }),
+            ...(mc ? { samples: rng.int(1, 4) } : {}),
             spread: RANDOM_SPREAD,
           }),
+        };
+      },
+    });
+  }
+  return edges;
+}
+
+// ---------------------------------------------------------------------------
+// VD variant A (spec/dense-a.md)
+
+interface DenseADraft {
+  readonly batch?: number;
+  readonly in?: number;
+  readonly out?: number;
+  /** log_alpha [] instead of [in]. */
+  readonly scalar?: boolean;
+  /** log_alpha of the first input units, exactly (the others random). */
+  readonly targets?: readonly number[];
+  readonly zeroX?: boolean;
+  readonly zeroEps?: boolean;
+}
+
+/**
+ * log_alpha of a variant-A layer: targets first, the others on [-6, 1]
+ * (grid 1/32), nudged by 1/16 until at least EDGE_MARGIN from every edge.
+ */
+function denseALogAlpha(rng: Xorshift32, n: number, targets: readonly number[]): Tensor {
+  const data = Array.from({ length: n }, (_, i) => {
+    if (i < targets.length) return targets[i]!;
+    let v = rng.grid(-6, 1, 1 / 32);
+    while (LOG_ALPHA_EDGES.some((e) => Math.abs(v - e) < EDGE_MARGIN)) v += NUDGE;
+    return v;
+  });
+  return { shape: [n], data };
+}
+
+function denseAValues(rng: Xorshift32, d: DenseADraft): Record<string, unknown> {
+  const batch = d.batch ?? 2;
+  const inSize = d.in ?? 3;
+  const out = d.out ?? 2;
+  const la = denseALogAlpha(rng, d.scalar ? 1 : inSize, d.targets ?? []);
+  return {
+    x: d.zeroX ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -2, 2, 1 / 64),
+    theta: {
+      shape: [inSize, out],
+      data: Array.from({ length: inSize * out }, () => thetaValue(rng)),
+    },
+    [NOISE]: d.scalar ? { shape: [], data: la.data } : la,
+    bias: fill(rng, [out], -1, 1, 1 / 64),
+    eps: d.zeroEps ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -3, 3, 1 / 64),
+    cotangent: fill(rng, [batch, out], -2, 2, 1 / 64),
+  };
+}
+
+function denseAEdges(op: OpSpec): Edge[] {
+  const kl = op.name === 'vd.dense_a.kl';
+  const edge = (id: number, comment: string, flags: string[], d: DenseADraft): Edge => ({
+    id,
+    build: (rng) => ({ comment, flags, values: denseAValues(rng, d) }),
+  });
+  const edges: Edge[] = [
+    edge(1, 'log_alpha one per input unit ([in])', [], {}),
+    edge(
+      2,
+      kl
+        ? 'log_alpha a scalar, in = 4, out = 3: the KL counts it once per input unit (4 times), not per weight (12)'
+        : 'log_alpha a scalar: one alpha for the layer, still one noise per example and input unit',
+      [],
+      { scalar: true, in: 4, out: 3 },
+    ),
+    edge(
+      3,
+      'log_alpha exactly 0 = VD_LOG_ALPHA_MAX in two units: the clip gradient passes (closed interval)',
+      [],
+      { targets: [0, 0] },
+    ),
+    edge(
+      4,
+      'log_alpha 0.5 and 2, beyond the clip max: clipped to 0 (alpha = 1), gradient exactly 0',
+      [],
+      { targets: [0.5, 2] },
+    ),
+    edge(5, 'alpha tiny: log_alpha -20 (sqrt(alpha) = e^-10)', [], { targets: [-20] }),
+    edge(6, 'every size 1', ['one_element'], { batch: 1, in: 1, out: 1 }),
+    edge(
+      7,
+      kl ? 'in = 0: no input unit, KL 0' : 'in = 0: empty sums, mean = output = bias, variance = 0',
+      kl ? [] : ['empty_sum'],
+      { in: 0 },
+    ),
+  ];
+  if (!kl) {
+    edges.push(
+      edge(8, 'x = 0: variance 0, output = mean = bias (no sqrtEps in variant A)', ['zero_input'], {
+        zeroX: true,
+      }),
+      edge(9, 'eps = 0: xi = 1, the output is the mean', ['eps_zero'], { zeroEps: true }),
+      edge(10, 'batch = 0: empty results, zero gradients', [], { batch: 0 }),
+      edge(
+        11,
+        'one input unit, out 3: the outputs of an example share one eps (correlation +-1)',
+        [],
+        { batch: 2, in: 1, out: 3 },
+      ),
+      edge(
+        12,
+        'in = out = 3: eps [batch, in] has the shape variant B would draw per output; the noise is per input unit',
+        [],
+        { batch: 2, in: 3, out: 3 },
+      ),
+    );
+  }
+  for (let k = 0; k < RANDOM_CASES; k++) {
+    edges.push({
+      id: RANDOM_ID_BASE + k,
+      build: (rng) => {
+        const d: DenseADraft = {
+          batch: rng.int(1, 3),
+          in: rng.int(1, 4),
+          out: rng.int(1, 3),
+          scalar: rng.coin(),
+        };
+        return {
+          comment: 'random shapes and values, log_alpha [] or [in] on [-6, 1]',
+          flags: ['random'],
+          values: denseAValues(rng, d),
         };
       },
     });
@@ -1149,6 +1335,10 @@ export function draftCases(op: OpSpec, profile: Profile, fileSeed: number): Case
     case 'layer':
       edges = layerEdges(op, profile);
       break;
+    case 'dense_a':
+    case 'dense_a_kl':
+      edges = denseAEdges(op);
+      break;
     case 'cross_entropy':
       edges = crossEntropyEdges();
       break;
@@ -1252,8 +1442,13 @@ export const GOLDEN_FLAGS: Readonly<
     catches: 'broadcasting of log_alpha; its gradient summed over every weight',
   },
   noise_per_input: {
-    when: 'VD log_alpha has one entry per input unit ([in, 1], or [1, 1, cin, 1])',
+    when: 'VD log_alpha has one entry per input unit ([in, 1], or [1, 1, cin, 1]; [in] for vd.dense_a)',
     catches: 'broadcasting along the output axis; the gradient summed over it',
+  },
+  square_layer: {
+    when: 'a vd.dense_a train op with in = out > 1',
+    catches:
+      "variant B's independent per-output noise for variant A's shared per-input noise (eps has the same shape here)",
   },
   noise_per_weight: {
     when: "VD log_alpha has theta's shape",

@@ -27,10 +27,13 @@ import {
   type Conv2dPaddingMode,
   type Conv2dStride,
 } from '../reference/conv2d.js';
+import { denseTrain } from '../reference/dense.js';
 import { klApprox, klApproxDerivative } from '../reference/kl.js';
 import {
   broadcastIndex,
   klProfile,
+  clipGradient,
+  clipValue,
   weightStatistics,
   type WeightStatistics,
 } from '../reference/logAlpha.js';
@@ -434,5 +437,209 @@ export function layerError(c: LayerErrorInputs, model: ErrorModelOptions): Layer
     gradTheta,
     gradNoise,
     gradBias,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// VD variant A (spec/fast.md#variant-a, spec/dense-a.md)
+
+export interface DenseAErrorInputs {
+  readonly profile: Profile;
+  /** [batch, in] */
+  readonly x: Tensor;
+  /** [in, out] */
+  readonly theta: Tensor;
+  /** log_alpha, [] or [in]. */
+  readonly noise: Tensor;
+  /** [out] */
+  readonly bias: Tensor;
+  /** [batch, in] */
+  readonly eps: Tensor;
+  /** The output cotangent, [batch, out] (VJP); zeros otherwise. */
+  readonly cotangent: Tensor;
+}
+
+export interface DenseAError {
+  readonly mean: number[];
+  readonly variance: number[];
+  readonly output: number[];
+  readonly gradX: number[];
+  readonly gradTheta: number[];
+  readonly gradNoise: number[];
+  readonly gradBias: number[];
+}
+
+/**
+ * spec/fast.md#variant-a. K = in, s_i = sqrt(alpha_i), A = |x| (1 + s |eps|)
+ * (a bound on |x|, |x * xi| and on the error's lever of xi = 1 + s eps):
+ *   mean:     2 (K + 1) u (|x| @ |theta| + |b|)
+ *   variance: 2 (K + 8) u var (K positive terms of five roundings and an exp each)
+ *   output:   2 (K + 5) u (A @ |theta| + |b|) (xi carries u |xi| + 5u s |eps|)
+ *   grad_x:   2 (out + 5) u (|g| @ |theta|^T) (1 + s |eps|)
+ *   grad_theta: 2 (batch + 5) u A^T @ |g|;  grad_bias: 2 (batch + 1) u sum |g|
+ *   grad_log_alpha: for each entry, over the N terms m = |dz| |x| |eps| s / 2 it
+ *     sums (zero beyond the clip), 2 (out + 6) u sum m + 2 N u sum m.
+ * The learned log_alpha and its clip are exact in float32 (no tol_la).
+ */
+export function denseAError(c: DenseAErrorInputs, model: ErrorModelOptions): DenseAError {
+  const { u, floor } = model;
+  const [batch, inSize] = c.x.shape as [number, number];
+  const out = c.theta.shape[1]!;
+  const clip = c.profile.dense.logAlpha.clip;
+  const scalarNoise = c.noise.shape.length === 0;
+  const raw = Array.from({ length: inSize }, (_, i) => c.noise.data[scalarNoise ? 0 : i]!);
+  const alpha = raw.map((v) => Math.exp(clipValue(v, clip)));
+  const s = alpha.map(Math.sqrt);
+  const passes = raw.map((v) => clipGradient(v, clip));
+  const x = c.x.data;
+  const theta = c.theta.data;
+  const eps = c.eps.data;
+  const g = c.cotangent.data;
+  const lever = x.map((_, k) => 1 + s[k % inSize]! * Math.abs(eps[k]!));
+  const A = x.map((v, k) => Math.abs(v) * lever[k]!);
+  const at = (b: number, j: number) => b * out + j;
+  const mean: number[] = [];
+  const variance: number[] = [];
+  const output: number[] = [];
+  for (let b = 0; b < batch; b++) {
+    for (let j = 0; j < out; j++) {
+      let m = 0;
+      let v = 0;
+      let o = 0;
+      for (let i = 0; i < inSize; i++) {
+        const k = b * inSize + i;
+        const t = theta[i * out + j]!;
+        m += Math.abs(x[k]!) * Math.abs(t);
+        v += x[k]! * x[k]! * alpha[i]! * t * t;
+        o += A[k]! * Math.abs(t);
+      }
+      const bias = Math.abs(c.bias.data[j]!);
+      mean.push(2 * (inSize + 1) * u * (m + bias) + floor);
+      variance.push(2 * (inSize + 8) * u * v + floor);
+      output.push(2 * (inSize + 5) * u * (o + bias) + floor);
+    }
+  }
+  const dz = x.map((_, k) => {
+    const b = Math.floor(k / inSize);
+    const i = k % inSize;
+    let sum = 0;
+    for (let j = 0; j < out; j++) sum += Math.abs(g[at(b, j)]!) * Math.abs(theta[i * out + j]!);
+    return sum;
+  });
+  const gradX = dz.map((d, k) => 2 * (out + 5) * u * d * lever[k]! + floor);
+  const gradTheta = theta.map((_, ij) => {
+    const i = Math.floor(ij / out);
+    const j = ij % out;
+    let sum = 0;
+    for (let b = 0; b < batch; b++) sum += A[b * inSize + i]! * Math.abs(g[at(b, j)]!);
+    return 2 * (batch + 5) * u * sum + floor;
+  });
+  const gradBias = Array.from({ length: out }, (_, j) => {
+    let sum = 0;
+    for (let b = 0; b < batch; b++) sum += Math.abs(g[at(b, j)]!);
+    return 2 * (batch + 1) * u * sum + floor;
+  });
+  const m = new Array<number>(c.noise.data.length).fill(0);
+  const terms = new Array<number>(c.noise.data.length).fill(0);
+  x.forEach((xv, k) => {
+    const i = k % inSize;
+    const e = scalarNoise ? 0 : i;
+    terms[e]! += 1;
+    if (passes[i] === 0) return;
+    m[e]! += (dz[k]! * Math.abs(xv) * Math.abs(eps[k]!) * s[i]!) / 2;
+  });
+  const gradNoise = m.map((v, e) => 2 * (out + 6) * u * v + 2 * terms[e]! * u * v + floor);
+  return { mean, variance, output, gradX, gradTheta, gradNoise, gradBias };
+}
+
+/**
+ * vd.dense_a.kl under the scalar `cotangent` g: the KL, a sum of `in` per-unit
+ * terms (sum of their evaluation errors plus in u sum |KL_i|), and its
+ * log_alpha gradient (each term g (slope error + 8u |KL'|), zero beyond the
+ * clip, summed per entry with N u sum |g KL'| for N terms).
+ */
+export function denseAKlError(
+  theta: Tensor,
+  noise: Tensor,
+  profile: Profile,
+  model: ErrorModelOptions,
+  cotangent = 1,
+): { kl: number; noise: number[] } {
+  const { u, floor } = model;
+  const inSize = theta.shape[0]!;
+  const clip = profile.dense.logAlpha.clip;
+  const scalarNoise = noise.shape.length === 0;
+  const raw = Array.from({ length: inSize }, (_, i) => noise.data[scalarNoise ? 0 : i]!);
+  const la = raw.map((v) => clipValue(v, clip));
+  const kl =
+    sum(la.map((v) => klValueError(v, profile, u))) +
+    inSize * u * sum(la.map((v) => Math.abs(klApprox(v, profile)))) +
+    floor;
+  const g = Math.abs(cotangent);
+  const bound = new Array<number>(noise.data.length).fill(0);
+  const magnitude = new Array<number>(noise.data.length).fill(0);
+  const terms = new Array<number>(noise.data.length).fill(0);
+  la.forEach((v, i) => {
+    const e = scalarNoise ? 0 : i;
+    terms[e]! += 1;
+    if (clipGradient(raw[i]!, clip) === 0) return;
+    const slope = Math.abs(klApproxDerivative(v, profile));
+    bound[e]! += g * (klSlopeError(v, profile, u) + 8 * u * slope);
+    magnitude[e]! += g * slope;
+  });
+  return { kl, noise: bound.map((b, e) => b + terms[e]! * u * magnitude[e]! + floor) };
+}
+
+// ---------------------------------------------------------------------------
+// The Monte Carlo predictive of a dense layer (spec/fast.md#monte-carlo-predictive)
+
+/**
+ * `svd.dense.predict_mc` / `vd.dense.predict_mc`, with `c.eps` the draws
+ * [S, batch, out]. Per draw s the output's bound t_s is the training
+ * forward's (layerError); then, with o_s the reference outputs and
+ * p_s = softmax(o_s):
+ *   mean_output:  mean_s t_s + 2 (S + 1) u mean_s |o_s|
+ *   mean_softmax: mean_s p_s (2 D_s + 2 u R_s + 2 (C + 3) u) + 2 (S + 1) u mean_s p_s
+ * D_s the largest t_s of the row (a shift of the logits by at most D moves
+ * each probability by a factor within e^{+-2D}), R_s the row's range
+ * max - min (the rounding of z - max), C the classes (the sum and the division).
+ */
+export function predictMcError(
+  c: LayerErrorInputs,
+  model: ErrorModelOptions,
+): { nearEdge: boolean; meanOutput: number[]; meanSoftmax: number[] } {
+  const { u, floor } = model;
+  const [draws, batch, out] = c.eps.shape as [number, number, number];
+  const size = batch * out;
+  const meanOutput = new Array<number>(size).fill(0);
+  const meanSoftmax = new Array<number>(size).fill(0);
+  let nearEdge = false;
+  for (let d = 0; d < draws; d++) {
+    const eps: Tensor = { shape: [batch, out], data: c.eps.data.slice(d * size, (d + 1) * size) };
+    const t = layerError({ ...c, eps }, model);
+    nearEdge ||= t.nearEdge;
+    const o = denseTrain({ x: c.x, theta: c.theta, noise: c.noise, bias: c.bias, eps }, c.profile, {
+      trainClip: c.trainClip,
+    }).output.data;
+    for (let b = 0; b < batch; b++) {
+      const row = o.slice(b * out, (b + 1) * out);
+      const max = Math.max(...row);
+      const min = Math.min(...row);
+      const e = row.map((z) => Math.exp(z - max));
+      const total = sum(e);
+      const D = Math.max(...t.output.slice(b * out, (b + 1) * out));
+      for (let j = 0; j < out; j++) {
+        const k = b * out + j;
+        const p = e[j]! / total;
+        meanOutput[k]! += t.output[k]! + 2 * (draws + 1) * u * Math.abs(row[j]!);
+        meanSoftmax[k]! +=
+          p * (2 * D + 2 * u * (max - min) + 2 * (out + 3) * u) + 2 * (draws + 1) * u * p;
+      }
+    }
+  }
+  return {
+    nearEdge,
+    meanOutput: meanOutput.map((v) => v / draws + floor),
+    meanSoftmax: meanSoftmax.map((v) => v / draws + floor),
   };
 }

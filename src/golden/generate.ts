@@ -27,6 +27,8 @@ import { encodeNumber, encodeTensor, stringifyGolden, type Json } from './encodi
 import { GOLDEN_BASE_SEED, goldenSeed } from './prng.js';
 import {
   crossEntropyScale,
+  denseAKlScale,
+  denseAScale,
   GOLDEN_TOLERANCE,
   klExactScale,
   klSlopeScale,
@@ -34,6 +36,7 @@ import {
   klWeightScale,
   layerKlScale,
   layerScale,
+  predictMcScale,
   roundScaleUp,
   sgvbScale,
   weightModel,
@@ -126,13 +129,36 @@ function layerScaleFor(
 ): Record<string, Tensor> {
   const layer = op.layer as LayerKind;
   const kind = op.name.split('.').slice(2).join('.');
-  const train = kind === 'train' || kind === 'train_vjp';
+  const train = kind === 'train' || kind === 'train_vjp' || kind === 'predict_mc';
   const vjp = kind.endsWith('_vjp');
-  const outShape = vjp ? (inputs['cotangent'] as Tensor).shape : outputs['output']!.shape;
+  const outShape = vjp
+    ? (inputs['cotangent'] as Tensor).shape
+    : (outputs['output'] ?? outputs['mean_output']!).shape;
   const zero = tensorOf(outShape, new Array<number>(sizeOf(outShape)).fill(0));
+  const unmasked = kind === 'eval_unmasked';
+  // The unmasked eval is the training mean with the mask off (and no eps).
   const trainClip = train
     ? ((inputs['train_clip'] as boolean | undefined) ?? profile.trainClipDefault)
-    : true;
+    : !unmasked;
+  if (kind === 'predict_mc') {
+    const mc = predictMcScale({
+      profile,
+      layer,
+      x: inputs['x'] as Tensor,
+      theta: inputs['theta'] as Tensor,
+      noise: inputs[profile.noiseParameter] as Tensor,
+      bias: inputs['bias'] as Tensor,
+      eps: inputs['eps'] as Tensor,
+      cotangent: zero,
+      trainClip,
+      stride: 1,
+      padding: 'valid',
+    });
+    return {
+      mean_output: tensorOf(outShape, mc.meanOutput),
+      mean_softmax: tensorOf(outShape, mc.meanSoftmax),
+    };
+  }
   const s = layerScale({
     profile,
     layer,
@@ -162,7 +188,7 @@ function layerScaleFor(
       output: like('output', s.output),
     };
   }
-  return { output: like('output', s.eval) };
+  return { output: like('output', unmasked ? s.mean : s.eval) };
 }
 
 /** The unrounded scale of each output of a case (before the zero and non-finite rules). */
@@ -221,6 +247,44 @@ function rawScale(
     }
     case 'layer':
       return layerScaleFor(op, profile, inputs, outputs);
+    case 'dense_a': {
+      const like = (name: string, data: number[]) => tensorOf(outputs[name]!.shape, data);
+      const noiseName = profile.noiseParameter;
+      const x = inputs['x'] as Tensor;
+      const outShape = [x.shape[0]!, (inputs['theta'] as Tensor).shape[1]!];
+      const s = denseAScale({
+        profile,
+        x,
+        theta: inputs['theta'] as Tensor,
+        noise: inputs[noiseName] as Tensor,
+        bias: inputs['bias'] as Tensor,
+        eps: inputs['eps'] as Tensor,
+        cotangent:
+          (inputs['cotangent'] as Tensor | undefined) ??
+          tensorOf(outShape, new Array<number>(sizeOf(outShape)).fill(0)),
+      });
+      if (op.name === 'vd.dense_a.train') {
+        return {
+          mean: like('mean', s.mean),
+          variance: like('variance', s.variance),
+          output: like('output', s.output),
+        };
+      }
+      return {
+        grad_x: like('grad_x', s.gradX),
+        grad_theta: like('grad_theta', s.gradTheta),
+        [`grad_${noiseName}`]: like(`grad_${noiseName}`, s.gradNoise),
+        grad_bias: like('grad_bias', s.gradBias),
+      };
+    }
+    case 'dense_a_kl': {
+      const noise = inputs[profile.noiseParameter] as Tensor;
+      const s = denseAKlScale(inputs['theta'] as Tensor, noise, profile);
+      return {
+        kl: tensorOf([], [s.kl]),
+        [`grad_${profile.noiseParameter}`]: tensorOf(noise.shape, s.noise),
+      };
+    }
     case 'cross_entropy': {
       const s = crossEntropyScale(inputs['logits'] as Tensor, outputs['per_example']!.data);
       return {

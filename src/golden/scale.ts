@@ -23,13 +23,18 @@ import type { LayerKind, Profile } from '../profiles.js';
 import { EXACT_KL_ASYMPTOTIC_BELOW } from '../reference/kl.js';
 import type { Tensor } from '../tensor.js';
 import {
+  denseAError,
+  denseAKlError,
   FLOAT32_NORMAL_FLOOR,
   FLOAT32_UNIT_ROUNDOFF,
   klSlopeError,
   klValueError,
   layerError,
   layerKlError,
+  predictMcError,
   weightError,
+  type DenseAError,
+  type DenseAErrorInputs,
   type ErrorModelOptions,
   type LayerError,
   type LayerErrorInputs,
@@ -119,6 +124,28 @@ export function layerKlScale(
 /** The dense and conv2d ops: forward outputs and VJPs. */
 export function layerScale(c: LayerErrorInputs): LayerError {
   return layerError(c, GOLDEN_MODEL);
+}
+
+/** svd.dense.predict_mc, vd.dense.predict_mc (`c.eps` the draws [S, batch, out]). */
+export function predictMcScale(c: LayerErrorInputs): {
+  meanOutput: number[];
+  meanSoftmax: number[];
+} {
+  return predictMcError(c, GOLDEN_MODEL);
+}
+
+/** vd.dense_a.train and its VJP (spec/fast.md#variant-a). */
+export function denseAScale(c: DenseAErrorInputs): DenseAError {
+  return denseAError(c, GOLDEN_MODEL);
+}
+
+/** vd.dense_a.kl: the KL and its log_alpha gradient (cotangent 1). */
+export function denseAKlScale(
+  theta: Tensor,
+  noise: Tensor,
+  profile: Profile,
+): { kl: number; noise: number[] } {
+  return denseAKlError(theta, noise, profile, GOLDEN_MODEL);
 }
 
 /**

@@ -688,6 +688,27 @@ export function conv2dEval(
   };
 }
 
+/**
+ * Unmasked eval forward (op `svd.conv2d.eval_unmasked`): conv(x, theta) + b,
+ * every weight at its posterior mean, pruned or not. The noise parameter is
+ * validated and does not enter the result.
+ */
+export function conv2dEvalUnmasked(
+  inputs: Conv2dEvalInputs,
+  profile: Profile | ProfileName,
+  options?: Conv2dOptions,
+): Tensor {
+  const layer = prepare(inputs, profile, options);
+  const g = layer.geometry;
+  return {
+    shape: outputShape(g),
+    data: requireFinite(
+      addBias(convolve(layer.x.data, layer.theta.data, g), layer.bias.data, g),
+      'the output',
+    ),
+  };
+}
+
 function checkOutputShaped(name: string, value: unknown, g: Conv2dGeometry): number[] {
   return [...checkTensor(name, value, { shape: outputShape(g) }).data];
 }

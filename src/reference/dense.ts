@@ -333,6 +333,79 @@ export function denseEval(inputs: DenseEvalInputs, profile: Profile | ProfileNam
   return toTensor(requireFinite(out, 'the output'));
 }
 
+/**
+ * Unmasked eval forward (op `svd.dense.eval_unmasked`): x @ theta + b, the
+ * posterior mean of every weight, pruned or not. The noise parameter is
+ * validated as for the eval forward and does not enter the result.
+ */
+export function denseEvalUnmasked(inputs: DenseEvalInputs, profile: Profile | ProfileName): Tensor {
+  const v = validateLayer(inputs, profile);
+  const out = plus(matmul(v.x, v.theta), rowsOf(v.bias, v.batch));
+  return toTensor(requireFinite(out, 'the output'));
+}
+
+export interface DensePredictMcResult {
+  /** (1/S) sum_s output_s, [batch, out]. */
+  readonly meanOutput: Tensor;
+  /** (1/S) sum_s softmax(output_s) over the out axis, [batch, out]. */
+  readonly meanSoftmax: Tensor;
+}
+
+/** softmax over each row of m: exp(z - max) / sum exp(z - max). */
+function softmaxRows(m: Matrix): Matrix {
+  return {
+    rows: m.rows,
+    cols: m.cols,
+    values: m.values.map((row) => {
+      const max = Math.max(...row);
+      const e = row.map((z) => Math.exp(z - max));
+      let sum = 0;
+      for (const v of e) sum += v;
+      return e.map((v) => v / sum);
+    }),
+  };
+}
+
+/**
+ * Monte Carlo predictive (ops `svd.dense.predict_mc`, `vd.dense.predict_mc`):
+ * the training forward run once per draw eps[s] of `eps` ([S, batch, out],
+ * S >= 1), with the same trainClip, and averaged:
+ *
+ *     mean_output  = (1/S) sum_s output_s
+ *     mean_softmax = (1/S) sum_s softmax(output_s)      (over the out axis)
+ */
+export function densePredictMc(
+  inputs: DenseTrainInputs,
+  profile: Profile | ProfileName,
+  options?: DenseTrainOptions,
+): DensePredictMcResult {
+  const v = validateLayer(inputs, profile);
+  const trainClip = resolveTrainClip(options, v.profile);
+  const eps = checkTensor('eps', checkInputs(inputs)['eps'], {
+    rank: 3,
+    shape: [null, v.batch, v.outSize],
+  });
+  const draws = eps.shape[0]!;
+  if (draws < 1) {
+    throw new VdspecError(
+      'shape_mismatch',
+      'expected S >= 1 draws [S, batch, out], got S = 0',
+      'eps',
+    );
+  }
+  const size = v.batch * v.outSize;
+  let outputSum = zeros(v.batch, v.outSize);
+  let softmaxSum = zeros(v.batch, v.outSize);
+  for (let d = 0; d < draws; d++) {
+    const epsD = { shape: [v.batch, v.outSize], data: eps.data.slice(d * size, (d + 1) * size) };
+    const output = trainForward(v, epsD, trainClip).output;
+    outputSum = plus(outputSum, output);
+    softmaxSum = plus(softmaxSum, softmaxRows(output));
+  }
+  const average = (m: Matrix) => toTensor(elementwise(m, (value) => value / draws));
+  return { meanOutput: average(outputSum), meanSoftmax: average(softmaxSum) };
+}
+
 // ---------------------------------------------------------------------------
 // VJPs (spec/dense.md#dense-vjps).
 

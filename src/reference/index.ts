@@ -5,6 +5,7 @@
 export * from './kl.js';
 export * from './logAlpha.js';
 export * from './dense.js';
+export * from './denseA.js';
 export * from './conv2d.js';
 export * from './objective.js';
 export { run, type Outputs } from './run.js';

@@ -99,7 +99,7 @@ function productWithHardZero(a: number, b: number): number {
  * The gradient of clip(x, min, max): 1 strictly inside, 0 strictly outside,
  * and the clip's `gradientAtBound` (default 1) exactly on a bound.
  */
-function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
+export function clipGradient(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
   if (!Number.isFinite(x)) return 0;
   if (clip === null) return 1;
   if (clip.min !== null && x < clip.min) return 0;
@@ -121,7 +121,7 @@ export function klProfile(profile: Profile): Profile {
   };
 }
 
-function clipValue(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
+export function clipValue(x: number, clip: Profile['dense']['logAlpha']['clip']): number {
   if (clip === null) return x;
   let y = x;
   if (clip.min !== null && y < clip.min) y = clip.min;

@@ -38,7 +38,7 @@ const LAYER_RANK: Record<LayerKind, number> = { dense: 2, conv2d: 4 };
  * batch thousands of losses; the reference should be the exact sum to within
  * about one rounding, so that goldens do not depend on summation order.
  */
-function compensatedSum(values: readonly number[]): number {
+export function compensatedSum(values: readonly number[]): number {
   let sum = 0;
   let compensation = 0;
   for (const x of values) {

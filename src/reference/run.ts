@@ -19,6 +19,7 @@ import { getProfile, type Profile, type ProfileName } from '../profiles.js';
 import { checkTensor, scalar, type Tensor } from '../tensor.js';
 import {
   conv2dEval,
+  conv2dEvalUnmasked,
   conv2dEvalVjp,
   conv2dTrain,
   conv2dTrainVjp,
@@ -27,12 +28,21 @@ import {
 } from './conv2d.js';
 import {
   denseEval,
+  denseEvalUnmasked,
   denseEvalVjp,
+  densePredictMc,
   denseTrain,
   denseTrainVjp,
   type DenseGradients,
   type DenseTrainInputs,
 } from './dense.js';
+import {
+  denseAKl,
+  denseAKlVjp,
+  denseATrain,
+  denseATrainVjp,
+  type DenseATrainInputs,
+} from './denseA.js';
 import { klApprox, klApproxDerivative, klExact, klExactDerivative } from './kl.js';
 import { keepMask, logAlpha } from './logAlpha.js';
 import { crossEntropy, klWeightSchedule, layerKl, layerKlVjp, sgvbObjective } from './objective.js';
@@ -59,6 +69,12 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
       }
       case 'eval':
         return { output: denseEval(inputs, profile) };
+      case 'eval_unmasked':
+        return { output: denseEvalUnmasked(inputs, profile) };
+      case 'predict_mc': {
+        const r = densePredictMc(inputs, profile, options);
+        return { mean_output: r.meanOutput, mean_softmax: r.meanSoftmax };
+      }
       case 'train_vjp':
         return gradients(denseTrainVjp(inputs, { output: cotangent }, profile, options));
       case 'eval_vjp':
@@ -72,6 +88,8 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
       }
       case 'eval':
         return { output: conv2dEval(inputs, profile, options) };
+      case 'eval_unmasked':
+        return { output: conv2dEvalUnmasked(inputs, profile, options) };
       case 'train_vjp':
         return gradients(conv2dTrainVjp(inputs, { output: cotangent }, profile, options));
       case 'eval_vjp':
@@ -79,6 +97,18 @@ function layerCall(op: OpSpec, given: Record<string, unknown>, profile: Profile)
     }
   }
   throw new VdspecError('unknown_op', `no reference for ${op.name}`, 'op');
+}
+
+/** The catalogue inputs of a variant-A op under the reference's field names (values unchecked). */
+function denseAInputs(given: Record<string, unknown>, noise: unknown): DenseATrainInputs {
+  // The reference function checks every value; the cast only names the fields.
+  return {
+    x: given['x'],
+    theta: given['theta'],
+    noise,
+    bias: given['bias'],
+    eps: given['eps'],
+  } as DenseATrainInputs;
 }
 
 /**
@@ -135,6 +165,28 @@ function runInReferenceTerms(
         kl: scalar(layerKl(weights, profile, layer)),
         grad_theta: grad.theta,
         [noiseOut[2]!]: grad.noise,
+      };
+    }
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      const a = denseAInputs(given, noise);
+      if (op.name === 'vd.dense_a.train') {
+        const r = denseATrain(a, profile);
+        return { mean: r.mean, variance: r.variance, output: r.output };
+      }
+      const g = denseATrainVjp(a, given['cotangent'] as Tensor, profile);
+      return {
+        grad_x: g.x,
+        grad_theta: g.theta,
+        [noiseOut[2]!]: g.noise,
+        grad_bias: g.bias,
+      };
+    }
+    case 'vd.dense_a.kl': {
+      const weights = { theta: given['theta'] as Tensor, noise: noise as Tensor };
+      return {
+        kl: scalar(denseAKl(weights, profile)),
+        [noiseOut[1]!]: denseAKlVjp(weights, 1, profile),
       };
     }
     case 'objective.cross_entropy': {

@@ -412,8 +412,12 @@ describe('vdspec check: cross-profile runs (spec/check.md#cross-profile-runs)', 
       output: 'grad_log_sigma = 2 * grad_log_sigma2',
     });
     expect(report.totals.failed).toBe(0);
-    expect(report.totals.passed).toBe(report.totals.cases);
-    for (const op of report.ops) expect(op.worstRatio, op.op).toBe(0);
+    // Every case of the ops it declares passes (the shipped set has more ops than the fixture's).
+    expect(report.totals.passed).toBe(report.totals.cases - report.totals.skipped);
+    expect(report.totals.passed).toBeGreaterThan(0);
+    for (const op of report.ops.filter((o) => o.status !== 'skipped')) {
+      expect(op.worstRatio, op.op).toBe(0);
+    }
   });
 
   it('spec/check.md#cross-profile-runs: failed cases say which names were translated, in the table, JSON and JUnit', async () => {

@@ -10,13 +10,18 @@ import { expect } from 'vitest';
 
 import type { FastConv2dOptions, FastConv2dPath } from '../../src/fast/index.js';
 import {
+  denseAError,
+  denseAKlError,
   FLOAT32_NORMAL_FLOOR,
   FLOAT32_UNIT_ROUNDOFF,
   klSlopeError,
   klValueError,
   layerError,
   layerKlError,
+  predictMcError,
   weightError,
+  type DenseAError,
+  type DenseAErrorInputs,
   type ErrorModelOptions,
   type WeightError,
 } from '../../src/golden/errorModel.js';
@@ -283,6 +288,24 @@ export function layerKlTolerance(
   };
 }
 
+/**
+ * VD variant A (spec/fast.md#variant-a): the train forward and VJP bounds,
+ * each plus TINY. The learned log_alpha is exact in float32, so no case is
+ * near an edge.
+ */
+export function denseATolerance(c: DenseAErrorInputs): DenseAError {
+  return denseAError(c, FAST_AGREEMENT_MODEL);
+}
+
+/** vd.dense_a.kl with cotangent 1: the KL's bound and its log_alpha gradient's, each plus TINY. */
+export function denseAKlTolerance(
+  theta: Tensor,
+  noise: Tensor,
+  profile: Profile,
+): { kl: number; noise: number[] } {
+  return denseAKlError(theta, noise, profile, FAST_AGREEMENT_MODEL);
+}
+
 export interface LayerCase {
   readonly w: Weights;
   readonly x: Tensor;
@@ -340,6 +363,32 @@ export function layerTolerance(c: LayerCase): LayerTolerance {
     gNoise: t.gradNoise,
     gBias: t.gradBias,
   };
+}
+
+/**
+ * svd.dense.predict_mc / vd.dense.predict_mc (spec/fast.md#monte-carlo-predictive):
+ * `draws` is eps [S, batch, out]; the case's own eps is not used.
+ */
+export function predictMcTolerance(
+  c: LayerCase,
+  draws: Tensor,
+): { nearEdge: boolean; meanOutput: number[]; meanSoftmax: number[] } {
+  return predictMcError(
+    {
+      profile: c.w.profile,
+      layer: 'dense',
+      x: c.x,
+      theta: c.w.theta,
+      noise: c.w.noise,
+      bias: c.bias,
+      eps: draws,
+      cotangent: c.gy,
+      trainClip: c.trainClip ?? c.w.profile.trainClipDefault,
+      stride: 1,
+      padding: 'valid',
+    },
+    FAST_AGREEMENT_MODEL,
+  );
 }
 
 /** A dense case: batch 1..4, in 1..5, out 1..4, every profile, optional extra cotangents. */

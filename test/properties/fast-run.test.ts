@@ -27,6 +27,8 @@ import { run } from '../../src/reference/run.js';
 import { sizeOf, type Tensor } from '../../src/tensor.js';
 import {
   convCaseWith,
+  denseAKlTolerance,
+  denseATolerance,
   denseCaseWith,
   expectWithin,
   f32,
@@ -36,7 +38,11 @@ import {
   LAYERS,
   layerKlTolerance,
   layerTolerance,
+  noiseValue,
+  predictMcTolerance,
   runs,
+  tensorOf,
+  thetaValue,
   TINY,
   U,
   weightsFor,
@@ -101,6 +107,12 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
       ? filled([], 2, 0.5, -1)
       : filled([...theta.shape], 2, 2, -6);
   const out = conv ? [1, 3, 3, 3] : [2, 2];
+  // VD variant A draws one eps per example and input unit: [batch, in].
+  const epsShape = op.name.startsWith('vd.dense_a.')
+    ? [2, 3]
+    : op.name.endsWith('.predict_mc')
+      ? [3, ...out] // S = 3 draws
+      : out;
   // kl.approx: both infinities, a clip bound, the threshold; VD's cubic only below its clip max 0.
   const logAlpha =
     profile.kl.approximation === 'vd_cubic'
@@ -110,7 +122,7 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
     x: conv ? filled([1, 4, 4, 2], 3) : filled([2, 3], 3),
     theta,
     bias: filled([conv ? 3 : 2], 4, 0.1),
-    eps: filled(out, 5),
+    eps: filled(epsShape, 5),
     cotangent: filled(out, 6),
     log_alpha: { shape: [logAlpha.length], data: logAlpha },
     logits: filled([2, 3], 8, 3),
@@ -128,7 +140,7 @@ function exampleInputs(op: OpSpec, profile: Profile): Record<string, unknown> {
   return inputs;
 }
 
-type LayerOpKind = 'train' | 'eval' | 'train_vjp' | 'eval_vjp';
+type LayerOpKind = 'train' | 'eval' | 'train_vjp' | 'eval_vjp' | 'eval_unmasked' | 'predict_mc';
 const layerOpKind = (op: OpSpec) => op.name.split('.').slice(2).join('.') as LayerOpKind;
 
 function layerInputs(op: OpSpec, profile: Profile, c: LayerCase): Record<string, unknown> {
@@ -139,7 +151,7 @@ function layerInputs(op: OpSpec, profile: Profile, c: LayerCase): Record<string,
     [profile.noiseParameter]: c.w.noise,
     bias: c.bias,
   };
-  if (kind === 'train' || kind === 'train_vjp') {
+  if (kind === 'train' || kind === 'train_vjp' || kind === 'predict_mc') {
     inputs['eps'] = c.eps;
     if (c.trainClip !== undefined) inputs['train_clip'] = c.trainClip;
   }
@@ -182,11 +194,52 @@ const logitValue = fc.oneof(
   { weight: 1, arbitrary: float(-1e4, 1e4) },
 );
 
+/**
+ * VD variant A: batch 0..3, in 0..5, out 0..4 (empty sizes included), log_alpha
+ * [] or [in] around its clip max 0 (sometimes exactly on it), eps [batch, in].
+ */
+function denseAArb(profile: Profile, op: OpSpec): fc.Arbitrary<Record<string, unknown>> {
+  const la = profile.noiseParameter;
+  return fc
+    .record({
+      batch: fc.integer({ min: 0, max: 3 }),
+      inSize: fc.integer({ min: 0, max: 5 }),
+      out: fc.integer({ min: 0, max: 4 }),
+      scalarNoise: fc.boolean(),
+    })
+    .chain(({ batch, inSize, out, scalarNoise }) => {
+      const theta = tensorOf([inSize, out], thetaValue);
+      const noise = tensorOf(scalarNoise ? [] : [inSize], noiseValue(profile));
+      if (op.name === 'vd.dense_a.kl') {
+        return fc.record({ theta, [la]: noise });
+      }
+      return fc.record({
+        x: tensorOf([batch, inSize], float(-2, 2)),
+        theta,
+        [la]: noise,
+        bias: tensorOf([out], float(-1, 1)),
+        eps: tensorOf([batch, inSize], float(-3, 3)),
+        ...(op.name === 'vd.dense_a.train_vjp'
+          ? { cotangent: tensorOf([batch, out], float(-1, 1)) }
+          : {}),
+      });
+    });
+}
+
 /** Generated inputs of `op` under `profile`, float32 values throughout. */
 function inputsArb(op: OpSpec, profile: Profile): fc.Arbitrary<Record<string, unknown>> {
   const only = fc.constant(profile);
   if (op.layer !== null) {
     const cases = op.layer === 'dense' ? denseCaseWith(1, only) : convCaseWith(1, only);
+    if (layerOpKind(op) === 'predict_mc') {
+      // S = 1..4 draws of eps: [S, batch, out].
+      return cases.chain((c) =>
+        fc
+          .integer({ min: 1, max: 4 })
+          .chain((draws) => tensorOf([draws, ...c.eps.shape], float(-3, 3)))
+          .map((eps) => ({ ...layerInputs(op, profile, c), eps })),
+      );
+    }
     return cases.map((c) => layerInputs(op, profile, c));
   }
   const weights = fc
@@ -206,6 +259,10 @@ function inputsArb(op: OpSpec, profile: Profile): fc.Arbitrary<Record<string, un
     case 'svd.mask':
     case 'kl.layer':
       return weights;
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp':
+    case 'vd.dense_a.kl':
+      return denseAArb(profile, op);
     case 'kl.approx': {
       // The cubic only where VD's clip holds it (la <= 0); the sigmoid on both sides of every bound.
       const cubic = profile.kl.approximation === 'vd_cubic';
@@ -293,9 +350,11 @@ function layerTolerances(
 ): Tolerances {
   const kind = layerOpKind(op);
   const outShape =
-    kind === 'train' || kind === 'eval'
+    kind === 'train' || kind === 'eval' || kind === 'eval_unmasked'
       ? ref['output']!.shape
-      : (inputs['cotangent'] as Tensor).shape;
+      : kind === 'predict_mc'
+        ? ref['mean_output']!.shape
+        : (inputs['cotangent'] as Tensor).shape;
   const c = caseOf(op, profile, inputs, outShape);
   const noise = `grad_${profile.noiseParameter}`;
   if (kind === 'eval_vjp') {
@@ -309,6 +368,16 @@ function layerTolerances(
       [noise]: c.w.noise.data.map(() => 0),
       grad_bias: t.gBias,
     };
+  }
+  if (kind === 'predict_mc') {
+    const t = predictMcTolerance(c, inputs['eps'] as Tensor);
+    if (t.nearEdge) return 'skip';
+    return { mean_output: t.meanOutput, mean_softmax: t.meanSoftmax };
+  }
+  if (kind === 'eval_unmasked') {
+    // The training mean with the mask off: no mask, so no edge to skip.
+    const t = layerTolerance({ ...c, trainClip: false, eps: zeros(outShape) });
+    return { output: t.mean };
   }
   const t = layerTolerance(c);
   if (t.nearEdge) return 'skip';
@@ -370,6 +439,37 @@ function tolerances(
     }
     case 'kl.layer':
       return klLayerTolerances(profile, weightsOf(profile, inputs));
+    case 'vd.dense_a.train':
+    case 'vd.dense_a.train_vjp': {
+      const x = inputs['x'] as Tensor;
+      const out = [x.shape[0]!, (inputs['theta'] as Tensor).shape[1]!];
+      const t = denseATolerance({
+        profile,
+        x,
+        theta: inputs['theta'] as Tensor,
+        noise: inputs[profile.noiseParameter] as Tensor,
+        bias: inputs['bias'] as Tensor,
+        eps: inputs['eps'] as Tensor,
+        cotangent: (inputs['cotangent'] as Tensor | undefined) ?? zeros(out),
+      });
+      if (op.name === 'vd.dense_a.train') {
+        return { mean: t.mean, variance: t.variance, output: t.output };
+      }
+      return {
+        grad_x: t.gradX,
+        grad_theta: t.gradTheta,
+        [`grad_${profile.noiseParameter}`]: t.gradNoise,
+        grad_bias: t.gradBias,
+      };
+    }
+    case 'vd.dense_a.kl': {
+      const t = denseAKlTolerance(
+        inputs['theta'] as Tensor,
+        inputs[profile.noiseParameter] as Tensor,
+        profile,
+      );
+      return { kl: [t.kl], [`grad_${profile.noiseParameter}`]: t.noise };
+    }
     case 'kl.approx': {
       // At a float32 log_alpha (exact on both sides): the evaluation bounds of
       // fast-agreement.test.ts, the slope's plus 8u |KL'| for its products. At an

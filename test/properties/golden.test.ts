@@ -191,6 +191,15 @@ describe('spec/golden.md: the committed golden set', () => {
       const theta = c.inputs['theta'] as Tensor | undefined;
       const noise = c.inputs[file.profile.noiseParameter] as Tensor | undefined;
       if (theta === undefined || noise === undefined || file.op.startsWith('kl.e')) continue;
+      if (file.op.startsWith('vd.dense_a.')) {
+        // Variant A: log_alpha ([] or [in]) is the raw value itself, per input unit.
+        for (const raw of noise.data) {
+          weightsSeen++;
+          for (const edge of LOG_ALPHA_EDGES)
+            expect(Math.abs(raw - edge)).toBeGreaterThanOrEqual(EDGE_MARGIN);
+        }
+        continue;
+      }
       const layer =
         file.op.includes('conv2d') || c.inputs['layer'] === 'conv2d' ? 'conv2d' : 'dense';
       for (const raw of weightStatistics(theta, noise, file.profile, layer).logAlphaRaw) {
@@ -236,6 +245,24 @@ describe('spec/golden.md: the committed golden set', () => {
         'clip_max',
       ],
       'kingma2015/vd.conv2d.eval_vjp.json': ['noise_scalar', 'noise_per_input', 'noise_per_weight'],
+      'kingma2015/vd.dense_a.train_vjp.json': [
+        'noise_scalar',
+        'noise_per_input',
+        'clip_max',
+        'beyond_clip',
+        'alpha_tiny',
+        'square_layer',
+        'zero_input',
+        'eps_zero',
+        'empty_sum',
+        'one_element',
+      ],
+      'kingma2015/vd.dense_a.kl.json': [
+        'noise_scalar',
+        'noise_per_input',
+        'clip_max',
+        'beyond_clip',
+      ],
       'molchanov2017/kl.approx.json': [
         'infinite_log_alpha',
         'clip_bounds',

@@ -39,7 +39,16 @@ function exampleInputs(opName: string, profile: Profile): Record<string, unknown
     x,
     theta,
     bias: filled([conv ? 3 : 2], 4, 0.1),
-    eps: filled(out, 5),
+    // VD variant A draws one eps per example and input unit: [batch, in].
+    // The Monte Carlo predictive takes S draws: [S, batch, out].
+    eps: filled(
+      opName.startsWith('vd.dense_a.')
+        ? [2, 3]
+        : opName.endsWith('.predict_mc')
+          ? [3, ...out]
+          : out,
+      5,
+    ),
     cotangent: filled(out, 6),
     log_alpha: filled([5], 7, 8),
     logits: filled([2, 3], 8, 3),

@@ -619,6 +619,31 @@ def op_eval(op, inputs, prof, bug):
     return {"output": layer.forward(layer.x, weights.theta * weights.keep) + layer.bias}
 
 
+def op_eval_unmasked(op, inputs, prof, bug):
+    """spec/dense.md#svddenseeval_unmasked: every weight at its mean, no mask."""
+    layer, weights = layer_setup(op, inputs, prof, bug)
+    return {"output": layer.forward(layer.x, weights.theta) + layer.bias}
+
+
+def softmax_rows(z):
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    e = np.array([_scalar_exp(float(v)) for v in shifted.reshape(-1)]).reshape(shifted.shape)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def op_predict_mc(op, inputs, prof, bug):
+    """spec/dense.md#svddensepredict_mc: the training forward per draw of eps [S, batch, out], averaged."""
+    draws = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    if draws.ndim != 3 or draws.shape[0] < 1:
+        raise PortError("eps: expected [S, batch, out] with S >= 1")
+    one = dict(inputs, eps=encode_tensor(draws[0]))
+    _, _, _, _, mean, _, s = train_forward(op, one, prof, bug)
+    if draws.shape[1:] != mean.shape:
+        raise PortError("eps: expected [S] + the output's shape %s" % list(mean.shape))
+    outputs = mean + s * draws
+    return {"mean_output": outputs.mean(axis=0), "mean_softmax": softmax_rows(outputs).mean(axis=0)}
+
+
 def gradients(prof, layer, weights, dx, dtheta, dnoise, dbias):
     return {"grad_x": dx, "grad_theta": dtheta,
             "grad_" + prof["noise"]: dnoise, "grad_bias": dbias}
@@ -693,6 +718,76 @@ def op_kl_layer(op, inputs, prof, bug):
     return {"kl": np.array(total), "grad_theta": dtheta, "grad_" + prof["noise"]: dnoise}
 
 
+# ---------------------------------------------------------------------------
+# spec/dense-a.md: VD variant A, Gaussian dropout on the input units
+
+def dense_a_log_alpha(inputs, prof, in_size):
+    """log_alpha [] or [in], per input unit: (its shape, clipped values, clip gradient)."""
+    name = prof["noise"]
+    la = finite(decode_tensor(inputs.get(name), name), name)
+    if la.shape not in ((), (in_size,)):
+        raise PortError("%s: variant A takes [] or [in], got %s" % (name, list(la.shape)))
+    lo, hi = prof["dense"]["clip"]
+    raw = np.broadcast_to(la, (in_size,)).astype(float)
+    passes = np.ones(in_size)
+    clipped = raw.copy()
+    if hi is not None:
+        passes[raw > hi] = 0.0
+        clipped = np.minimum(clipped, hi)
+    if lo is not None:
+        passes[raw < lo] = 0.0
+        clipped = np.maximum(clipped, lo)
+    return la.shape, clipped, passes
+
+
+def dense_a_setup(inputs, prof):
+    x = finite(decode_tensor(inputs.get("x"), "x"), "x")
+    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
+    bias = finite(decode_tensor(inputs.get("bias"), "bias"), "bias")
+    eps = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    if x.ndim != 2 or theta.ndim != 2 or theta.shape[0] != x.shape[1]:
+        raise PortError("x, theta: expected [batch, in] and [in, out]")
+    if bias.shape != (theta.shape[1],):
+        raise PortError("bias: expected [out]")
+    if eps.shape != x.shape:
+        raise PortError("eps: expected [batch, in] (one draw per example and input unit)")
+    shape, la, passes = dense_a_log_alpha(inputs, prof, x.shape[1])
+    alpha = np.array([_scalar_exp(float(v)) for v in la])
+    s = np.sqrt(alpha)
+    xi = 1.0 + s * eps
+    return x, theta, bias, eps, shape, alpha, s, passes, xi
+
+
+def op_dense_a_train(op, inputs, prof, bug):
+    x, theta, bias, _, _, alpha, _, _, xi = dense_a_setup(inputs, prof)
+    return {"mean": x @ theta + bias,
+            "variance": (x * x * alpha) @ (theta * theta),
+            "output": (x * xi) @ theta + bias}
+
+
+def op_dense_a_train_vjp(op, inputs, prof, bug):
+    x, theta, _, eps, shape, _, s, passes, xi = dense_a_setup(inputs, prof)
+    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    if cot.shape != (x.shape[0], theta.shape[1]):
+        raise PortError("cotangent: expected [batch, out]")
+    dz = cot @ theta.T
+    terms = dz * x * eps * s / 2.0 * passes
+    dla = np.array(terms.sum()) if shape == () else terms.sum(axis=0)
+    return {"grad_x": dz * xi, "grad_theta": (x * xi).T @ cot,
+            "grad_" + prof["noise"]: dla, "grad_bias": cot.sum(axis=0)}
+
+
+def op_dense_a_kl(op, inputs, prof, bug):
+    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
+    if theta.ndim != 2:
+        raise PortError("theta: expected [in, out]")
+    shape, la, passes = dense_a_log_alpha(inputs, prof, theta.shape[0])
+    kl, dkl = kl_approx(la, prof, bug)
+    slope = dkl * passes
+    dla = np.array(math.fsum(slope.tolist())) if shape == () else slope
+    return {"kl": np.array(math.fsum(kl.tolist())), "grad_" + prof["noise"]: dla}
+
+
 def cross_entropy(inputs):
     logits = finite(decode_tensor(inputs.get("logits"), "logits"), "logits")
     labels = inputs.get("labels")
@@ -751,8 +846,15 @@ def ops_for(prof):
         "objective.sgvb": op_sgvb,
         "schedule.kl_weight": op_kl_weight,
     }
+    table[alg + ".dense.predict_mc"] = op_predict_mc
     if alg == "svd":
         table["svd.mask"] = op_mask
+        table["svd.dense.eval_unmasked"] = op_eval_unmasked
+        table["svd.conv2d.eval_unmasked"] = op_eval_unmasked
+    else:
+        table["vd.dense_a.train"] = op_dense_a_train
+        table["vd.dense_a.train_vjp"] = op_dense_a_train_vjp
+        table["vd.dense_a.kl"] = op_dense_a_kl
     for kind in ("dense", "conv2d"):
         base = "%s.%s." % (alg, kind)
         table[base + "train"] = op_train
