@@ -39,6 +39,10 @@ Options:
   --train-clip       apply the keep mask in the training forward, as the official
                      LeNet scripts do (train_clip=True); default: the profile's
   --no-train-clip    do not, whatever the profile's default
+  --vd-log-alpha S   with --profile kingma2015: log_alpha per weight (default),
+                     per input unit (input) or one per layer (scalar)
+  --random-labels S  the SVD paper's random-labels experiment: train on the
+                     training labels permuted with seed S (test labels unchanged)
   --epochs N         epochs (default ${RECIPE_EPOCHS}, the official recipe's length)
   --seed S           seeds initialisation, noise and batch order (default 1)
   --out DIR          output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)
@@ -63,6 +67,8 @@ interface TrainCliOptions {
   data?: string;
   profile?: string;
   trainClip?: boolean;
+  vdLogAlpha?: string;
+  randomLabels?: number;
   epochs: number;
   seed?: number;
   out?: string;
@@ -81,6 +87,8 @@ const FLAGS: FlagSpec = {
   command: 'train',
   values: [
     '--data',
+    '--vd-log-alpha',
+    '--random-labels',
     '--profile',
     '--epochs',
     '--seed',
@@ -125,6 +133,12 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
     switch (flag) {
       case '--data':
         options.data = value;
+        break;
+      case '--vd-log-alpha':
+        options.vdLogAlpha = value;
+        break;
+      case '--random-labels':
+        options.randomLabels = integer(flag, value);
         break;
       case '--profile':
         options.profile = value;
@@ -213,6 +227,8 @@ async function run(
     ...(options.data === undefined ? {} : { data: options.data }),
     ...(options.profile === undefined ? {} : { profile: options.profile }),
     ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
+    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
+    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
     baseline: options.baseline,
     epochs: options.epochs,
     ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -295,6 +311,8 @@ function resumeFlags(config: TrainConfig): string {
   if (config.data !== 'mnist') flags.push(`--data ${config.data}`);
   if (config.profile !== 'molchanov2017') flags.push(`--profile ${config.profile}`);
   if (config.trainClip !== null) flags.push(config.trainClip ? '--train-clip' : '--no-train-clip');
+  if (config.vdLogAlpha !== null) flags.push(`--vd-log-alpha ${config.vdLogAlpha}`);
+  if (config.randomLabels !== null) flags.push(`--random-labels ${config.randomLabels}`);
   if (config.epochs !== RECIPE_EPOCHS) flags.push(`--epochs ${config.epochs}`);
   if (config.seed !== 1) flags.push(`--seed ${config.seed}`);
   if (config.baseline) flags.push('--baseline');

@@ -36,6 +36,8 @@ export function reproduceCommand(run: NamedRecord): string {
   if (c.baseline) flags.push('--baseline');
   if (c.profile !== 'molchanov2017') flags.push(`--profile ${c.profile}`);
   if (c.trainClip !== null) flags.push(c.trainClip ? '--train-clip' : '--no-train-clip');
+  if (c.vdLogAlpha !== null) flags.push(`--vd-log-alpha ${c.vdLogAlpha}`);
+  if (c.randomLabels !== null) flags.push(`--random-labels ${c.randomLabels}`);
   flags.push(`--epochs ${c.epochs}`);
   if (c.seed !== 1) flags.push(`--seed ${c.seed}`);
   if (c.initFrom !== null) flags.push(`--init-from runs/${basename(c.initFrom)}`);
@@ -55,7 +57,8 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
   const complete = runs.filter((r) => r.record.complete && r.record.final !== null);
   // A run is compared with the baseline of its network trained for as many epochs.
   const baselineError = new Map<string, number>();
-  const key = (c: TrainRecord['config']) => `${c.network}/${c.data}/${c.epochs}`;
+  const key = (c: TrainRecord['config']) =>
+    `${c.network}/${c.data}/${c.epochs}/${c.randomLabels ?? 'true labels'}`;
   for (const r of complete) {
     if (r.record.config.baseline)
       baselineError.set(key(r.record.config), r.record.final!.testError);
@@ -63,11 +66,18 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
   const rows = complete.map((r) => {
     const c = r.record.config;
     const f = r.record.final!;
-    const kind = c.baseline
-      ? 'dense baseline'
-      : c.initFrom !== null
-        ? 'Sparse VD from the baseline'
-        : 'Sparse VD from scratch';
+    const algorithm =
+      c.profile === 'kingma2015'
+        ? `VD (${c.vdLogAlpha === 'input' ? 'alpha per input unit' : c.vdLogAlpha === 'scalar' ? 'alpha per layer' : 'alpha per weight'})`
+        : 'Sparse VD';
+    const kind =
+      (c.baseline
+        ? 'dense baseline'
+        : c.initFrom !== null
+          ? `${algorithm} from the baseline`
+          : `${algorithm} from scratch`) +
+      (c.trainClip === true ? ', mask in training' : '') +
+      (c.randomLabels !== null ? ', random labels' : '');
     const base = baselineError.get(key(c));
     const gap =
       c.baseline || base === undefined

@@ -21,9 +21,14 @@ import {
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
 import { makeDirectories, writeFileAtomic } from '../files.js';
-import { createFastModel, type FastModel, type FastModelState } from '../fast/train.js';
+import {
+  createFastModel,
+  type FastModel,
+  type FastModelState,
+  type VdLogAlphaShape,
+} from '../fast/train.js';
 import { fnv1a32, Xorshift32 } from '../golden/prng.js';
-import { isProfileName, PROFILE_NAMES, type ProfileName } from '../profiles.js';
+import { isProfileName, PROFILE_NAMES, PROFILES, type ProfileName } from '../profiles.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import {
   isNetworkName,
@@ -49,6 +54,14 @@ export interface TrainConfig {
    * train_clip=True); null for the profile's trainClipDefault.
    */
   readonly trainClip: boolean | null;
+  /**
+   * The SVD paper's random-labels experiment: the training labels permuted by
+   * a seeded shuffle with this seed (spec/train.md#random-labels); null: the
+   * true labels. The test labels are never permuted.
+   */
+  readonly randomLabels: number | null;
+  /** VD only: the learned log_alpha per weight, per input unit or per layer; null otherwise. */
+  readonly vdLogAlpha: VdLogAlphaShape | null;
   /** The dense baseline: the same architecture, deterministic, no KL (FastModelOptions.deterministic). */
   readonly baseline: boolean;
   readonly epochs: number;
@@ -181,6 +194,8 @@ function sameConfig(a: TrainConfig, b: TrainConfig): string | null {
     'data',
     'profile',
     'trainClip',
+    'randomLabels',
+    'vdLogAlpha',
     'baseline',
     'epochs',
     'seed',
@@ -218,14 +233,30 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
   // Records written before --data and --train-clip existed trained on the small split, with the profile's default.
   const data: unknown = (c as Partial<TrainConfig>).data ?? 'mnist-small';
   const trainClip: unknown = (c as Partial<TrainConfig>).trainClip ?? null;
-  if (!isDataSetName(data) || (trainClip !== null && typeof trainClip !== 'boolean')) {
+  const randomLabels: unknown = (c as Partial<TrainConfig>).randomLabels ?? null;
+  const vdLogAlpha: unknown = (c as Partial<TrainConfig>).vdLogAlpha ?? null;
+  if (
+    !isDataSetName(data) ||
+    (trainClip !== null && typeof trainClip !== 'boolean') ||
+    (randomLabels !== null && !Number.isInteger(randomLabels)) ||
+    (vdLogAlpha !== null && !VD_LOG_ALPHA_SHAPES.includes(vdLogAlpha as VdLogAlphaShape))
+  ) {
     throw bad('the config is malformed');
   }
   if (!Array.isArray(r.epochs) || r.epochs.length > c.epochs) throw bad('the epochs are malformed');
   if (!Array.isArray(r.backends) || typeof r.wallSeconds !== 'number') {
     throw bad('the record is incomplete');
   }
-  return { ...(r as TrainRecord), config: { ...c, data, trainClip } };
+  return {
+    ...(r as TrainRecord),
+    config: {
+      ...c,
+      data,
+      trainClip,
+      randomLabels: randomLabels as number | null,
+      vdLogAlpha: vdLogAlpha as VdLogAlphaShape | null,
+    },
+  };
 }
 
 function prepareOutDir(outDir: string): void {
@@ -286,6 +317,7 @@ function startModel(config: TrainConfig): FastModel {
     seed: config.seed,
     deterministic: config.baseline,
     ...(config.trainClip === null ? {} : { trainClip: config.trainClip }),
+    ...(config.vdLogAlpha === null ? {} : { vdLogAlpha: config.vdLogAlpha }),
   });
 }
 
@@ -323,12 +355,40 @@ function limited(subset: MnistSubset, limit: number | null, splitSeed: number): 
   };
 }
 
+/** The shapes `--vd-log-alpha` accepts: one log_alpha per weight, per input unit, per layer. */
+export const VD_LOG_ALPHA_SHAPES: readonly VdLogAlphaShape[] = ['weight', 'input', 'scalar'];
+
+/**
+ * The training labels permuted (spec/train.md#random-labels): a Fisher-Yates
+ * shuffle of the label array, `i` from n-1 down to 1 swapping with
+ * `j = r mod (i + 1)`, `r` from the golden xorshift32 seeded with
+ * fnv1a32("<seed>/labels") (0 replaced by 1). The images stay in place, so
+ * each image gets another image's label and the class counts are unchanged.
+ */
+export function permutedLabels(labels: Uint8Array, seed: number): Uint8Array {
+  const out = Uint8Array.from(labels);
+  const rng = new Xorshift32(fnv1a32(`${seed}/labels`) || 1);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.next() % (i + 1);
+    const t = out[i]!;
+    out[i] = out[j]!;
+    out[j] = t;
+  }
+  return out;
+}
+
+function withRandomLabels(subset: MnistSubset, seed: number | null): MnistSubset {
+  return seed === null ? subset : { ...subset, labels: permutedLabels(subset.labels, seed) };
+}
+
 /** A new run's configuration with the recipe filled in and every field checked. */
 export function makeConfig(input: {
   network: string;
   data?: string;
   profile?: string;
   trainClip?: boolean | null;
+  randomLabels?: number | null;
+  vdLogAlpha?: string | null;
   baseline?: boolean;
   epochs: number;
   seed?: number;
@@ -376,6 +436,31 @@ export function makeConfig(input: {
     );
   }
   const baseline = input.baseline ?? false;
+  const vdLogAlpha = input.vdLogAlpha ?? null;
+  if (vdLogAlpha !== null) {
+    if (!VD_LOG_ALPHA_SHAPES.includes(vdLogAlpha as VdLogAlphaShape)) {
+      throw new VdspecError(
+        'invalid_argument',
+        `expected ${VD_LOG_ALPHA_SHAPES.join(', ')}, got "${vdLogAlpha}"`,
+        'vd-log-alpha',
+      );
+    }
+    if (PROFILES[profile].algorithm !== 'vd' || baseline) {
+      throw new VdspecError(
+        'invalid_argument',
+        'only a VD run (--profile kingma2015, not --baseline) learns log_alpha directly',
+        'vd-log-alpha',
+      );
+    }
+  }
+  const randomLabels = input.randomLabels ?? null;
+  if (randomLabels !== null && (!Number.isInteger(randomLabels) || randomLabels < 0)) {
+    throw new VdspecError(
+      'invalid_argument',
+      `must be an integer >= 0, got ${randomLabels}`,
+      'random-labels',
+    );
+  }
   if (baseline && input.initFrom) {
     throw new VdspecError('invalid_argument', 'a baseline run starts from scratch', 'init-from');
   }
@@ -384,6 +469,8 @@ export function makeConfig(input: {
     data,
     profile,
     trainClip: baseline ? null : (input.trainClip ?? null),
+    randomLabels,
+    vdLogAlpha: vdLogAlpha as VdLogAlphaShape | null,
     baseline,
     epochs: positive('epochs', input.epochs)!,
     seed,
@@ -438,7 +525,10 @@ export async function trainRun(
 
   const net = NETWORKS[config.network];
   const split = loadDataSet(config.data, config.splitSeed);
-  const train = limited(split.train, config.trainLimit, config.splitSeed);
+  const train = withRandomLabels(
+    limited(split.train, config.trainLimit, config.splitSeed),
+    config.randomLabels,
+  );
   const test = limited(split.test, config.testLimit, config.splitSeed);
   const initWeights =
     resumed === null && config.initFrom !== null

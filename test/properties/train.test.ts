@@ -51,6 +51,7 @@ import {
   CHECKPOINT_FILE,
   checkRecord,
   makeConfig,
+  permutedLabels,
   RESULTS_FILE,
   trainRun,
   type TrainRecord,
@@ -568,6 +569,64 @@ describe(
       expect(baseline.err).toMatch(/--baseline has no noise/);
     });
 
+    it('--random-labels and --vd-log-alpha are recorded, repeated in the command, and checked', async () => {
+      const dir = join(tempDir(), 'random');
+      const r = await cli([
+        'lenet300',
+        '--epochs',
+        '1',
+        '--random-labels',
+        '7',
+        '--out',
+        dir,
+        ...small,
+      ]);
+      expect(r.err).toBe('');
+      expect(readRecord(dir).config.randomLabels).toBe(7);
+      // The same run on the true labels: identical but for the labels, so its loss differs.
+      const truth = join(tempDir(), 'truth');
+      expect((await cli(['lenet300', '--epochs', '1', '--out', truth, ...small])).code).toBe(0);
+      expect(readRecord(dir).epochs[0]!.dataTerm).not.toBe(readRecord(truth).epochs[0]!.dataTerm);
+      expect(readRecord(dir).testSize).toBe(readRecord(truth).testSize);
+      const vd = join(tempDir(), 'vd');
+      const v = await cli([
+        'lenet300',
+        '--epochs',
+        '1',
+        '--profile',
+        'kingma2015',
+        '--vd-log-alpha',
+        'input',
+        '--out',
+        vd,
+        ...small,
+      ]);
+      expect(v.err).toBe('');
+      expect(readRecord(vd).config.vdLogAlpha).toBe('input');
+      const svd = await cli([
+        'lenet300',
+        '--vd-log-alpha',
+        'input',
+        '--out',
+        join(tempDir(), 'w'),
+        ...small,
+      ]);
+      expect(svd.code).toBe(2);
+      expect(svd.err).toMatch(/vd-log-alpha: only a VD run/);
+      const shape = await cli([
+        'lenet300',
+        '--profile',
+        'kingma2015',
+        '--vd-log-alpha',
+        'unit',
+        '--out',
+        join(tempDir(), 'u'),
+        ...small,
+      ]);
+      expect(shape.code).toBe(2);
+      expect(shape.err).toMatch(/vd-log-alpha: expected weight, input, scalar, got "unit"/);
+    });
+
     it('a resume with other flags, or of a damaged checkpoint, is refused', async () => {
       const dir = join(tempDir(), 'run');
       expect(
@@ -607,5 +666,31 @@ describe('committed results (README "Results")', () => {
 
   it('the README table is generated from them', () => {
     expectSpecBlock('../README.md', 'results', resultsTableMarkdown(runs));
+  });
+});
+
+describe('spec/train.md#random-labels: the permuted training labels', () => {
+  it('a permutation of the labels (class counts kept), the same for a seed, another for another seed', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ min: 0, max: 9, minLength: 2, maxLength: 300 }),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        (labels, seed) => {
+          const permuted = permutedLabels(labels, seed);
+          expect(permuted.length).toBe(labels.length);
+          expect([...permuted].sort()).toEqual([...labels].sort());
+          expect(permutedLabels(labels, seed)).toEqual(permuted);
+          // The input is not changed in place.
+          expect(permuted).not.toBe(labels);
+        },
+      ),
+      { numRuns: 100 },
+    );
+    // 0..999 distinct: a shuffle moves almost every label, and seeds give different orders.
+    const distinct = Uint8Array.from({ length: 250 }, (_, i) => i);
+    const a = permutedLabels(distinct, 1);
+    const b = permutedLabels(distinct, 2);
+    expect(a.filter((v, i) => v === i).length).toBeLessThan(10);
+    expect(a).not.toEqual(b);
   });
 });
