@@ -13,6 +13,7 @@ import { runCheckCommand } from './check.js';
 import { runEvalCommand } from './eval.js';
 import { runGoldenCommand } from './golden.js';
 import { runKlCommand } from './kl.js';
+import { runPicturesCommand } from './pictures.js';
 import { runTrainCommand } from './train.js';
 
 type Writer = (s: string) => void;
@@ -34,6 +35,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   eval: {
     run: runEvalCommand,
     summary: 'run one operation (reference or fast) on JSON inputs from stdin',
+  },
+  pictures: {
+    run: runPicturesCommand,
+    summary: "draw a finished run's first layer: kept input pixels or pruned filter taps",
   },
   train: {
     run: runTrainCommand,

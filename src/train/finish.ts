@@ -20,12 +20,12 @@ import type { FastModel } from '../fast/train.js';
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
 import { PROFILES } from '../profiles.js';
 import { sizeOf } from '../tensor.js';
+import { PLOTS_DIR, SPARSE_MODEL_FILE, writeSparsityPictures } from './pictures.js';
 import { writeTrainingPlots, type PlotRun } from './plots.js';
 import { NETWORKS } from './recipe.js';
 import { RESULTS_FILE, checkRecord, type TrainRecord } from './trainer.js';
 
-export const SPARSE_MODEL_FILE = 'model.sparse.json';
-export const PLOTS_DIR = 'plots';
+export { PLOTS_DIR, SPARSE_MODEL_FILE };
 
 /** Images per sparseForward call (bounds its float64 buffers). */
 const SPARSE_CHUNK = 250;
@@ -142,8 +142,15 @@ export async function finishRun(
     },
     join(outDir, PLOTS_DIR),
   );
+  // What the sparse network kept of its first layer (spec/train.md#pictures).
+  const pictures = record.config.baseline
+    ? []
+    : await writeSparsityPictures(
+        outDir,
+        `${net.title}, Sparse VD (${record.config.profile}), ${record.trainSize.toLocaleString('en-US')} MNIST digits`,
+      );
   return {
     sparseExport: sparse,
-    plots: plots.map((p) => p.slice(outDir.length).replace(/^[/\\]+/, '')),
+    plots: [...plots, ...pictures].map((p) => p.slice(outDir.length).replace(/^[/\\]+/, '')),
   };
 }

@@ -756,7 +756,21 @@ export async function writeTrainingPlots(
   }
   // Fail before the rendering's second or so when the directory cannot be one.
   rejectNonDirectory(outDir);
-  const plots = trainingPlotSpecs(input);
+  return writePlotFiles(trainingPlotSpecs(input), outDir);
+}
+
+/**
+ * Render `plots` and write each as <name>.vl.json and <name>.svg into outDir,
+ * atomically as a set (see writeTrainingPlots); returns the written paths.
+ */
+export async function writePlotFiles(
+  plots: readonly PlotSpec[],
+  outDir: string,
+): Promise<string[]> {
+  if (typeof outDir !== 'string' || outDir.length === 0) {
+    throw invalid('outDir', 'expected a directory path');
+  }
+  rejectNonDirectory(outDir);
   const files: { path: string; text: string }[] = [];
   for (const plot of plots) {
     let svg: string;

@@ -1,0 +1,133 @@
+/**
+ * spec/train.md#pictures: the first layer of a sparse export drawn as the
+ * input pixels that keep any weight (dense first layer) or the filters with
+ * their pruned taps (one-channel conv first layer). The expected values are
+ * read off hand-written models, not computed by the module.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { runPicturesCommand } from '../../src/cli/pictures.js';
+import { parseSparseModel } from '../../src/export/sparse.js';
+import {
+  firstLayerFilters,
+  inputPixelMap,
+  sparsityPictureSpecs,
+} from '../../src/train/pictures.js';
+import { renderSvg } from '../../src/train/plots.js';
+
+const temps: string[] = [];
+afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A 2 x 2 image, flat, into a dense layer of 3 units: pixel 0 keeps 2, 1 keeps 0, 2 keeps 1, 3 keeps 3. */
+const denseModel = parseSparseModel({
+  format: 'vdspec-sparse',
+  version: 1,
+  inputShape: [4],
+  layers: [
+    {
+      kind: 'dense',
+      shape: [4, 3],
+      rowPointers: [0, 2, 2, 3, 6],
+      columns: [0, 2, 1, 0, 1, 2],
+      values: [0.5, -1, 2, 0.25, 0.75, -0.5],
+      bias: [0, 0, 0],
+    },
+  ],
+  meta: {},
+});
+
+/** Two 2 x 2 filters on one channel: rows are taps (0,0), (0,1), (1,0), (1,1). */
+const convModel = parseSparseModel({
+  format: 'vdspec-sparse',
+  version: 1,
+  inputShape: [3, 3, 1],
+  layers: [
+    {
+      kind: 'conv2d',
+      shape: [2, 2, 1, 2],
+      stride: [1, 1],
+      padding: 'valid',
+      rowPointers: [0, 1, 1, 3, 4],
+      columns: [1, 0, 1, 0],
+      values: [0.5, -0.25, 1.5, 2],
+      bias: [0, 0],
+    },
+    { kind: 'relu' },
+    { kind: 'flatten' },
+  ],
+  meta: {},
+});
+
+describe('spec/train.md#pictures', () => {
+  it('the pixel map counts the kept weights of each input pixel, row-major on the square image', () => {
+    expect(inputPixelMap(denseModel)).toEqual([
+      { row: 0, col: 0, kept: 2 },
+      { row: 0, col: 1, kept: 0 },
+      { row: 1, col: 0, kept: 1 },
+      { row: 1, col: 1, kept: 3 },
+    ]);
+  });
+
+  it('the filters show each kept tap with its value and each pruned tap as null', () => {
+    const taps = firstLayerFilters(convModel);
+    const of = (filter: number) =>
+      taps.filter((t) => t.filter === filter).map((t) => [t.row, t.col, t.value]);
+    expect(of(0)).toEqual([
+      [0, 0, null],
+      [0, 1, null],
+      [1, 0, -0.25],
+      [1, 1, 2],
+    ]);
+    expect(of(1)).toEqual([
+      [0, 0, 0.5],
+      [0, 1, null],
+      [1, 0, 1.5],
+      [1, 1, null],
+    ]);
+  });
+
+  it('each model gets its picture, rendered with the counts in its subtitle', async () => {
+    const [pixels] = sparsityPictureSpecs(denseModel, 'test');
+    expect(pixels!.name).toBe('pixels');
+    expect(await renderSvg(pixels!.spec)).toContain('3 of 4');
+    const [filters] = sparsityPictureSpecs(convModel, 'test');
+    expect(filters!.name).toBe('filters');
+    expect(await renderSvg(filters!.spec)).toContain('4 of 8 taps kept');
+  });
+
+  it('vdspec pictures writes them into RUN_DIR/plots; a bad call is one line, exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vdspec-pictures-'));
+    temps.push(dir);
+    writeFileSync(join(dir, 'model.sparse.json'), JSON.stringify(denseModel));
+    const out: string[] = [];
+    const err: string[] = [];
+    expect(
+      await runPicturesCommand(
+        [dir],
+        (s) => out.push(s),
+        (s) => err.push(s),
+      ),
+    ).toBe(0);
+    expect(err).toEqual([]);
+    expect(readFileSync(join(dir, 'plots', 'pixels.svg'), 'utf8')).toContain('<svg');
+    const missing: string[] = [];
+    const code = await runPicturesCommand(
+      [join(dir, 'absent')],
+      () => {},
+      (s) => missing.push(s),
+    );
+    expect(code).toBe(2);
+    expect(missing).toHaveLength(1);
+    expect(missing[0]).toMatch(/^vdspec pictures: .*absent/);
+    expect(
+      await runPicturesCommand(
+        [],
+        () => {},
+        () => {},
+      ),
+    ).toBe(2);
+  });
+});
