@@ -3,10 +3,10 @@
  * dense baseline) on real MNIST digits with the fast implementation
  * (spec/train.md).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { RECIPE_EPOCHS } from '../constants.js';
-import { MNIST_SPLIT_SEED } from '../data/mnist.js';
+import { VdspecError } from '../errors.js';
 import { initBackend } from '../fast/backend.js';
 import { PROFILE_NAMES } from '../profiles.js';
 import { finishRun } from '../train/finish.js';
@@ -14,9 +14,12 @@ import { formatProgress, formatEpochLine, type ProgressState } from '../train/pr
 import { NETWORK_NAMES } from '../train/recipe.js';
 import {
   CHECKPOINT_FILE,
+  describeConfigField,
   makeConfig,
+  readRunConfig,
   RESULTS_FILE,
   trainRun,
+  type ConfigField,
   type TrainConfig,
 } from '../train/trainer.js';
 import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
@@ -28,7 +31,7 @@ MNIST (by default the original 60,000 training and 10,000 test images), with
 the fast implementation, following the official recipe scaled to --epochs
 (spec/train.md). Writes to --out: ${RESULTS_FILE} (config, per-epoch metrics,
 per-layer kept weights, compression, test error, wall time, backend),
-${CHECKPOINT_FILE} (after every epoch), model.sparse.json (kept weights only,
+${CHECKPOINT_FILE} (at the start and after every epoch), model.sparse.json (kept weights only,
 spec/export.md) and plots/*.svg with their Vega-Lite specs.
 
 Options:
@@ -49,7 +52,8 @@ Options:
   --baseline         train the dense baseline: same architecture, no noise, no KL
   --init-from DIR    start from the weights of a finished --baseline run in DIR
                      (the paper does so for LeNet-5)
-  --resume           continue the run in --out from its last checkpoint
+  --resume           continue the run in --out from its last checkpoint, with the
+                     configuration stored there (other flags given must agree)
   --until E          stop after epoch E (resume later with --resume)
   --train-limit N    train on the first N training images only (smoke runs)
   --test-limit N     evaluate on the first N test images only
@@ -69,7 +73,7 @@ interface TrainCliOptions {
   trainClip?: boolean;
   vdLogAlpha?: string;
   randomLabels?: number;
-  epochs: number;
+  epochs?: number;
   seed?: number;
   out?: string;
   baseline: boolean;
@@ -118,7 +122,6 @@ function integer(flag: string, text: string): number {
 
 function parseArgs(argv: readonly string[]): TrainCliOptions {
   const options: TrainCliOptions = {
-    epochs: RECIPE_EPOCHS,
     baseline: false,
     resume: false,
     quiet: false,
@@ -201,6 +204,8 @@ export interface TrainCommandIo {
   readonly progress?: (s: string) => void;
   /** Handle SIGINT (stop after the current step); default true. */
   readonly handleSignals?: boolean;
+  /** Given the function a Ctrl-C calls, so that a test can interrupt the run without a signal. */
+  readonly interruptHook?: (interrupt: () => void) => void;
 }
 
 async function run(
@@ -222,22 +227,17 @@ async function run(
       '--baseline has no noise and no mask: drop --train-clip / --no-train-clip',
     );
   }
-  const config = makeConfig({
-    network: options.network,
-    ...(options.data === undefined ? {} : { data: options.data }),
-    ...(options.profile === undefined ? {} : { profile: options.profile }),
-    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
-    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
-    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
-    baseline: options.baseline,
-    epochs: options.epochs,
-    ...(options.seed === undefined ? {} : { seed: options.seed }),
-    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
-    trainLimit: options.trainLimit ?? null,
-    testLimit: options.testLimit ?? null,
-    initFrom: options.initFrom ?? null,
-  });
-  const outDir = options.out ?? defaultOut(config);
+  let config: TrainConfig;
+  let outDir: string;
+  if (options.resume) {
+    // The run's own configuration, from its checkpoint: flags given with --resume are only checked against it.
+    outDir = options.out ?? defaultOut(makeConfig(newRunInput(options)));
+    config = readRunConfig(outDir);
+    checkResumeFlags(config, options, outDir);
+  } else {
+    config = makeConfig(newRunInput(options));
+    outDir = options.out ?? defaultOut(config);
+  }
   const backend = await initBackend();
 
   const live = options.quiet
@@ -253,6 +253,7 @@ async function run(
   };
   const handleSignals = io.handleSignals ?? true;
   if (handleSignals) process.on('SIGINT', onSigint);
+  io.interruptHook?.(onSigint);
   try {
     if (!options.quiet) {
       err(
@@ -284,7 +285,7 @@ async function run(
     if (outcome.status === 'stopped') {
       err(
         `vdspec train: stopped during epoch ${r.epochs.length + 1}; ${r.epochs.length} finished epoch(s) kept. ` +
-          `Continue with: vdspec train ${config.network} --out ${outDir} --resume ${resumeFlags(config)}`.trimEnd(),
+          `Continue with: vdspec train ${config.network} --out ${shellWord(outDir)} --resume`,
       );
       return 130;
     }
@@ -305,22 +306,69 @@ async function run(
   }
 }
 
-/** The flags a --resume needs to find the same configuration again. */
-function resumeFlags(config: TrainConfig): string {
-  const flags: string[] = [];
-  if (config.data !== 'mnist') flags.push(`--data ${config.data}`);
-  if (config.profile !== 'molchanov2017') flags.push(`--profile ${config.profile}`);
-  if (config.trainClip !== null) flags.push(config.trainClip ? '--train-clip' : '--no-train-clip');
-  if (config.vdLogAlpha !== null) flags.push(`--vd-log-alpha ${config.vdLogAlpha}`);
-  if (config.randomLabels !== null) flags.push(`--random-labels ${config.randomLabels}`);
-  if (config.epochs !== RECIPE_EPOCHS) flags.push(`--epochs ${config.epochs}`);
-  if (config.seed !== 1) flags.push(`--seed ${config.seed}`);
-  if (config.baseline) flags.push('--baseline');
-  if (config.initFrom !== null) flags.push(`--init-from ${config.initFrom}`);
-  if (config.trainLimit !== null) flags.push(`--train-limit ${config.trainLimit}`);
-  if (config.testLimit !== null) flags.push(`--test-limit ${config.testLimit}`);
-  if (config.splitSeed !== MNIST_SPLIT_SEED) flags.push(`--split-seed ${config.splitSeed}`);
-  return flags.join(' ');
+/** What makeConfig needs for a new run: the flags given, the defaults for the rest. */
+function newRunInput(options: TrainCliOptions): Parameters<typeof makeConfig>[0] {
+  return {
+    network: options.network!,
+    ...(options.data === undefined ? {} : { data: options.data }),
+    ...(options.profile === undefined ? {} : { profile: options.profile }),
+    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
+    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
+    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
+    baseline: options.baseline,
+    epochs: options.epochs ?? RECIPE_EPOCHS,
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
+    trainLimit: options.trainLimit ?? null,
+    testLimit: options.testLimit ?? null,
+    initFrom: options.initFrom ?? null,
+  };
+}
+
+/** The config fields the command line sets explicitly, with their values as makeConfig stores them. */
+function givenFields(options: TrainCliOptions): Partial<Record<ConfigField, unknown>> {
+  const given: Partial<Record<ConfigField, unknown>> = { network: options.network };
+  const copy = <K extends ConfigField & keyof TrainCliOptions>(field: K) => {
+    if (options[field] !== undefined) given[field] = options[field];
+  };
+  for (const field of [
+    'data',
+    'profile',
+    'trainClip',
+    'vdLogAlpha',
+    'randomLabels',
+    'epochs',
+    'seed',
+    'splitSeed',
+    'trainLimit',
+    'testLimit',
+  ] as const) {
+    copy(field);
+  }
+  if (options.baseline) given.baseline = true;
+  if (options.initFrom !== undefined) given.initFrom = resolve(options.initFrom);
+  return given;
+}
+
+/** Refuse a flag given with --resume that disagrees with the run's configuration, naming it as typed. */
+function checkResumeFlags(config: TrainConfig, options: TrainCliOptions, outDir: string): void {
+  const given = givenFields(options);
+  const asked = { ...config, ...given } as TrainConfig;
+  for (const field of Object.keys(given) as ConfigField[]) {
+    if (asked[field] !== config[field]) {
+      throw new VdspecError(
+        'invalid_argument',
+        `the run in ${outDir} was started with ${describeConfigField(config, field)}, not ` +
+          `${describeConfigField(asked, field)} (--resume takes the configuration from the ` +
+          'checkpoint; flags given with it must agree)',
+      );
+    }
+  }
+}
+
+/** `text` as one shell word. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }
 
 /**

@@ -448,6 +448,36 @@ describe(
       expect(metricsWithoutTime(resumed.record)).toEqual(metricsWithoutTime(straightRecord));
     });
 
+    it('Ctrl-C during epoch 1 prints a --resume command that works, with no other flag repeated', async () => {
+      const dir = join(tempDir(), 'run');
+      let interrupt = () => {};
+      let interrupted = false;
+      const err: string[] = [];
+      const code = await runTrainCommand(
+        ['lenet300', '--epochs', '2', '--out', dir, ...small.filter((a) => a !== '--quiet')],
+        () => {},
+        (s) => err.push(s),
+        {
+          handleSignals: false,
+          interruptHook: (f) => (interrupt = f),
+          // The first step's progress line: Ctrl-C in the middle of epoch 1.
+          progress: () => {
+            if (interrupted) return;
+            interrupted = true;
+            interrupt();
+          },
+        },
+      );
+      expect(code).toBe(130);
+      const hint = /Continue with: vdspec train (.*)$/m.exec(err.join('\n'));
+      expect(hint, err.join('\n')).not.toBeNull();
+      expect(hint![1]).toBe(`lenet300 --out ${dir} --resume`);
+      const resumed = await cli([...hint![1]!.split(' '), '--quiet']);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      expect(metricsWithoutTime(readRecord(dir))).toEqual(metricsWithoutTime(straightRecord));
+    });
+
     it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
       const base = join(tempDir(), 'base');
       const tiny = [
@@ -546,7 +576,7 @@ describe(
         ...limits,
       ]);
       expect(other.code).toBe(2);
-      expect(other.err).toMatch(/data is "mnist" there, "mnist-small" here/);
+      expect(other.err).toMatch(/was started with --data mnist, not --data mnist-small/);
       const bogus = await cli(['lenet300', '--data', 'cifar', '--out', join(tempDir(), 'x')]);
       expect(bogus.code).toBe(2);
       expect(bogus.err).toMatch(/unknown data set "cifar" \(expected mnist or mnist-small\)/);
@@ -634,7 +664,14 @@ describe(
       ).toBe(0);
       const other = await cli(['lenet300', '--epochs', '3', '--resume', '--out', dir, ...small]);
       expect(other.code).toBe(2);
-      expect(other.err).toMatch(/another configuration \(epochs is 2 there, 3 here\)/);
+      expect(other.err).toMatch(/was started with --epochs 2, not --epochs 3 \(--resume takes/);
+      // Flags are named as typed, not by the record's field names.
+      const limit = await cli(['lenet300', '--resume', '--out', dir, '--train-limit', '400']);
+      expect(limit.code).toBe(2);
+      expect(limit.err).toMatch(/started with --train-limit 300, not --train-limit 400/);
+      expect(limit.err.split('\n')).toHaveLength(1);
+      const network = await cli(['lenet5', '--resume', '--out', dir]);
+      expect(network.err).toMatch(/started with network lenet300, not network lenet5/);
       const path = join(dir, CHECKPOINT_FILE);
       truncateSync(path, readFileSync(path).length - 100);
       const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
