@@ -61,8 +61,9 @@ Options:
   --quiet            no progress display
   -h, --help         this text
 
-Ctrl-C stops after the current step (twice: at once); the finished epochs are kept and
---resume continues exactly where the last checkpoint left off.
+Ctrl-C stops after the current step, or after the current piece of the export and
+plots (twice: at once); the finished epochs are kept and --resume continues exactly
+where the last checkpoint left off (or redoes the unfinished exports).
 Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
 130 interrupted, 1 anything else.`;
 
@@ -245,13 +246,16 @@ async function run(
     : (io.progress ?? (process.stderr.isTTY ? (s: string) => process.stderr.write(s) : null));
   const state: ProgressState = { lastDraw: 0 };
   let stopRequested = false;
+  const handleSignals = io.handleSignals ?? true;
   const onSigint = () => {
     // A second Ctrl-C does not wait for the step: the last checkpoint is whole either way.
     if (stopRequested) process.exit(130);
     stopRequested = true;
+    // Without a listener the second Ctrl-C kills the process (exit 130) even inside a long
+    // synchronous piece of work (the export's check, a plot's rendering), where no handler runs.
+    if (handleSignals) process.off('SIGINT', onSigint);
     err('vdspec train: stopping after this step (Ctrl-C again to quit at once)');
   };
-  const handleSignals = io.handleSignals ?? true;
   if (handleSignals) process.on('SIGINT', onSigint);
   io.interruptHook?.(onSigint);
   try {
@@ -278,10 +282,17 @@ async function run(
         if (live !== null) live('\r\x1b[2K');
         err(formatEpochLine(m, record));
       },
-      finish: (model, data, record) => finishRun(model, data, record, outDir),
+      finish: (model, data, record, stopPoint) => finishRun(model, data, record, outDir, stopPoint),
     });
     if (live !== null) live('\r\x1b[2K');
     const r = outcome.record;
+    if (outcome.status === 'stopped' && r.complete) {
+      err(
+        `vdspec train: stopped after the last epoch, before the exports were finished; all ${r.epochs.length} epochs kept. ` +
+          `Finish with: vdspec train ${config.network} --out ${shellWord(outDir)} --resume`,
+      );
+      return 130;
+    }
     if (outcome.status === 'stopped') {
       err(
         `vdspec train: stopped during epoch ${r.epochs.length + 1}; ${r.epochs.length} finished epoch(s) kept. ` +

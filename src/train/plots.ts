@@ -745,11 +745,13 @@ function prepareDirectory(outDir: string, targets: readonly string[]): void {
  * each plot into outDir (created if missing); returns the written paths.
  * Everything is rendered before anything is written, every file goes to a
  * temporary name first and is renamed into place only once all are written,
- * so a failure leaves no partial file behind.
+ * so a failure leaves no partial file behind. `beforeEachRender` is awaited
+ * before each plot's rendering (vdspec train's Ctrl-C stops there by throwing).
  */
 export async function writeTrainingPlots(
   input: TrainingPlotsInput,
   outDir: string,
+  beforeEachRender: () => Promise<void> = () => Promise.resolve(),
 ): Promise<string[]> {
   if (typeof outDir !== 'string' || outDir.length === 0) {
     throw invalid('outDir', 'expected a directory path');
@@ -759,6 +761,8 @@ export async function writeTrainingPlots(
   const plots = trainingPlotSpecs(input);
   const files: { path: string; text: string }[] = [];
   for (const plot of plots) {
+    // A stop here leaves nothing written: the files are written only once all are rendered.
+    await beforeEachRender();
     let svg: string;
     try {
       svg = await renderSvg(plot.spec);

@@ -120,7 +120,10 @@ export interface TrainRecord {
   readonly wallSeconds: number;
   /** True once every epoch has run. */
   readonly complete: boolean;
-  /** Filled in when complete (spec/train.md#results). */
+  /**
+   * Filled in when complete and the exports are done (spec/train.md#results);
+   * complete with a null final: stopped during the exports, which --resume redoes.
+   */
   readonly final: FinalResults | null;
 }
 
@@ -155,13 +158,21 @@ export interface TrainRunOptions {
   readonly onEpoch?: (m: EpochMetrics, record: TrainRecord) => void;
   /** Polled after every step: true stops the run at once (the epoch in progress is lost). */
   readonly shouldStop?: () => boolean;
-  /** Run after the last epoch, with the trained model: returns extra results for the record. */
+  /**
+   * Run after the last epoch, with the trained model: returns extra results
+   * for the record. It awaits `stopPoint` between its pieces of work, which
+   * ends the run as stopped there when shouldStop says so.
+   */
   readonly finish?: (
     model: FastModel,
     data: { test: MnistSubset; xTest: tf.Tensor },
     record: TrainRecord,
+    stopPoint: () => Promise<void>,
   ) => Promise<Record<string, unknown>>;
 }
+
+/** Thrown by a stop point of `finish` to end the run as stopped. */
+class RunStopped extends Error {}
 
 export interface TrainOutcome {
   readonly record: TrainRecord;
@@ -684,7 +695,19 @@ export async function trainRun(
       keptPercent: (100 * l.kept) / l.total,
       compression: l.compression,
     });
-    const extra = options.finish ? await options.finish(model, { test, xTest }, record) : {};
+    // Let a Ctrl-C during the last epoch's evaluation in, and between the exports' pieces.
+    const stopPoint = async () => {
+      await new Promise((r) => setImmediate(r));
+      if (options.shouldStop?.()) throw new RunStopped();
+    };
+    let extra: Record<string, unknown> = {};
+    try {
+      await stopPoint();
+      if (options.finish) extra = await options.finish(model, { test, xTest }, record, stopPoint);
+    } catch (error) {
+      if (error instanceof RunStopped) return { record, status: 'stopped' };
+      throw error;
+    }
     record = {
       ...record,
       final: {

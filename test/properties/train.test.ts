@@ -43,6 +43,7 @@ import { initBackend } from '../../src/fast/backend.js';
 import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
 import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
+import { finishRun } from '../../src/train/finish.js';
 import { formatDuration, formatProgress } from '../../src/train/progress.js';
 import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
 import { readResults, resultsTableMarkdown } from '../../src/train/resultsTable.js';
@@ -476,6 +477,55 @@ describe(
       expect(resumed.err).toBe('');
       expect(resumed.code).toBe(0);
       expect(metricsWithoutTime(readRecord(dir))).toEqual(metricsWithoutTime(straightRecord));
+    });
+
+    it('Ctrl-C after the last epoch stops before the exports: exit 130, the epochs kept, --resume finishes', async () => {
+      const dir = join(tempDir(), 'run');
+      let interrupt = () => {};
+      const err: string[] = [];
+      const code = await runTrainCommand(
+        ['lenet300', '--epochs', '1', '--out', dir, ...small.filter((a) => a !== '--quiet')],
+        () => {},
+        (s) => {
+          err.push(s);
+          if (s.startsWith('epoch 1/1')) interrupt();
+        },
+        { handleSignals: false, interruptHook: (f) => (interrupt = f), progress: () => {} },
+      );
+      expect(code).toBe(130);
+      expect(err.at(-1)).toMatch(
+        /after the last epoch.* vdspec train lenet300 --out \S+ --resume$/,
+      );
+      const record = readRecord(dir);
+      expect(record.complete).toBe(true);
+      expect(record.final).toBeNull();
+      expect(existsSync(join(dir, 'model.sparse.json'))).toBe(false);
+      const resumed = await cli(['lenet300', '--out', dir, '--resume', '--quiet']);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      expect(readRecord(dir).final).not.toBeNull();
+      expect(existsSync(join(dir, 'model.sparse.json'))).toBe(true);
+    });
+
+    it('a stop requested during the exports takes effect before the next piece (the plots)', async () => {
+      const dir = join(tempDir(), 'run');
+      const config = makeConfig({
+        network: 'lenet300',
+        data: 'mnist-small',
+        epochs: 1,
+        trainLimit: 300,
+        testLimit: 100,
+      });
+      const outcome = await trainRun(config, {
+        outDir: dir,
+        resume: false,
+        // Ctrl-C once the export is written: the plots must not follow.
+        shouldStop: () => existsSync(join(dir, 'model.sparse.json')),
+        finish: (model, data, record, stopPoint) => finishRun(model, data, record, dir, stopPoint),
+      });
+      expect(outcome.status).toBe('stopped');
+      expect(readRecord(dir).final).toBeNull();
+      expect(existsSync(join(dir, 'plots'))).toBe(false);
     });
 
     it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
