@@ -7,7 +7,8 @@
  * not be carried out (usage, unreadable files, a port that crashes, hangs,
  * prints junk or answers the wrong id).
  */
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckInfrastructureError, messageOf } from '../check/errors.js';
 import { loadGoldenSet } from '../check/golden.js';
@@ -16,6 +17,8 @@ import { openProcessPort } from '../check/processPort.js';
 import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
+import { VdspecError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
 
 /** Seconds a port may take per message (the handshake and each case). */
@@ -131,7 +134,31 @@ function parseArgs(argv: readonly string[]): CheckArgs {
   if (!args.help && (args.port === undefined) === (args.results === undefined)) {
     throw new UsageError('give exactly one of --port "COMMAND" and --results FILE');
   }
+  if (!args.help && args.junit !== undefined) checkReportPath('--junit', args.junit);
   return args;
+}
+
+/**
+ * Refuse a report path that cannot be written before the check runs (a run
+ * can take minutes): not a directory, in an existing directory we may write.
+ */
+function checkReportPath(flag: string, path: string): void {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new VdspecError('invalid_argument', `${flag} ${path} is a directory: give a file name`);
+  }
+  const parent = dirname(resolve(path));
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) {
+    throw new VdspecError(
+      'invalid_argument',
+      `${flag} ${path}: the directory ${parent} does not exist`,
+    );
+  }
+  try {
+    accessSync(parent, constants.W_OK);
+    if (existsSync(path)) accessSync(path, constants.W_OK);
+  } catch {
+    throw new VdspecError('invalid_argument', `${flag} ${path}: no permission to write there`);
+  }
 }
 
 function openPort(args: CheckArgs): Promise<Port> | Port {
@@ -187,15 +214,15 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
     const golden = loadGoldenSet(args.golden, profile, args.op);
     const report = await runCheck(port, golden);
     port = null;
-    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
+    // The JUnit file first: a verdict on stdout must not be contradicted by a failed write and exit 2.
     if (args.junit !== undefined) {
       try {
-        writeFileSync(args.junit, renderJunit(report));
+        writeFileAtomic(args.junit, renderJunit(report));
       } catch (e) {
-        err(`vdspec check: cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
-        return 2;
+        return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }
     }
+    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
     return report.exitCode;
   } catch (e) {
     if (e instanceof CheckInfrastructureError) return infrastructure(e.message);

@@ -1079,6 +1079,23 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
     expect(r.err).toMatch(/golden directory .*missing does not exist/);
   });
 
+  it('spec/check.md#exit-codes: an unusable --junit path is refused before the run, with no verdict printed', async () => {
+    const cases: [string, RegExp][] = [
+      [dir, /--junit .* is a directory/],
+      [
+        join(dir, 'no-such-dir', 'junit.xml'),
+        /--junit .*: the directory .*no-such-dir does not exist/,
+      ],
+    ];
+    for (const [target, message] of cases) {
+      const r = await check(['--port', fake('good'), '--junit', target]);
+      expect(r.code, target).toBe(2);
+      expect(r.err, target).toMatch(message);
+      expect(r.err.split('\n'), r.err).toHaveLength(1);
+      expect(r.out, target).not.toMatch(/Result:/);
+    }
+  });
+
   it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {
     const copy = join(dir, 'tampered');
     writeFixtureGoldens(copy, ['molchanov2017']);
