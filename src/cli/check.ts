@@ -19,10 +19,21 @@ import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+import {
+  parseIntegerFlag,
+  parseNumberFlag,
+  runCommand,
+  scanFlags,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
 
 /** Seconds a port may take per message (the handshake and each case). */
 export const DEFAULT_TIMEOUT_SECONDS = 10;
+
+/** The longest --timeout: a day. */
+export const MAX_TIMEOUT_SECONDS = 86_400;
 
 export const DEFAULT_GOLDEN_DIR = fileURLToPath(new URL('../../test/golden', import.meta.url));
 
@@ -41,7 +52,7 @@ Options:
   --op PATTERN       only these ops: comma-separated names, * matches anything
                      (e.g. 'svd.dense.*,kl.approx')
   --timeout SEC      seconds per message before the port counts as hung
-                     (default ${DEFAULT_TIMEOUT_SECONDS}; also the handshake's)
+                     (default ${DEFAULT_TIMEOUT_SECONDS}, at most ${MAX_TIMEOUT_SECONDS}; also the handshake's)
   --json             the report as JSON on stdout instead of the table
   --junit FILE       also write the report as JUnit XML to FILE
   --max-failures N   failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run
@@ -115,18 +126,22 @@ function parseArgs(argv: readonly string[]): CheckArgs {
         args.junit = value;
         break;
       case '--timeout': {
-        const seconds = Number(value);
-        if (!/^\d*\.?\d+$/.test(value) || !(seconds > 0) || !Number.isFinite(seconds)) {
-          throw new UsageError(`--timeout expects a positive number of seconds, got "${value}"`);
+        const seconds = parseNumberFlag(flag, value);
+        // A day is plenty for one message, and far below setTimeout's 2^31 - 1 ms, beyond which Node fires at once.
+        if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+          throw new UsageError(
+            `--timeout must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${value}"`,
+          );
         }
         args.timeoutSeconds = seconds;
         break;
       }
       case '--max-failures': {
-        if (!/^\d+$/.test(value)) {
+        const count = parseIntegerFlag(flag, value);
+        if (count < 0) {
           throw new UsageError(`--max-failures expects a non-negative integer, got "${value}"`);
         }
-        args.maxFailures = Number(value);
+        args.maxFailures = count;
         break;
       }
     }

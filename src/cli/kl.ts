@@ -13,7 +13,7 @@ import {
   type KlErrorRow,
   type KlErrorTable,
 } from '../reference/kl.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
+import { parseNumberFlag, runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
 
 /** Most grid points one call may print. */
 export const KL_GRID_MAX_POINTS = 100001;
@@ -56,15 +56,6 @@ interface KlOptions {
   help: boolean;
 }
 
-const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-function parseNumber(flag: string, text: string): number {
-  if (!DECIMAL.test(text)) throw new UsageError(`${flag} expects a decimal number, got "${text}"`);
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new UsageError(`${flag} is not finite: "${text}"`);
-  return value;
-}
-
 const FLAGS: FlagSpec = {
   command: 'kl',
   values: ['--from', '--to', '--step'],
@@ -76,13 +67,13 @@ function parseArgs(argv: readonly string[]): KlOptions {
   scanFlags(argv, FLAGS, (flag, value) => {
     switch (flag) {
       case '--from':
-        options.from = parseNumber(flag, value);
+        options.from = parseNumberFlag(flag, value);
         break;
       case '--to':
-        options.to = parseNumber(flag, value);
+        options.to = parseNumberFlag(flag, value);
         break;
       case '--step':
-        options.step = parseNumber(flag, value);
+        options.step = parseNumberFlag(flag, value);
         break;
       case '--json':
         options.json = true;

@@ -22,7 +22,14 @@ import {
   type ConfigField,
   type TrainConfig,
 } from '../train/trainer.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+import {
+  parseIntegerFlag,
+  runCommand,
+  scanFlags,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
 
 const HELP = `Usage: vdspec train ${NETWORK_NAMES.join('|')} [options]
 
@@ -116,11 +123,6 @@ const FLAGS: FlagSpec = {
   needs: { '--out': 'a directory', '--init-from': 'a directory' },
 };
 
-function integer(flag: string, text: string): number {
-  if (!/^-?\d+$/.test(text)) throw new UsageError(`${flag} needs an integer, got "${text}"`);
-  return Number(text);
-}
-
 function parseArgs(argv: readonly string[]): TrainCliOptions {
   const options: TrainCliOptions = {
     baseline: false,
@@ -142,7 +144,7 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.vdLogAlpha = value;
         break;
       case '--random-labels':
-        options.randomLabels = integer(flag, value);
+        options.randomLabels = parseIntegerFlag(flag, value);
         break;
       case '--profile':
         options.profile = value;
@@ -155,10 +157,10 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.trainClip = flag === '--train-clip';
         break;
       case '--epochs':
-        options.epochs = integer(flag, value);
+        options.epochs = parseIntegerFlag(flag, value);
         break;
       case '--seed':
-        options.seed = integer(flag, value);
+        options.seed = parseIntegerFlag(flag, value);
         break;
       case '--out':
         options.out = value;
@@ -167,16 +169,16 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.initFrom = value;
         break;
       case '--until':
-        options.until = integer(flag, value);
+        options.until = parseIntegerFlag(flag, value);
         break;
       case '--train-limit':
-        options.trainLimit = integer(flag, value);
+        options.trainLimit = parseIntegerFlag(flag, value);
         break;
       case '--test-limit':
-        options.testLimit = integer(flag, value);
+        options.testLimit = parseIntegerFlag(flag, value);
         break;
       case '--split-seed':
-        options.splitSeed = integer(flag, value);
+        options.splitSeed = parseIntegerFlag(flag, value);
         break;
       case '--baseline':
         options.baseline = true;

@@ -572,6 +572,7 @@ describe(
         [['lenet7'], /unknown network "lenet7"/],
         [['lenet300', '--epochs', '0'], /epochs: must be an integer >= 1/],
         [['lenet300', '--epochs', 'ten'], /--epochs needs an integer/],
+        [['lenet300', '--epochs', '2.5'], /--epochs needs an integer, got "2.5"/],
         [['lenet300', '--profile', 'nope'], /unknown profile "nope"/],
         [
           ['lenet300', '--until', '5', '--epochs', '2', '--out', join(dir, 'u')],
