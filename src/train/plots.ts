@@ -269,10 +269,10 @@ export function logAlphaHistogram(
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (typeof v !== 'number') {
-      throw invalid(argument, `value ${i} is a ${typeof v}, not a number`);
+      throw invalid(argument, `element ${i} is a ${typeof v}, not a number`);
     }
     if (Number.isNaN(v)) {
-      throw new VdspecError('non_finite', `value ${i} is NaN: log_alpha has no bin`, argument);
+      throw new VdspecError('non_finite', `element ${i} is NaN: log_alpha has no bin`, argument);
     }
     let bin = Math.min(bins - 1, Math.max(0, Math.floor((v - from) / width)));
     // The division rounds: a value within an ulp of an edge may land one bin off the edges drawn.
