@@ -157,24 +157,35 @@ function formatLogAlpha(v: number): string {
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (cells: readonly string[]): string =>
-    cells.map((cell, c) => cell.padStart(widths[c]!)).join('  ');
+    cells
+      .map((cell, c) => cell.padStart(widths[c]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 
 function gridText(rows: readonly KlGridRow[]): string[] {
+  // Kingma et al. fit the cubic for alpha <= 1 only; beyond, its values (even negative) are no KL.
+  const outsideCubic = rows.some((r) => r.logAlpha > 0);
   return [
     'KL per weight in nats (KL, not -KL). exact: spec/kl.md#kl.exact;',
     'molchanov2017: SVD sigmoid with C = -k1; kingma2015: VD cubic, constant dropped.',
     '',
     ...table(
-      ['log_alpha', 'exact', 'molchanov2017', 'kingma2015'],
+      ['log_alpha', 'exact', 'molchanov2017', 'kingma2015 '],
       rows.map((r) => [
         formatLogAlpha(r.logAlpha),
         formatValue(r.exact),
         formatValue(r.molchanov2017),
-        formatValue(r.kingma2015),
+        `${formatValue(r.kingma2015)}${r.logAlpha > 0 ? '*' : ' '}`,
       ]),
     ),
+    ...(outsideCubic
+      ? [
+          '',
+          '* kingma2015 outside alpha <= 1 (log_alpha > 0), where the cubic was fitted: not a KL.',
+        ]
+      : []),
   ];
 }
 
