@@ -26,13 +26,36 @@ export function makeDirectories(dir: string): void {
   const absolute = resolve(dir);
   if (existsSync(absolute)) {
     if (!statSync(absolute).isDirectory()) {
-      throw new Error(`ENOTDIR: not a directory, mkdir '${absolute}'`);
+      throw Object.assign(new Error(`${absolute} is a file, not a directory`), {
+        code: 'ENOTDIR',
+      });
     }
     return;
   }
   const parent = dirname(absolute);
   if (parent !== absolute) makeDirectories(parent);
   mkdirSync(absolute);
+}
+
+/** A file system error in plain words: what went wrong, without Node's `EACCES: ..., open '<path>'`. */
+export function plainFileError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EROFS':
+      return 'the file system is read-only';
+    case 'ENOSPC':
+      return 'the disk is full';
+    case 'ENOENT':
+      return 'no such file or directory';
+    case 'ENOTDIR':
+      // makeDirectories' own message names the file in the way.
+      return e.message.startsWith('ENOTDIR') ? 'a part of the path is a file' : e.message;
+    default:
+      return e instanceof Error ? e.message : String(e);
+  }
 }
 
 let temporaryCounter = 0;

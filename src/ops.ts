@@ -334,8 +334,9 @@ const CATALOGUE_NAME_OF_ARGUMENT: Readonly<Record<string, string>> = {
 /** `e` with its argument renamed to the catalogue's input name, when they differ. */
 export function inCatalogueTerms(e: unknown): unknown {
   if (!(e instanceof VdspecError) || e.argument === undefined) return e;
-  const renamed = CATALOGUE_NAME_OF_ARGUMENT[e.argument];
-  if (renamed === undefined) return e;
+  // Own keys only: an input named "__proto__" would find Object.prototype.
+  if (!Object.hasOwn(CATALOGUE_NAME_OF_ARGUMENT, e.argument)) return e;
+  const renamed = CATALOGUE_NAME_OF_ARGUMENT[e.argument]!;
   const prefix = `${e.argument}: `;
   const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
   return new VdspecError(e.code, message, renamed);

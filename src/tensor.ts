@@ -96,13 +96,13 @@ export function checkTensor(name: string, value: unknown, check: TensorCheck = {
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (typeof v !== 'number') {
-      throw new VdspecError('invalid_argument', `value ${i} is not a number`, name);
+      throw new VdspecError('invalid_argument', `element ${i} is not a number`, name);
     }
     if (Number.isNaN(v)) {
-      throw new VdspecError('non_finite', `value ${i} is NaN`, name);
+      throw new VdspecError('non_finite', `element ${i} is NaN`, name);
     }
     if (allow === 'none' && !Number.isFinite(v)) {
-      throw new VdspecError('non_finite', `value ${i} is ${v}`, name);
+      throw new VdspecError('non_finite', `element ${i} is ${v}`, name);
     }
   }
   return { shape: [...(shape as number[])], data: values as number[] };

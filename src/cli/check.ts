@@ -7,7 +7,8 @@
  * not be carried out (usage, unreadable files, a port that crashes, hangs,
  * prints junk or answers the wrong id).
  */
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckInfrastructureError, messageOf } from '../check/errors.js';
 import { loadGoldenSet } from '../check/golden.js';
@@ -16,10 +17,23 @@ import { openProcessPort } from '../check/processPort.js';
 import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+import { VdspecError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
+import {
+  parseIntegerFlag,
+  parseNumberFlag,
+  runCommand,
+  scanFlags,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
 
 /** Seconds a port may take per message (the handshake and each case). */
 export const DEFAULT_TIMEOUT_SECONDS = 10;
+
+/** The longest --timeout: a day. */
+export const MAX_TIMEOUT_SECONDS = 86_400;
 
 export const DEFAULT_GOLDEN_DIR = fileURLToPath(new URL('../../test/golden', import.meta.url));
 
@@ -38,7 +52,7 @@ Options:
   --op PATTERN       only these ops: comma-separated names, * matches anything
                      (e.g. 'svd.dense.*,kl.approx')
   --timeout SEC      seconds per message before the port counts as hung
-                     (default ${DEFAULT_TIMEOUT_SECONDS}; also the handshake's)
+                     (default ${DEFAULT_TIMEOUT_SECONDS}, at most ${MAX_TIMEOUT_SECONDS}; also the handshake's)
   --json             the report as JSON on stdout instead of the table
   --junit FILE       also write the report as JUnit XML to FILE
   --max-failures N   failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run
@@ -112,18 +126,22 @@ function parseArgs(argv: readonly string[]): CheckArgs {
         args.junit = value;
         break;
       case '--timeout': {
-        const seconds = Number(value);
-        if (!/^\d*\.?\d+$/.test(value) || !(seconds > 0) || !Number.isFinite(seconds)) {
-          throw new UsageError(`--timeout expects a positive number of seconds, got "${value}"`);
+        const seconds = parseNumberFlag(flag, value);
+        // A day is plenty for one message, and far below setTimeout's 2^31 - 1 ms, beyond which Node fires at once.
+        if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+          throw new UsageError(
+            `--timeout must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${value}"`,
+          );
         }
         args.timeoutSeconds = seconds;
         break;
       }
       case '--max-failures': {
-        if (!/^\d+$/.test(value)) {
+        const count = parseIntegerFlag(flag, value);
+        if (count < 0) {
           throw new UsageError(`--max-failures expects a non-negative integer, got "${value}"`);
         }
-        args.maxFailures = Number(value);
+        args.maxFailures = count;
         break;
       }
     }
@@ -131,7 +149,31 @@ function parseArgs(argv: readonly string[]): CheckArgs {
   if (!args.help && (args.port === undefined) === (args.results === undefined)) {
     throw new UsageError('give exactly one of --port "COMMAND" and --results FILE');
   }
+  if (!args.help && args.junit !== undefined) checkReportPath('--junit', args.junit);
   return args;
+}
+
+/**
+ * Refuse a report path that cannot be written before the check runs (a run
+ * can take minutes): not a directory, in an existing directory we may write.
+ */
+function checkReportPath(flag: string, path: string): void {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new VdspecError('invalid_argument', `${flag} ${path} is a directory: give a file name`);
+  }
+  const parent = dirname(resolve(path));
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) {
+    throw new VdspecError(
+      'invalid_argument',
+      `${flag} ${path}: the directory ${parent} does not exist`,
+    );
+  }
+  try {
+    accessSync(parent, constants.W_OK);
+    if (existsSync(path)) accessSync(path, constants.W_OK);
+  } catch {
+    throw new VdspecError('invalid_argument', `${flag} ${path}: no permission to write there`);
+  }
 }
 
 function openPort(args: CheckArgs): Promise<Port> | Port {
@@ -187,15 +229,15 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
     const golden = loadGoldenSet(args.golden, profile, args.op);
     const report = await runCheck(port, golden);
     port = null;
-    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
+    // The JUnit file first: a verdict on stdout must not be contradicted by a failed write and exit 2.
     if (args.junit !== undefined) {
       try {
-        writeFileSync(args.junit, renderJunit(report));
+        writeFileAtomic(args.junit, renderJunit(report));
       } catch (e) {
-        err(`vdspec check: cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
-        return 2;
+        return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }
     }
+    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
     return report.exitCode;
   } catch (e) {
     if (e instanceof CheckInfrastructureError) return infrastructure(e.message);

@@ -66,6 +66,24 @@ export function scanFlags(
   }
 }
 
+/** The one number syntax of every numeric flag: decimal, optional sign, fraction and exponent (`1e3`). */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A numeric flag's value: DECIMAL syntax and finite, or a usage error naming the flag. */
+export function parseNumberFlag(flag: string, text: string): number {
+  if (!DECIMAL.test(text)) throw new UsageError(`${flag} expects a decimal number, got "${text}"`);
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new UsageError(`${flag} is not finite: "${text}"`);
+  return value;
+}
+
+/** An integer flag's value: the same syntax (so `1e3` is 1000), and a whole number. */
+export function parseIntegerFlag(flag: string, text: string): number {
+  const value = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) throw new UsageError(`${flag} needs an integer, got "${text}"`);
+  return value;
+}
+
 /** The items of a comma-separated flag value, trimmed; an empty item is a usage error. */
 export function splitList(flag: string, text: string): string[] {
   const items = text.split(',').map((s) => s.trim());

@@ -28,7 +28,8 @@ Options:
 
 With --profile or --op, the files of other ops already in DIR are kept and stay
 in the manifest (when they still match their recorded sha256).
-Exit codes: 0 written, 2 bad arguments (nothing written), 1 anything else.`;
+Exit codes: 0 written, 2 bad arguments or an --out that cannot be written
+(nothing written), 1 anything else.`;
 
 interface GoldenOptions {
   out: string;
@@ -101,8 +102,8 @@ function run(argv: readonly string[], out: (s: string) => void): number {
 
 /**
  * Run `vdspec golden` with `argv` (the arguments after `golden`). Returns the
- * exit code: 0 written, 2 bad arguments (one line on `err`, nothing
- * written), 1 anything unexpected (a file system error included). Never throws
+ * exit code: 0 written, 2 bad arguments or an unusable --out (one line on
+ * `err`, nothing written), 1 anything unexpected. Never throws
  * (unless VDSPEC_DEBUG is set: see runCommand).
  */
 export function runGoldenCommand(

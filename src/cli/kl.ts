@@ -13,7 +13,7 @@ import {
   type KlErrorRow,
   type KlErrorTable,
 } from '../reference/kl.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
+import { parseNumberFlag, runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
 
 /** Most grid points one call may print. */
 export const KL_GRID_MAX_POINTS = 100001;
@@ -56,15 +56,6 @@ interface KlOptions {
   help: boolean;
 }
 
-const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-function parseNumber(flag: string, text: string): number {
-  if (!DECIMAL.test(text)) throw new UsageError(`${flag} expects a decimal number, got "${text}"`);
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new UsageError(`${flag} is not finite: "${text}"`);
-  return value;
-}
-
 const FLAGS: FlagSpec = {
   command: 'kl',
   values: ['--from', '--to', '--step'],
@@ -76,13 +67,13 @@ function parseArgs(argv: readonly string[]): KlOptions {
   scanFlags(argv, FLAGS, (flag, value) => {
     switch (flag) {
       case '--from':
-        options.from = parseNumber(flag, value);
+        options.from = parseNumberFlag(flag, value);
         break;
       case '--to':
-        options.to = parseNumber(flag, value);
+        options.to = parseNumberFlag(flag, value);
         break;
       case '--step':
-        options.step = parseNumber(flag, value);
+        options.step = parseNumberFlag(flag, value);
         break;
       case '--json':
         options.json = true;
@@ -166,24 +157,35 @@ function formatLogAlpha(v: number): string {
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (cells: readonly string[]): string =>
-    cells.map((cell, c) => cell.padStart(widths[c]!)).join('  ');
+    cells
+      .map((cell, c) => cell.padStart(widths[c]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 
 function gridText(rows: readonly KlGridRow[]): string[] {
+  // Kingma et al. fit the cubic for alpha <= 1 only; beyond, its values (even negative) are no KL.
+  const outsideCubic = rows.some((r) => r.logAlpha > 0);
   return [
     'KL per weight in nats (KL, not -KL). exact: spec/kl.md#kl.exact;',
     'molchanov2017: SVD sigmoid with C = -k1; kingma2015: VD cubic, constant dropped.',
     '',
     ...table(
-      ['log_alpha', 'exact', 'molchanov2017', 'kingma2015'],
+      ['log_alpha', 'exact', 'molchanov2017', 'kingma2015 '],
       rows.map((r) => [
         formatLogAlpha(r.logAlpha),
         formatValue(r.exact),
         formatValue(r.molchanov2017),
-        formatValue(r.kingma2015),
+        `${formatValue(r.kingma2015)}${r.logAlpha > 0 ? '*' : ' '}`,
       ]),
     ),
+    ...(outsideCubic
+      ? [
+          '',
+          '* kingma2015 outside alpha <= 1 (log_alpha > 0), where the cubic was fitted: not a KL.',
+        ]
+      : []),
   ];
 }
 

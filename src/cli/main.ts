@@ -60,9 +60,14 @@ function usage(): string {
 
 export async function main(argv: string[], out: Writer, err: Writer): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // No command is a mistake (exit 2), so the usage goes where mistakes go; --help asks for it.
+    err(usage());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     out(usage());
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   if (name === '--version') {
     out(packageVersion());

@@ -3,10 +3,10 @@
  * dense baseline) on real MNIST digits with the fast implementation
  * (spec/train.md).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { RECIPE_EPOCHS } from '../constants.js';
-import { MNIST_SPLIT_SEED } from '../data/mnist.js';
+import { VdspecError } from '../errors.js';
 import { initBackend } from '../fast/backend.js';
 import { PROFILE_NAMES } from '../profiles.js';
 import { finishRun } from '../train/finish.js';
@@ -14,12 +14,22 @@ import { formatProgress, formatEpochLine, type ProgressState } from '../train/pr
 import { NETWORK_NAMES } from '../train/recipe.js';
 import {
   CHECKPOINT_FILE,
+  describeConfigField,
   makeConfig,
+  readRunConfig,
   RESULTS_FILE,
   trainRun,
+  type ConfigField,
   type TrainConfig,
 } from '../train/trainer.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+import {
+  parseIntegerFlag,
+  runCommand,
+  scanFlags,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
 
 const HELP = `Usage: vdspec train ${NETWORK_NAMES.join('|')} [options]
 
@@ -28,7 +38,7 @@ MNIST (by default the original 60,000 training and 10,000 test images), with
 the fast implementation, following the official recipe scaled to --epochs
 (spec/train.md). Writes to --out: ${RESULTS_FILE} (config, per-epoch metrics,
 per-layer kept weights, compression, test error, wall time, backend),
-${CHECKPOINT_FILE} (after every epoch), model.sparse.json (kept weights only,
+${CHECKPOINT_FILE} (at the start and after every epoch), model.sparse.json (kept weights only,
 spec/export.md) and plots/*.svg with their Vega-Lite specs.
 
 Options:
@@ -49,7 +59,8 @@ Options:
   --baseline         train the dense baseline: same architecture, no noise, no KL
   --init-from DIR    start from the weights of a finished --baseline run in DIR
                      (the paper does so for LeNet-5)
-  --resume           continue the run in --out from its last checkpoint
+  --resume           continue the run in --out from its last checkpoint, with the
+                     configuration stored there (other flags given must agree)
   --until E          stop after epoch E (resume later with --resume)
   --train-limit N    train on the first N training images only (smoke runs)
   --test-limit N     evaluate on the first N test images only
@@ -57,8 +68,9 @@ Options:
   --quiet            no progress display
   -h, --help         this text
 
-Ctrl-C stops after the current step (twice: at once); the finished epochs are kept and
---resume continues exactly where the last checkpoint left off.
+Ctrl-C stops after the current step, or after the current piece of the export and
+plots (twice: at once); the finished epochs are kept and --resume continues exactly
+where the last checkpoint left off (or redoes the unfinished exports).
 Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
 130 interrupted, 1 anything else.`;
 
@@ -69,7 +81,7 @@ interface TrainCliOptions {
   trainClip?: boolean;
   vdLogAlpha?: string;
   randomLabels?: number;
-  epochs: number;
+  epochs?: number;
   seed?: number;
   out?: string;
   baseline: boolean;
@@ -111,14 +123,8 @@ const FLAGS: FlagSpec = {
   needs: { '--out': 'a directory', '--init-from': 'a directory' },
 };
 
-function integer(flag: string, text: string): number {
-  if (!/^-?\d+$/.test(text)) throw new UsageError(`${flag} needs an integer, got "${text}"`);
-  return Number(text);
-}
-
 function parseArgs(argv: readonly string[]): TrainCliOptions {
   const options: TrainCliOptions = {
-    epochs: RECIPE_EPOCHS,
     baseline: false,
     resume: false,
     quiet: false,
@@ -138,7 +144,7 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.vdLogAlpha = value;
         break;
       case '--random-labels':
-        options.randomLabels = integer(flag, value);
+        options.randomLabels = parseIntegerFlag(flag, value);
         break;
       case '--profile':
         options.profile = value;
@@ -151,10 +157,10 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.trainClip = flag === '--train-clip';
         break;
       case '--epochs':
-        options.epochs = integer(flag, value);
+        options.epochs = parseIntegerFlag(flag, value);
         break;
       case '--seed':
-        options.seed = integer(flag, value);
+        options.seed = parseIntegerFlag(flag, value);
         break;
       case '--out':
         options.out = value;
@@ -163,16 +169,16 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         options.initFrom = value;
         break;
       case '--until':
-        options.until = integer(flag, value);
+        options.until = parseIntegerFlag(flag, value);
         break;
       case '--train-limit':
-        options.trainLimit = integer(flag, value);
+        options.trainLimit = parseIntegerFlag(flag, value);
         break;
       case '--test-limit':
-        options.testLimit = integer(flag, value);
+        options.testLimit = parseIntegerFlag(flag, value);
         break;
       case '--split-seed':
-        options.splitSeed = integer(flag, value);
+        options.splitSeed = parseIntegerFlag(flag, value);
         break;
       case '--baseline':
         options.baseline = true;
@@ -201,6 +207,8 @@ export interface TrainCommandIo {
   readonly progress?: (s: string) => void;
   /** Handle SIGINT (stop after the current step); default true. */
   readonly handleSignals?: boolean;
+  /** Given the function a Ctrl-C calls, so that a test can interrupt the run without a signal. */
+  readonly interruptHook?: (interrupt: () => void) => void;
 }
 
 async function run(
@@ -222,22 +230,17 @@ async function run(
       '--baseline has no noise and no mask: drop --train-clip / --no-train-clip',
     );
   }
-  const config = makeConfig({
-    network: options.network,
-    ...(options.data === undefined ? {} : { data: options.data }),
-    ...(options.profile === undefined ? {} : { profile: options.profile }),
-    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
-    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
-    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
-    baseline: options.baseline,
-    epochs: options.epochs,
-    ...(options.seed === undefined ? {} : { seed: options.seed }),
-    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
-    trainLimit: options.trainLimit ?? null,
-    testLimit: options.testLimit ?? null,
-    initFrom: options.initFrom ?? null,
-  });
-  const outDir = options.out ?? defaultOut(config);
+  let config: TrainConfig;
+  let outDir: string;
+  if (options.resume) {
+    // The run's own configuration, from its checkpoint: flags given with --resume are only checked against it.
+    outDir = options.out ?? defaultOut(makeConfig(newRunInput(options)));
+    config = readRunConfig(outDir);
+    checkResumeFlags(config, options, outDir);
+  } else {
+    config = makeConfig(newRunInput(options));
+    outDir = options.out ?? defaultOut(config);
+  }
   const backend = await initBackend();
 
   const live = options.quiet
@@ -245,14 +248,18 @@ async function run(
     : (io.progress ?? (process.stderr.isTTY ? (s: string) => process.stderr.write(s) : null));
   const state: ProgressState = { lastDraw: 0 };
   let stopRequested = false;
+  const handleSignals = io.handleSignals ?? true;
   const onSigint = () => {
     // A second Ctrl-C does not wait for the step: the last checkpoint is whole either way.
     if (stopRequested) process.exit(130);
     stopRequested = true;
+    // Without a listener the second Ctrl-C kills the process (exit 130) even inside a long
+    // synchronous piece of work (the export's check, a plot's rendering), where no handler runs.
+    if (handleSignals) process.off('SIGINT', onSigint);
     err('vdspec train: stopping after this step (Ctrl-C again to quit at once)');
   };
-  const handleSignals = io.handleSignals ?? true;
   if (handleSignals) process.on('SIGINT', onSigint);
+  io.interruptHook?.(onSigint);
   try {
     if (!options.quiet) {
       err(
@@ -277,14 +284,21 @@ async function run(
         if (live !== null) live('\r\x1b[2K');
         err(formatEpochLine(m, record));
       },
-      finish: (model, data, record) => finishRun(model, data, record, outDir),
+      finish: (model, data, record, stopPoint) => finishRun(model, data, record, outDir, stopPoint),
     });
     if (live !== null) live('\r\x1b[2K');
     const r = outcome.record;
+    if (outcome.status === 'stopped' && r.complete) {
+      err(
+        `vdspec train: stopped after the last epoch, before the exports were finished; all ${r.epochs.length} epochs kept. ` +
+          `Finish with: vdspec train ${config.network} --out ${shellWord(outDir)} --resume`,
+      );
+      return 130;
+    }
     if (outcome.status === 'stopped') {
       err(
         `vdspec train: stopped during epoch ${r.epochs.length + 1}; ${r.epochs.length} finished epoch(s) kept. ` +
-          `Continue with: vdspec train ${config.network} --out ${outDir} --resume ${resumeFlags(config)}`.trimEnd(),
+          `Continue with: vdspec train ${config.network} --out ${shellWord(outDir)} --resume`,
       );
       return 130;
     }
@@ -305,22 +319,69 @@ async function run(
   }
 }
 
-/** The flags a --resume needs to find the same configuration again. */
-function resumeFlags(config: TrainConfig): string {
-  const flags: string[] = [];
-  if (config.data !== 'mnist') flags.push(`--data ${config.data}`);
-  if (config.profile !== 'molchanov2017') flags.push(`--profile ${config.profile}`);
-  if (config.trainClip !== null) flags.push(config.trainClip ? '--train-clip' : '--no-train-clip');
-  if (config.vdLogAlpha !== null) flags.push(`--vd-log-alpha ${config.vdLogAlpha}`);
-  if (config.randomLabels !== null) flags.push(`--random-labels ${config.randomLabels}`);
-  if (config.epochs !== RECIPE_EPOCHS) flags.push(`--epochs ${config.epochs}`);
-  if (config.seed !== 1) flags.push(`--seed ${config.seed}`);
-  if (config.baseline) flags.push('--baseline');
-  if (config.initFrom !== null) flags.push(`--init-from ${config.initFrom}`);
-  if (config.trainLimit !== null) flags.push(`--train-limit ${config.trainLimit}`);
-  if (config.testLimit !== null) flags.push(`--test-limit ${config.testLimit}`);
-  if (config.splitSeed !== MNIST_SPLIT_SEED) flags.push(`--split-seed ${config.splitSeed}`);
-  return flags.join(' ');
+/** What makeConfig needs for a new run: the flags given, the defaults for the rest. */
+function newRunInput(options: TrainCliOptions): Parameters<typeof makeConfig>[0] {
+  return {
+    network: options.network!,
+    ...(options.data === undefined ? {} : { data: options.data }),
+    ...(options.profile === undefined ? {} : { profile: options.profile }),
+    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
+    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
+    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
+    baseline: options.baseline,
+    epochs: options.epochs ?? RECIPE_EPOCHS,
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
+    trainLimit: options.trainLimit ?? null,
+    testLimit: options.testLimit ?? null,
+    initFrom: options.initFrom ?? null,
+  };
+}
+
+/** The config fields the command line sets explicitly, with their values as makeConfig stores them. */
+function givenFields(options: TrainCliOptions): Partial<Record<ConfigField, unknown>> {
+  const given: Partial<Record<ConfigField, unknown>> = { network: options.network };
+  const copy = <K extends ConfigField & keyof TrainCliOptions>(field: K) => {
+    if (options[field] !== undefined) given[field] = options[field];
+  };
+  for (const field of [
+    'data',
+    'profile',
+    'trainClip',
+    'vdLogAlpha',
+    'randomLabels',
+    'epochs',
+    'seed',
+    'splitSeed',
+    'trainLimit',
+    'testLimit',
+  ] as const) {
+    copy(field);
+  }
+  if (options.baseline) given.baseline = true;
+  if (options.initFrom !== undefined) given.initFrom = resolve(options.initFrom);
+  return given;
+}
+
+/** Refuse a flag given with --resume that disagrees with the run's configuration, naming it as typed. */
+function checkResumeFlags(config: TrainConfig, options: TrainCliOptions, outDir: string): void {
+  const given = givenFields(options);
+  const asked = { ...config, ...given } as TrainConfig;
+  for (const field of Object.keys(given) as ConfigField[]) {
+    if (asked[field] !== config[field]) {
+      throw new VdspecError(
+        'invalid_argument',
+        `the run in ${outDir} was started with ${describeConfigField(config, field)}, not ` +
+          `${describeConfigField(asked, field)} (--resume takes the configuration from the ` +
+          'checkpoint; flags given with it must agree)',
+      );
+    }
+  }
+}
+
+/** `text` as one shell word. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }
 
 /**

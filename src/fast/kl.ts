@@ -81,14 +81,14 @@ function checkLogAlphaForKl(logAlphaIn: unknown, form: KlForm): Tensor {
     if (v === -Infinity) {
       throw new VdspecError(
         'non_finite',
-        `value ${i} is -Infinity: the KL is +Infinity there (the layer's clip or a finite learned log_alpha prevents it)`,
+        `element ${i} is -Infinity: the KL is +Infinity there (the layer's clip or a finite learned log_alpha prevents it)`,
         'log_alpha',
       );
     }
     if (v === Infinity && form.kind === 'vd_cubic') {
       throw new VdspecError(
         'non_finite',
-        `value ${i} is +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
+        `element ${i} is +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
         'log_alpha',
       );
     }

@@ -43,7 +43,7 @@ export function fastKlApprox(logAlphaIn: Tensor, profileIn: Profile | string): F
   if (plusInf >= 0 && form.kind === 'vd_cubic') {
     throw new VdspecError(
       'non_finite',
-      `value ${plusInf} is +Infinity in float32: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
+      `element ${plusInf} is +Infinity in float32: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
       'log_alpha',
     );
   }

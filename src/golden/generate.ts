@@ -10,14 +10,14 @@ import {
   fsyncSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isVdspecError, VdspecError } from '../errors.js';
-import { makeDirectories, writeFlushed } from '../files.js';
+import { makeDirectories, plainFileError, writeFlushed } from '../files.js';
 import { OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
 import { run, type Outputs } from '../reference/run.js';
@@ -525,6 +525,44 @@ export interface GenerateSummary {
   readonly merged: boolean;
 }
 
+const STAGING_PREFIX = '.vdspec-golden-staging-';
+
+/** Whether process `pid` still runs (signal 0 tests for it without sending anything). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Create `outDir` and a fresh staging directory in it, named after this
+ * process; remove the staging directories of runs that were killed (their
+ * process is gone, or an older vdspec named them without a pid). Failures
+ * are the user's --out: a VdspecError in plain words.
+ */
+function openStaging(outDir: string): string {
+  try {
+    makeDirectories(outDir);
+    for (const name of readdirSync(outDir)) {
+      if (!name.startsWith(STAGING_PREFIX)) continue;
+      const pid = /^p(\d+)-/.exec(name.slice(STAGING_PREFIX.length))?.[1];
+      if (pid === undefined || !processRuns(Number(pid))) {
+        rmSync(join(outDir, name), { recursive: true, force: true });
+      }
+    }
+    return mkdtempSync(join(outDir, `${STAGING_PREFIX}p${process.pid}-`));
+  } catch (error) {
+    throw new VdspecError(
+      'io_error',
+      `cannot write to ${outDir}: ${plainFileError(error)}`,
+      '--out',
+    );
+  }
+}
+
 /**
  * Generate the selected golden files into `outDir` (spec/golden.md#writing):
  * every file is built in memory, then staged in a temporary directory
@@ -545,11 +583,7 @@ export function generateGolden(
   const built = planned.map((p) => buildGoldenFile(p.op, p.profile, { version, baseSeed }));
   const partial = selection.profiles !== undefined || selection.ops !== undefined;
 
-  makeDirectories(outDir);
-  if (!statSync(outDir).isDirectory()) {
-    throw new VdspecError('invalid_argument', `${outDir} is not a directory`, '--out');
-  }
-  const staging = mkdtempSync(join(outDir, '.vdspec-golden-staging-'));
+  const staging = openStaging(outDir);
   try {
     for (const file of built) {
       makeDirectories(dirname(join(staging, file.path)));

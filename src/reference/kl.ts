@@ -362,7 +362,7 @@ function checkLogAlphaTensor(logAlpha: Tensor, form: KlForm): Tensor {
     if (i >= 0) {
       throw new VdspecError(
         'non_finite',
-        `value ${i} is +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
+        `element ${i} is +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)`,
         'log_alpha',
       );
     }

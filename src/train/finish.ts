@@ -113,14 +113,19 @@ function baselineRun(record: TrainRecord): PlotRun | null {
   return { label: 'dense baseline (start point)', epochs: base.epochs };
 }
 
-/** Export, check and plot; returns what goes into the record's `final.extra`. */
+/**
+ * Export, check and plot; returns what goes into the record's `final.extra`.
+ * Awaits `stopPoint` between the pieces (it throws to stop the run there).
+ */
 export async function finishRun(
   model: FastModel,
   data: { test: MnistSubset; xTest: tf.Tensor },
   record: TrainRecord,
   outDir: string,
+  stopPoint: () => Promise<void> = () => Promise.resolve(),
 ): Promise<Record<string, unknown>> {
   const sparse = exportAndCheck(model, record, data.test, data.xTest, outDir);
+  await stopPoint();
   const net = NETWORKS[record.config.network];
   const names = model.layerNames;
   const runs: PlotRun[] = [
@@ -141,6 +146,7 @@ export async function finishRun(
       logAlphaRange: [SVD_LOG_ALPHA_MIN, SVD_LOG_ALPHA_MAX],
     },
     join(outDir, PLOTS_DIR),
+    stopPoint,
   );
   // What the sparse network kept of its first layer (spec/train.md#pictures).
   const pictures = record.config.baseline

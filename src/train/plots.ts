@@ -269,10 +269,10 @@ export function logAlphaHistogram(
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (typeof v !== 'number') {
-      throw invalid(argument, `value ${i} is a ${typeof v}, not a number`);
+      throw invalid(argument, `element ${i} is a ${typeof v}, not a number`);
     }
     if (Number.isNaN(v)) {
-      throw new VdspecError('non_finite', `value ${i} is NaN: log_alpha has no bin`, argument);
+      throw new VdspecError('non_finite', `element ${i} is NaN: log_alpha has no bin`, argument);
     }
     let bin = Math.min(bins - 1, Math.max(0, Math.floor((v - from) / width)));
     // The division rounds: a value within an ulp of an edge may land one bin off the edges drawn.
@@ -745,11 +745,13 @@ function prepareDirectory(outDir: string, targets: readonly string[]): void {
  * each plot into outDir (created if missing); returns the written paths.
  * Everything is rendered before anything is written, every file goes to a
  * temporary name first and is renamed into place only once all are written,
- * so a failure leaves no partial file behind.
+ * so a failure leaves no partial file behind. `beforeEachRender` is awaited
+ * before each plot's rendering (vdspec train's Ctrl-C stops there by throwing).
  */
 export async function writeTrainingPlots(
   input: TrainingPlotsInput,
   outDir: string,
+  beforeEachRender: () => Promise<void> = () => Promise.resolve(),
 ): Promise<string[]> {
   if (typeof outDir !== 'string' || outDir.length === 0) {
     throw invalid('outDir', 'expected a directory path');
@@ -773,6 +775,8 @@ export async function writePlotFiles(
   rejectNonDirectory(outDir);
   const files: { path: string; text: string }[] = [];
   for (const plot of plots) {
+    // A stop here leaves nothing written: the files are written only once all are rendered.
+    await beforeEachRender();
     let svg: string;
     try {
       svg = await renderSvg(plot.spec);

@@ -120,7 +120,10 @@ export interface TrainRecord {
   readonly wallSeconds: number;
   /** True once every epoch has run. */
   readonly complete: boolean;
-  /** Filled in when complete (spec/train.md#results). */
+  /**
+   * Filled in when complete and the exports are done (spec/train.md#results);
+   * complete with a null final: stopped during the exports, which --resume redoes.
+   */
   readonly final: FinalResults | null;
 }
 
@@ -155,13 +158,21 @@ export interface TrainRunOptions {
   readonly onEpoch?: (m: EpochMetrics, record: TrainRecord) => void;
   /** Polled after every step: true stops the run at once (the epoch in progress is lost). */
   readonly shouldStop?: () => boolean;
-  /** Run after the last epoch, with the trained model: returns extra results for the record. */
+  /**
+   * Run after the last epoch, with the trained model: returns extra results
+   * for the record. It awaits `stopPoint` between its pieces of work, which
+   * ends the run as stopped there when shouldStop says so.
+   */
   readonly finish?: (
     model: FastModel,
     data: { test: MnistSubset; xTest: tf.Tensor },
     record: TrainRecord,
+    stopPoint: () => Promise<void>,
   ) => Promise<Record<string, unknown>>;
 }
+
+/** Thrown by a stop point of `finish` to end the run as stopped. */
+class RunStopped extends Error {}
 
 export interface TrainOutcome {
   readonly record: TrainRecord;
@@ -188,26 +199,61 @@ export function batchOrder(count: number, seed: number, epoch: number): Uint32Ar
   return order;
 }
 
+/** The fields that make a run, each with the `vdspec train` flag that sets it (network: the positional argument). */
+export const CONFIG_FLAGS = {
+  network: 'the network',
+  data: '--data',
+  profile: '--profile',
+  trainClip: '--train-clip',
+  randomLabels: '--random-labels',
+  vdLogAlpha: '--vd-log-alpha',
+  baseline: '--baseline',
+  epochs: '--epochs',
+  seed: '--seed',
+  splitSeed: '--split-seed',
+  trainLimit: '--train-limit',
+  testLimit: '--test-limit',
+  initFrom: '--init-from',
+} as const satisfies Partial<Record<keyof TrainConfig, string>>;
+
+export type ConfigField = keyof typeof CONFIG_FLAGS;
+
+/**
+ * A config field as the flags that give it, in words: `--epochs 2`,
+ * `--no-train-clip`, `no --train-limit`, `network lenet5`.
+ */
+export function describeConfigField(config: TrainConfig, field: ConfigField): string {
+  const value = config[field];
+  if (field === 'network') return `network ${String(value)}`;
+  if (field === 'trainClip') {
+    if (value === null) return "the profile's --train-clip default";
+    return value ? '--train-clip' : '--no-train-clip';
+  }
+  if (field === 'baseline') return value ? '--baseline' : 'no --baseline';
+  if (value === null) return `no ${CONFIG_FLAGS[field]}`;
+  return `${CONFIG_FLAGS[field]} ${String(value)}`;
+}
+
+/** The first field where `a` (the checkpoint's) and `b` differ, in words; null when none does. */
 function sameConfig(a: TrainConfig, b: TrainConfig): string | null {
-  const keys: (keyof TrainConfig)[] = [
-    'network',
-    'data',
-    'profile',
-    'trainClip',
-    'randomLabels',
-    'vdLogAlpha',
-    'baseline',
-    'epochs',
-    'seed',
-    'splitSeed',
-    'trainLimit',
-    'testLimit',
-    'initFrom',
-  ];
-  for (const k of keys) {
-    if (a[k] !== b[k]) return `${k} is ${JSON.stringify(a[k])} there, ${JSON.stringify(b[k])} here`;
+  for (const k of Object.keys(CONFIG_FLAGS) as ConfigField[]) {
+    if (a[k] !== b[k]) {
+      return `${describeConfigField(a, k)} there, ${describeConfigField(b, k)} here`;
+    }
   }
   return null;
+}
+
+/**
+ * The configuration of the run in `outDir`, from its checkpoint: what
+ * `--resume` continues.
+ */
+export function readRunConfig(outDir: string): TrainConfig {
+  const checkpointPath = join(outDir, CHECKPOINT_FILE);
+  if (!existsSync(checkpointPath)) {
+    throw new VdspecError('invalid_argument', `${outDir} holds no checkpoint to resume`, 'resume');
+  }
+  return readCheckpoint(checkpointPath, (r) => checkRecord(r, checkpointPath)).header.config;
 }
 
 /** Validate a record read back from a checkpoint or results file. */
@@ -506,7 +552,7 @@ export async function trainRun(
     if (differs !== null) {
       throw new VdspecError(
         'invalid_argument',
-        `the run in ${outDir} has another configuration (${differs}); resume it with the same flags`,
+        `the run in ${outDir} has another configuration (${differs})`,
         'resume',
       );
     }
@@ -565,6 +611,8 @@ export async function trainRun(
       writeCheckpoint(checkpointPath, r, model.exportState());
       writeRunFile(join(outDir, RESULTS_FILE), `${JSON.stringify(r, jsonNumbers, 2)}\n`);
     };
+    // A new run is resumable from its first step: a stop in epoch 1 resumes from here.
+    if (!resumed) save(record);
     const steps = Math.ceil(train.count / config.recipe.batchSize);
     const sessionStart = performance.now();
     let sessionSteps = 0;
@@ -647,7 +695,19 @@ export async function trainRun(
       keptPercent: (100 * l.kept) / l.total,
       compression: l.compression,
     });
-    const extra = options.finish ? await options.finish(model, { test, xTest }, record) : {};
+    // Let a Ctrl-C during the last epoch's evaluation in, and between the exports' pieces.
+    const stopPoint = async () => {
+      await new Promise((r) => setImmediate(r));
+      if (options.shouldStop?.()) throw new RunStopped();
+    };
+    let extra: Record<string, unknown> = {};
+    try {
+      await stopPoint();
+      if (options.finish) extra = await options.finish(model, { test, xTest }, record, stopPoint);
+    } catch (error) {
+      if (error instanceof RunStopped) return { record, status: 'stopped' };
+      throw error;
+    }
     record = {
       ...record,
       final: {

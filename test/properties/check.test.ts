@@ -1056,7 +1056,10 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
   it.each([
     [[], /give exactly one of --port "COMMAND" and --results FILE/],
     [['--port', 'x', '--results', 'y'], /give exactly one/],
-    [['--results', 'x', '--timeout', '0'], /--timeout expects a positive number/],
+    [['--results', 'x', '--timeout', '0'], /--timeout must be in \(0, 86400\] seconds, got "0"/],
+    // Beyond setTimeout's 2^31 - 1 ms Node fires at once: "no answer within 2147484 s".
+    [['--results', 'x', '--timeout', '2147484'], /--timeout must be in \(0, 86400\] seconds/],
+    [['--results', 'x', '--timeout', 'soon'], /--timeout expects a decimal number, got "soon"/],
     [['--results', 'x', '--max-failures', '-1'], /--max-failures expects a non-negative integer/],
     [['--results', 'x', '--frobnicate'], /unknown option "--frobnicate"/],
     [['--results', 'x', '--json', '--json'], /--json given twice/],
@@ -1077,6 +1080,31 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
     const r = await check(['--port', good, '--golden', join(dir, 'missing')]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/golden directory .*missing does not exist/);
+  });
+
+  it('--timeout takes the number syntax of every numeric flag (1e3, 0.5)', async () => {
+    for (const timeout of ['1e3', '0.5e1', '86400']) {
+      const r = await check(['--port', fake('good'), '--op', 'kl.approx', '--timeout', timeout]);
+      expect(r.err, timeout).toBe('');
+      expect(r.code, timeout).toBe(0);
+    }
+  });
+
+  it('spec/check.md#exit-codes: an unusable --junit path is refused before the run, with no verdict printed', async () => {
+    const cases: [string, RegExp][] = [
+      [dir, /--junit .* is a directory/],
+      [
+        join(dir, 'no-such-dir', 'junit.xml'),
+        /--junit .*: the directory .*no-such-dir does not exist/,
+      ],
+    ];
+    for (const [target, message] of cases) {
+      const r = await check(['--port', fake('good'), '--junit', target]);
+      expect(r.code, target).toBe(2);
+      expect(r.err, target).toMatch(message);
+      expect(r.err.split('\n'), r.err).toHaveLength(1);
+      expect(r.out, target).not.toMatch(/Result:/);
+    }
   });
 
   it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {

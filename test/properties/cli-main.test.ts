@@ -16,10 +16,11 @@ async function run(argv: string[]) {
 }
 
 describe('vdspec (the command dispatcher)', () => {
-  it('no command: usage on stdout, exit 2', async () => {
+  it('no command: usage on stderr (it is a mistake: exit 2), nothing on stdout', async () => {
     const r = await run([]);
     expect(r.code).toBe(2);
-    expect(r.out.join('\n')).toContain('usage: vdspec');
+    expect(r.err.join('\n')).toContain('usage: vdspec');
+    expect(r.out).toEqual([]);
   });
 
   it('--help exits 0 and lists kl', async () => {

@@ -128,6 +128,23 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     );
     expect(nan.code).toBe(2);
     expect(nan.err[0]).toMatch(/log_alpha.*NaN/);
+    // A tensor's entries are its elements: "element 1", not "value 1".
+    const second = await evalCli(
+      ['--op', 'kl.approx'],
+      '{"log_alpha": {"shape": [2], "data": [0, "NaN"]}}',
+    );
+    expect(second.err[0]).toBe('vdspec eval: log_alpha: element 1 is NaN');
+  });
+
+  it('an input named __proto__ is named as such, not "[object Object]"', async () => {
+    const r = await evalCli(
+      ['--op', 'kl.approx'],
+      '{"__proto__": {"shape": [1], "data": [1]}, "log_alpha": {"shape": [1], "data": [0]}}',
+    );
+    expect(r.code).toBe(2);
+    expect(r.err[0]).toBe(
+      'vdspec eval: __proto__: kl.approx takes no input "__proto__"; it takes log_alpha',
+    );
   });
 
   it('spec/eval.md#numbers: any finite float64 crosses stdout bit for bit (shortest round-trip form)', async () => {

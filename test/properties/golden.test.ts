@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   chmodSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -640,6 +641,17 @@ describe('spec/golden.md#regenerating: vdspec golden', () => {
       expect(r.err.split('\n')).toHaveLength(1);
     }
     expect(existsSync(out)).toBe(false);
+    // An --out that cannot be a directory is the user's mistake too: exit 2, in plain words.
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    for (const target of [file, join(file, 'sub')]) {
+      const r = cli(['--out', target, '--op', 'schedule.*']);
+      expect(r.code, target).toBe(2);
+      expect(r.err).toMatch(
+        /^vdspec golden: --out: cannot write to .*a-file.*: .*is a file, not a directory$/,
+      );
+      expect(r.err).not.toMatch(/internal error|ENOTDIR/);
+    }
     // The dispatcher routes `vdspec golden` here.
     const errs: string[] = [];
     expect(
@@ -720,13 +732,26 @@ describe('spec/golden.md#writing: a failed run leaves the previous files intact'
           () => {},
           () => {},
         );
-        expect(r).toBe(1);
+        expect(r).toBe(2);
       } finally {
         chmodSync(dir, 0o755);
       }
       expect(snapshot(dir)).toEqual(before);
     },
   );
+
+  it('staging directories left by a killed run are removed by the next run; a live run’s are kept', () => {
+    const dir = tempDir();
+    // An older vdspec's name (no pid), and one of a process that no longer runs.
+    const stale = ['.vdspec-golden-staging-AbC123', '.vdspec-golden-staging-p2147483646-XyZ789'];
+    const live = `.vdspec-golden-staging-p${process.pid}-LiVe01`;
+    for (const name of [...stale, live]) {
+      mkdirSync(join(dir, name, 'molchanov2017'), { recursive: true });
+      writeFileSync(join(dir, name, 'molchanov2017', 'half.json'), '{');
+    }
+    generateGolden(dir, { profiles: ['kingma2015'], ops: ['schedule.*'] });
+    expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([live]);
+  });
 
   it('writing into a fresh nested directory creates it', () => {
     const dir = join(tempDir(), 'a', 'b');

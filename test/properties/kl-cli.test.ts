@@ -48,6 +48,16 @@ function runJson(argv: string[]): Record<string, number>[] {
 }
 
 describe('vdspec kl (spec/kl.md)', () => {
+  it("marks the kingma2015 cells outside the cubic's range (log_alpha > 0, alpha > 1) and says why", () => {
+    const r = run(['--from', '-1', '--to', '1']);
+    expect(r.code).toBe(0);
+    const text = r.out.join('\n');
+    const row = (la: string) => text.split('\n').find((l) => l.trimStart().startsWith(`${la} `))!;
+    expect(row('0')).not.toMatch(/\*$/);
+    expect(row('1')).toMatch(/-4\.334619689\*$/);
+    expect(text).toMatch(/^\* kingma2015 outside alpha <= 1 .*not a KL/m);
+  });
+
   it('spec/kl.md: default table is Figure 1, log_alpha -8..8 step 1, three KL columns', () => {
     const r = run([]);
     expect(r.code).toBe(0);
@@ -59,10 +69,11 @@ describe('vdspec kl (spec/kl.md)', () => {
       'molchanov2017',
       'kingma2015',
     ]);
-    const dataLines = r.out.slice(r.out.indexOf(header) + 2);
+    // The rows, then a blank line and the note on the cubic's range.
+    const dataLines = r.out.slice(r.out.indexOf(header) + 2, -2);
     expect(dataLines).toHaveLength(17);
     dataLines.forEach((line, i) => {
-      const [la, exact, svd, cubic] = line.trim().split(/\s+/).map(Number);
+      const [la, exact, svd, cubic] = line.replace(/\*$/, '').trim().split(/\s+/).map(Number);
       expect(la).toBe(-8 + i);
       // Printed with 10 significant digits.
       expect(exact).toBeCloseTo(klExact(la!), 8);

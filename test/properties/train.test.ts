@@ -43,6 +43,7 @@ import { initBackend } from '../../src/fast/backend.js';
 import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
 import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
+import { finishRun } from '../../src/train/finish.js';
 import { formatDuration, formatProgress } from '../../src/train/progress.js';
 import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
 import { readResults, resultsTableMarkdown } from '../../src/train/resultsTable.js';
@@ -448,6 +449,85 @@ describe(
       expect(metricsWithoutTime(resumed.record)).toEqual(metricsWithoutTime(straightRecord));
     });
 
+    it('Ctrl-C during epoch 1 prints a --resume command that works, with no other flag repeated', async () => {
+      const dir = join(tempDir(), 'run');
+      let interrupt = () => {};
+      let interrupted = false;
+      const err: string[] = [];
+      const code = await runTrainCommand(
+        ['lenet300', '--epochs', '2', '--out', dir, ...small.filter((a) => a !== '--quiet')],
+        () => {},
+        (s) => err.push(s),
+        {
+          handleSignals: false,
+          interruptHook: (f) => (interrupt = f),
+          // The first step's progress line: Ctrl-C in the middle of epoch 1.
+          progress: () => {
+            if (interrupted) return;
+            interrupted = true;
+            interrupt();
+          },
+        },
+      );
+      expect(code).toBe(130);
+      const hint = /Continue with: vdspec train (.*)$/m.exec(err.join('\n'));
+      expect(hint, err.join('\n')).not.toBeNull();
+      expect(hint![1]).toBe(`lenet300 --out ${dir} --resume`);
+      const resumed = await cli([...hint![1]!.split(' '), '--quiet']);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      expect(metricsWithoutTime(readRecord(dir))).toEqual(metricsWithoutTime(straightRecord));
+    });
+
+    it('Ctrl-C after the last epoch stops before the exports: exit 130, the epochs kept, --resume finishes', async () => {
+      const dir = join(tempDir(), 'run');
+      let interrupt = () => {};
+      const err: string[] = [];
+      const code = await runTrainCommand(
+        ['lenet300', '--epochs', '1', '--out', dir, ...small.filter((a) => a !== '--quiet')],
+        () => {},
+        (s) => {
+          err.push(s);
+          if (s.startsWith('epoch 1/1')) interrupt();
+        },
+        { handleSignals: false, interruptHook: (f) => (interrupt = f), progress: () => {} },
+      );
+      expect(code).toBe(130);
+      expect(err.at(-1)).toMatch(
+        /after the last epoch.* vdspec train lenet300 --out \S+ --resume$/,
+      );
+      const record = readRecord(dir);
+      expect(record.complete).toBe(true);
+      expect(record.final).toBeNull();
+      expect(existsSync(join(dir, 'model.sparse.json'))).toBe(false);
+      const resumed = await cli(['lenet300', '--out', dir, '--resume', '--quiet']);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      expect(readRecord(dir).final).not.toBeNull();
+      expect(existsSync(join(dir, 'model.sparse.json'))).toBe(true);
+    });
+
+    it('a stop requested during the exports takes effect before the next piece (the plots)', async () => {
+      const dir = join(tempDir(), 'run');
+      const config = makeConfig({
+        network: 'lenet300',
+        data: 'mnist-small',
+        epochs: 1,
+        trainLimit: 300,
+        testLimit: 100,
+      });
+      const outcome = await trainRun(config, {
+        outDir: dir,
+        resume: false,
+        // Ctrl-C once the export is written: the plots must not follow.
+        shouldStop: () => existsSync(join(dir, 'model.sparse.json')),
+        finish: (model, data, record, stopPoint) => finishRun(model, data, record, dir, stopPoint),
+      });
+      expect(outcome.status).toBe('stopped');
+      expect(readRecord(dir).final).toBeNull();
+      expect(existsSync(join(dir, 'plots'))).toBe(false);
+    });
+
     it('trains the dense baseline and LeNet-5 (one short epoch, from the baseline weights)', async () => {
       const base = join(tempDir(), 'base');
       const tiny = [
@@ -492,6 +572,7 @@ describe(
         [['lenet7'], /unknown network "lenet7"/],
         [['lenet300', '--epochs', '0'], /epochs: must be an integer >= 1/],
         [['lenet300', '--epochs', 'ten'], /--epochs needs an integer/],
+        [['lenet300', '--epochs', '2.5'], /--epochs needs an integer, got "2.5"/],
         [['lenet300', '--profile', 'nope'], /unknown profile "nope"/],
         [
           ['lenet300', '--until', '5', '--epochs', '2', '--out', join(dir, 'u')],
@@ -546,7 +627,7 @@ describe(
         ...limits,
       ]);
       expect(other.code).toBe(2);
-      expect(other.err).toMatch(/data is "mnist" there, "mnist-small" here/);
+      expect(other.err).toMatch(/was started with --data mnist, not --data mnist-small/);
       const bogus = await cli(['lenet300', '--data', 'cifar', '--out', join(tempDir(), 'x')]);
       expect(bogus.code).toBe(2);
       expect(bogus.err).toMatch(/unknown data set "cifar" \(expected mnist or mnist-small\)/);
@@ -634,7 +715,14 @@ describe(
       ).toBe(0);
       const other = await cli(['lenet300', '--epochs', '3', '--resume', '--out', dir, ...small]);
       expect(other.code).toBe(2);
-      expect(other.err).toMatch(/another configuration \(epochs is 2 there, 3 here\)/);
+      expect(other.err).toMatch(/was started with --epochs 2, not --epochs 3 \(--resume takes/);
+      // Flags are named as typed, not by the record's field names.
+      const limit = await cli(['lenet300', '--resume', '--out', dir, '--train-limit', '400']);
+      expect(limit.code).toBe(2);
+      expect(limit.err).toMatch(/started with --train-limit 300, not --train-limit 400/);
+      expect(limit.err.split('\n')).toHaveLength(1);
+      const network = await cli(['lenet5', '--resume', '--out', dir]);
+      expect(network.err).toMatch(/started with network lenet300, not network lenet5/);
       const path = join(dir, CHECKPOINT_FILE);
       truncateSync(path, readFileSync(path).length - 100);
       const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
