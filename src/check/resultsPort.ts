@@ -54,6 +54,10 @@ export function openResultsPort(path: string): Port {
     if (!isRecord(cases))
       fail(`results file ${path}: results["${op}"] must be an object of case ids`);
   }
+  // An empty file would skip every case and pass: in a port's CI that hides everything.
+  if (Object.keys(results).length === 0) {
+    fail(`results file ${path}: "results" holds no op, so nothing could be checked`);
+  }
   const byOp = results as Record<string, Record<string, unknown>>;
   return {
     info: {

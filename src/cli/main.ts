@@ -9,39 +9,42 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isVdspecError } from '../errors.js';
 import { packageVersion } from '../golden/generate.js';
-import { runCheckCommand } from './check.js';
-import { runEvalCommand } from './eval.js';
-import { runGoldenCommand } from './golden.js';
-import { runKlCommand } from './kl.js';
-import { runPicturesCommand } from './pictures.js';
-import { runTrainCommand } from './train.js';
 
 type Writer = (s: string) => void;
 type Command = (argv: string[], out: Writer, err: Writer) => number | Promise<number>;
 
-const COMMANDS: Record<string, { run: Command; summary: string }> = {
+/**
+ * Each command's module is imported when the command runs: `vdspec kl` or
+ * `vdspec eval --impl reference` then never load TensorFlow.js, which
+ * `vdspec train` needs (start-up, issue 11).
+ */
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
   check: {
-    run: runCheckCommand,
+    load: async () => (await import('./check.js')).runCheckCommand,
     summary: 'check a port against the golden files (spec/check.md)',
   },
+  compare: {
+    load: async () => (await import('./compare.js')).runCompareCommand,
+    summary: "several runs' accuracy and compression curves in one figure",
+  },
   golden: {
-    run: runGoldenCommand,
+    load: async () => (await import('./golden.js')).runGoldenCommand,
     summary: 'write golden files (reference outputs) and their manifest',
   },
   kl: {
-    run: runKlCommand,
+    load: async () => (await import('./kl.js')).runKlCommand,
     summary: 'KL per weight over a grid of log_alpha: exact, SVD and VD approximations',
   },
   eval: {
-    run: runEvalCommand,
+    load: async () => (await import('./eval.js')).runEvalCommand,
     summary: 'run one operation (reference or fast) on JSON inputs from stdin',
   },
   pictures: {
-    run: runPicturesCommand,
+    load: async () => (await import('./pictures.js')).runPicturesCommand,
     summary: "draw a finished run's first layer: kept input pixels or pruned filter taps",
   },
   train: {
-    run: runTrainCommand,
+    load: async () => (await import('./train.js')).runTrainCommand,
     summary: 'train LeNet-300-100 or LeNet-5 with Sparse VD on real MNIST digits (spec/train.md)',
   },
 };
@@ -79,7 +82,9 @@ export async function main(argv: string[], out: Writer, err: Writer): Promise<nu
     return 2;
   }
   try {
-    return await command.run(rest, out, err);
+    return await (
+      await command.load()
+    )(rest, out, err);
   } catch (e) {
     if (isVdspecError(e)) {
       err(`vdspec ${name}: ${e.message}`);

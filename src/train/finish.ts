@@ -149,6 +149,7 @@ export async function finishRun(
     stopPoint,
   );
   // What the sparse network kept of its first layer (spec/train.md#pictures).
+  await stopPoint();
   const pictures = record.config.baseline
     ? []
     : await writeSparsityPictures(

@@ -758,7 +758,7 @@ export async function writeTrainingPlots(
   }
   // Fail before the rendering's second or so when the directory cannot be one.
   rejectNonDirectory(outDir);
-  return writePlotFiles(trainingPlotSpecs(input), outDir);
+  return writePlotFiles(trainingPlotSpecs(input), outDir, beforeEachRender);
 }
 
 /**
@@ -768,6 +768,7 @@ export async function writeTrainingPlots(
 export async function writePlotFiles(
   plots: readonly PlotSpec[],
   outDir: string,
+  beforeEachRender: () => Promise<void> = () => Promise.resolve(),
 ): Promise<string[]> {
   if (typeof outDir !== 'string' || outDir.length === 0) {
     throw invalid('outDir', 'expected a directory path');

@@ -924,6 +924,21 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     ]);
     expect(schema.code).toBe(2);
     expect(schema.err).toMatch(/schema "vdspec-results\/9", expected "vdspec-results\/1"/);
+    // No op at all: every case would be skipped and the check would pass.
+    const emptyPath = join(dir, 'empty.json');
+    writeFileSync(
+      emptyPath,
+      JSON.stringify({
+        schema: 'vdspec-results/1',
+        dtype: 'float64',
+        profile: 'molchanov2017',
+        results: {},
+      }),
+    );
+    const empty = await check(['--results', emptyPath]);
+    expect(empty.code).toBe(2);
+    expect(empty.err).toMatch(/"results" holds no op, so nothing could be checked/);
+    expect(empty.out).not.toMatch(/PASS/);
   });
 });
 

@@ -4,7 +4,7 @@
  * their pruned taps (one-channel conv first layer). The expected values are
  * read off hand-written models, not computed by the module.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -129,5 +129,86 @@ describe('spec/train.md#pictures', () => {
         () => {},
       ),
     ).toBe(2);
+  });
+});
+
+describe('spec/train.md#comparing-runs: vdspec compare', () => {
+  it('draws two runs in one figure, labelled; a bad call is one line, exit 2', async () => {
+    const { runCompareCommand } = await import('../../src/cli/compare.js');
+    const root = mkdtempSync(join(tmpdir(), 'vdspec-compare-'));
+    temps.push(root);
+    const epoch = (e: number, test: number) => ({
+      epoch: e,
+      klWeight: 0,
+      learningRate: 1e-3,
+      loss: 1,
+      dataTerm: 1,
+      kl: 0,
+      trainAccuracy: 0.5,
+      testAccuracy: test,
+      testCrossEntropy: 1,
+      kept: 10,
+      total: 20,
+      compression: 2,
+      seconds: 1,
+    });
+    const record = (label: string) => ({
+      format: 'vdspec-train',
+      version: 1,
+      config: {
+        network: 'lenet300',
+        profile: 'molchanov2017',
+        baseline: false,
+        epochs: 2,
+        seed: 1,
+        splitSeed: 20170,
+        trainLimit: null,
+        testLimit: null,
+        initFrom: null,
+        recipe: {},
+      },
+      trainSize: 10,
+      testSize: 10,
+      backends: ['wasm'],
+      epochs: [epoch(1, 0.25), epoch(2, label === 'b' ? 0.75 : 0.5)],
+      wallSeconds: 2,
+      complete: true,
+      final: null,
+    });
+    for (const name of ['a', 'b']) {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'results.json'), JSON.stringify(record(name)));
+    }
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runCompareCommand(
+      [
+        '--out',
+        join(root, 'plots'),
+        '--name',
+        'both',
+        '--title',
+        'two runs',
+        `${join(root, 'a')}=run A`,
+        `${join(root, 'b')}=run B`,
+      ],
+      (s) => out.push(s),
+      (s) => err.push(s),
+    );
+    expect(err).toEqual([]);
+    expect(code).toBe(0);
+    const svg = readFileSync(join(root, 'plots', 'both.svg'), 'utf8');
+    expect(svg).toContain('run A');
+    expect(svg).toContain('run B');
+    const bad: string[] = [];
+    expect(
+      await runCompareCommand(
+        ['--out', root, join(root, 'a')],
+        () => {},
+        (s) => bad.push(s),
+      ),
+    ).toBe(2);
+    expect(bad).toHaveLength(1);
   });
 });

@@ -1,0 +1,85 @@
+/**
+ * `vdspec compare`: several finished runs' accuracy and compression curves in
+ * one figure (spec/train.md#comparing-runs), e.g. the dense network and
+ * Sparse VD trained on random labels.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
+import { curvesSpec, writePlotFiles, type PlotRun } from '../train/plots.js';
+import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
+import { runCommand, UsageError, type Writer } from './common.js';
+
+const HELP = `Usage: vdspec compare --out DIR --name NAME --title TITLE RUN_DIR=LABEL...
+
+Draw the train and test accuracy and the compression per epoch of several
+runs (each RUN_DIR holds a vdspec train results.json) in one figure:
+DIR/NAME.svg and its Vega-Lite spec DIR/NAME.vl.json.
+Exit codes: 0 written, 2 a bad call or a missing or malformed record.`;
+
+function readRun(argument: string): PlotRun {
+  const cut = argument.lastIndexOf('=');
+  if (cut <= 0 || cut === argument.length - 1) {
+    throw new UsageError(`expected RUN_DIR=LABEL, got "${argument}"`);
+  }
+  const dir = argument.slice(0, cut);
+  const path = join(dir, RESULTS_FILE);
+  if (!existsSync(path)) throw new UsageError(`${dir} holds no ${RESULTS_FILE}`);
+  const record = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path);
+  if (record.epochs.length === 0) throw new UsageError(`${path} has no finished epoch`);
+  return { label: argument.slice(cut + 1), epochs: record.epochs };
+}
+
+async function run(argv: readonly string[], out: Writer): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    out(HELP);
+    return 0;
+  }
+  const options: Record<string, string> = {};
+  const runs: PlotRun[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--out' || a === '--name' || a === '--title') {
+      const value = argv[i + 1];
+      if (value === undefined) throw new UsageError(`${a} needs a value`);
+      options[a] = value;
+      i++;
+    } else if (a.startsWith('-')) {
+      throw new UsageError(`unknown option ${a}`);
+    } else {
+      runs.push(readRun(a));
+    }
+  }
+  for (const flag of ['--out', '--name', '--title']) {
+    if (options[flag] === undefined) throw new UsageError(`${flag} is required`);
+  }
+  if (runs.length === 0) throw new UsageError('give at least one RUN_DIR=LABEL');
+  if (!/^[\w.-]+$/.test(options['--name']!)) {
+    throw new UsageError('--name is a file name: letters, digits, _, . and -');
+  }
+  const written = await writePlotFiles(
+    [
+      {
+        name: options['--name']!,
+        // The curves only: no log_alpha histogram is drawn here.
+        spec: curvesSpec({
+          title: options['--title']!,
+          runs,
+          logAlpha: [],
+          threshold: SVD_PRUNE_THRESHOLD,
+          logAlphaRange: [SVD_LOG_ALPHA_MIN, SVD_LOG_ALPHA_MAX],
+        }),
+      },
+    ],
+    options['--out']!,
+  );
+  for (const path of written) out(`wrote ${path}`);
+  return 0;
+}
+
+export function runCompareCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
+  return runCommand('compare', err, () => run(argv, out), {
+    usageHint: 'see vdspec compare --help',
+  });
+}
