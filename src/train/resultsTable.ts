@@ -90,11 +90,12 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
       ? `${f.overall.compression.toFixed(1)}x`
       : 'all pruned';
     const images = `${r.record.trainSize.toLocaleString('en-US')} / ${r.record.testSize.toLocaleString('en-US')}`;
-    return `| ${NETWORKS[c.network].title} | ${images} | ${kind} | ${c.epochs} | ${(100 * f.testError).toFixed(2)}% | ${gap} | ${compression} | ${kept} | ${minutes(r.record.wallSeconds)} | \`${reproduceCommand(r)}\` |`;
+    const trainAccuracy = `${(100 * r.record.epochs.at(-1)!.trainAccuracy).toFixed(1)}%`;
+    return `| ${NETWORKS[c.network].title} | ${images} | ${kind} | ${c.epochs} | ${trainAccuracy} | ${(100 * f.testError).toFixed(2)}% | ${gap} | ${compression} | ${kept} | ${minutes(r.record.wallSeconds)} | \`${reproduceCommand(r)}\` |`;
   });
   return [
-    '| network | train / test images | run | epochs | test error | vs baseline, same data and epochs (points) | compression | kept per layer (%) | wall time | command |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    '| network | train / test images | run | epochs | train accuracy, last epoch | test error | vs baseline, same data and epochs (points) | compression | kept per layer (%) | wall time | command |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
     ...rows,
   ].join('\n');
 }
