@@ -28,7 +28,12 @@ function readRun(argument: string): PlotRun {
   if (!existsSync(path)) throw new UsageError(`${dir} holds no ${RESULTS_FILE}`);
   const record = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path);
   if (record.epochs.length === 0) throw new UsageError(`${path} has no finished epoch`);
-  return { label: argument.slice(cut + 1), epochs: record.epochs };
+  // results.json writes an infinite compression (nothing kept) as the string "Infinity".
+  const epochs = record.epochs.map((e) => ({
+    ...e,
+    compression: (e.compression as unknown) === 'Infinity' ? Infinity : e.compression,
+  }));
+  return { label: argument.slice(cut + 1), epochs };
 }
 
 async function run(argv: readonly string[], out: Writer): Promise<number> {
