@@ -43,6 +43,7 @@ import {
   plainLinearTf,
   type FusedWeightsTf,
 } from './model.js';
+import { seededNormals } from './normals.js';
 import { crossEntropyOneHotTf } from './objective.js';
 import { logAlphaTf } from './weights.js';
 
@@ -544,11 +545,31 @@ export class FastModel {
   /**
    * The seed of the standard-normal draws of dense / conv2d layer `p` at step
    * `t`: `noiseSeed + t * P + p`, P the number of such layers, passed to
-   * `tf.randomNormal(outputShape, 0, 1, 'float32', seed)` (bit-identical
-   * across runs and backends).
+   * `seededNormals` (spec/fast.md#noise; the same on every run and backend).
    */
   noiseSeedFor(step: number, layerIndex: number): number {
     return this.noiseSeed + step * this.params.length + layerIndex;
+  }
+
+  /**
+   * The default noise of layer `p` at step `t`: rows `firstRow ..` of the
+   * batch's standard normals, drawn with `seededNormals` (src/fast/normals.ts)
+   * at seed `noiseSeedFor(t, p)`; a slice of rows is the same numbers the
+   * whole batch would hold there.
+   */
+  private defaultNoise(
+    shape: readonly number[],
+    step: number,
+    layerIndex: number,
+    firstRow = 0,
+  ): tf.Tensor {
+    const rowSize = shape.slice(1).reduce((a, b) => a * b, 1);
+    const values = seededNormals(
+      shape[0]! * rowSize,
+      this.noiseSeedFor(step, layerIndex),
+      firstRow * rowSize,
+    );
+    return tf.tensor(values, [...shape], 'float32');
   }
 
   /** Each dense / conv2d layer's output shape for a batch of `batch` examples. */
@@ -778,10 +799,7 @@ export class FastModel {
     const given = this.checkEps(options.eps, size);
     const step = this.stepCount;
     const eps =
-      given ??
-      this.noiseShapes(size).map((shape, p) =>
-        tf.randomNormal(shape, 0, 1, 'float32', this.noiseSeedFor(step, p)),
-      );
+      given ?? this.noiseShapes(size).map((shape, p) => this.defaultNoise(shape, step, p));
     const labelTensor = tf.tensor1d(labels, 'int32');
     const oneHot = tf.cast(tf.oneHot(labelTensor, this.classes), 'float32');
 
