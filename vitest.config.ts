@@ -5,5 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     reporters: ['default'],
+    // vdspec train defaults to every core; the suite's runs are single-threaded unless a
+    // test asks for threads (parallel.test.ts), so that no result depends on the machine.
+    env: { VDSPEC_THREADS: '1' },
   },
 });

@@ -65,6 +65,8 @@ Options:
   --train-limit N    train on the first N training images only (smoke runs)
   --test-limit N     evaluate on the first N test images only
   --split-seed S     seed of mnist-small's train/test split (default: spec/data.md's)
+  --threads N        threads of the data-parallel step (default: $VDSPEC_THREADS, else
+                     every core); a run repeats bit for bit for a given seed and N
   --quiet            no progress display
   -h, --help         this text
 
@@ -91,6 +93,7 @@ interface TrainCliOptions {
   trainLimit?: number;
   testLimit?: number;
   splitSeed?: number;
+  threads?: number;
   quiet: boolean;
   help: boolean;
 }
@@ -110,6 +113,7 @@ const FLAGS: FlagSpec = {
     '--train-limit',
     '--test-limit',
     '--split-seed',
+    '--threads',
   ],
   booleans: [
     '--baseline',
@@ -179,6 +183,9 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         break;
       case '--split-seed':
         options.splitSeed = parseIntegerFlag(flag, value);
+        break;
+      case '--threads':
+        options.threads = parseIntegerFlag(flag, value);
         break;
       case '--baseline':
         options.baseline = true;
@@ -265,7 +272,7 @@ async function run(
       err(
         `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
           `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ${config.epochs} epochs ` +
-          `on ${backend.name}, writing to ${outDir}`,
+          `on ${backend.name} (${config.threads} thread${config.threads === 1 ? '' : 's'}), writing to ${outDir}`,
       );
     }
     const outcome = await trainRun(config, {
@@ -335,6 +342,7 @@ function newRunInput(options: TrainCliOptions): Parameters<typeof makeConfig>[0]
     trainLimit: options.trainLimit ?? null,
     testLimit: options.testLimit ?? null,
     initFrom: options.initFrom ?? null,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
   };
 }
 
@@ -355,6 +363,7 @@ function givenFields(options: TrainCliOptions): Partial<Record<ConfigField, unkn
     'splitSeed',
     'trainLimit',
     'testLimit',
+    'threads',
   ] as const) {
     copy(field);
   }

@@ -145,6 +145,16 @@ export interface FastTrainStepOptions {
   readonly eps?: readonly (tf.Tensor | Tensor)[];
 }
 
+/** Where a shard of a batch sits (the data-parallel trainer's workers). */
+export interface FastShard {
+  /** The step whose noise the shard draws. */
+  readonly step: number;
+  /** The shard's first row in the batch. */
+  readonly firstRow: number;
+  /** The whole batch's size. */
+  readonly batchSize: number;
+}
+
 export interface FastTrainStepResult {
   /** The step's index (0 for the first step). */
   readonly step: number;
@@ -786,9 +796,11 @@ export class FastModel {
   private lossAndGradients(
     batch: FastTrainBatch,
     options: FastTrainStepOptions,
+    shard?: FastShard,
   ): {
     values: Omit<FastTrainStepResult, 'step'>;
     grads: tf.Tensor[];
+    correct: number;
   } {
     const { trainSize, klWeight } = this.checkStepOptions(options);
     if (typeof batch !== 'object' || batch === null) {
@@ -797,9 +809,13 @@ export class FastModel {
     const { x, batch: size } = this.checkX(batch.x, 'batch.x');
     const labels = this.checkLabels(batch.labels, size, 'batch.labels');
     const given = this.checkEps(options.eps, size);
-    const step = this.stepCount;
+    const step = shard?.step ?? this.stepCount;
+    const firstRow = shard?.firstRow ?? 0;
     const eps =
-      given ?? this.noiseShapes(size).map((shape, p) => this.defaultNoise(shape, step, p));
+      given ??
+      this.noiseShapes(size).map((shape, p) => this.defaultNoise(shape, step, p, firstRow));
+    // A shard's data term is its share of N * mean_batch CE: N * (rows / batch) * mean_rows CE.
+    const dataScale = shard === undefined ? trainSize : (trainSize * size) / shard.batchSize;
     const labelTensor = tf.tensor1d(labels, 'int32');
     const oneHot = tf.cast(tf.oneHot(labelTensor, this.classes), 'float32');
 
@@ -821,7 +837,7 @@ export class FastModel {
           ? this.plainLogits(x, 'train')
           : this.trainLogits(x, eps, fused, keeps);
         const ce = tf.mean(crossEntropyOneHotTf(logits, oneHot));
-        const dataTerm = tf.mul(ce, trainSize);
+        const dataTerm = tf.mul(ce, dataScale);
         kept.push(tf.keep(logits), tf.keep(dataTerm));
         let kl: tf.Tensor | null = null;
         if (plain) {
@@ -859,6 +875,7 @@ export class FastModel {
           accuracy: correctValue / size,
         },
         grads: vars.map((v) => grads[v.name]!),
+        correct: correctValue,
       };
     } finally {
       tf.dispose(kept);
@@ -885,10 +902,76 @@ export class FastModel {
   }
 
   /**
+   * For the data-parallel trainer (parallel.ts): rows `shard.firstRow ..` of
+   * a batch of `shard.batchSize` at step `shard.step`: their noise rows, their
+   * share of the data term, and (with `klWeight > 0`) the KL; the gradient of
+   * every trained tensor (trainableShapes() order) as tensors the caller
+   * disposes. Nothing is updated.
+   */
+  shardGradients(
+    batch: FastTrainBatch,
+    options: FastTrainStepOptions,
+    shard: FastShard,
+  ): { dataTerm: number; kl: number; correct: number; grads: tf.Tensor[] } {
+    this.alive();
+    let grads: tf.Tensor[] = [];
+    const values = scoped(() => {
+      const r = this.lossAndGradients(batch, options, shard);
+      grads = r.grads.map((g) => tf.keep(g));
+      return { dataTerm: r.values.dataTerm, kl: r.values.kl, correct: r.correct };
+    });
+    return { ...values, grads };
+  }
+
+  /** One Adam update with the given gradients (trainableShapes() order); the step count advances. */
+  applyGradients(grads: readonly tf.Tensor[], learningRate: number): void {
+    this.alive();
+    checkNumber('learningRate', learningRate, { min: 0 });
+    const step = this.stepCount;
+    scoped(() => adamUpdateTf(this.adam, grads, learningRate, step + 1));
+    this.stepCount = step + 1;
+  }
+
+  /** The trained tensors' names and shapes, in the order of shardGradients and readTrainables. */
+  trainableShapes(): { name: string; shape: number[] }[] {
+    const names = this.params.flatMap((p) =>
+      this.deterministic
+        ? [`${p.name}.theta`, `${p.name}.bias`]
+        : [`${p.name}.theta`, `${p.name}.noise`, `${p.name}.bias`],
+    );
+    return this.trainables().map((v, i) => ({ name: names[i]!, shape: [...v.shape] }));
+  }
+
+  /** Copies every trained tensor's values into `target` (their sizes summed), in trainableShapes() order. */
+  readTrainables(target: Float32Array): void {
+    this.alive();
+    let offset = 0;
+    for (const v of this.trainables()) {
+      const values = v.dataSync() as Float32Array;
+      target.set(values, offset);
+      offset += values.length;
+    }
+  }
+
+  /** Sets every trained tensor from `source`, laid out as readTrainables writes it. */
+  writeTrainables(source: Float32Array): void {
+    this.alive();
+    let offset = 0;
+    for (const v of this.trainables()) {
+      const size = v.size;
+      tf.tidy(() =>
+        v.assign(tf.tensor(source.subarray(offset, offset + size), v.shape, 'float32')),
+      );
+      offset += size;
+    }
+  }
+
+  /**
    * The loss of one step and its gradient with respect to every parameter,
    * without updating (the step counter, and so the default noise, does not
    * advance either).
    */
+
   lossAndGradientValues(
     batch: FastTrainBatch,
     options: FastTrainStepOptions,

@@ -43,6 +43,8 @@ export function reproduceCommand(run: NamedRecord): string {
   if (c.initFrom !== null) flags.push(`--init-from runs/${basename(c.initFrom)}`);
   if (c.trainLimit !== null) flags.push(`--train-limit ${c.trainLimit}`);
   if (c.testLimit !== null) flags.push(`--test-limit ${c.testLimit}`);
+  // The default is every core: the thread count is part of what repeats a run bit for bit.
+  flags.push(`--threads ${c.threads}`);
   flags.push(`--out runs/${run.name}`);
   return flags.join(' ');
 }

@@ -6,6 +6,7 @@
  * noise and Adam's state depend only on the seed and the step count.
  */
 import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs';
@@ -21,9 +22,11 @@ import {
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
 import { makeDirectories, writeFileAtomic } from '../files.js';
+import { defaultThreads, ParallelTrainer } from '../fast/parallel.js';
 import {
   createFastModel,
   type FastModel,
+  type FastModelOptions,
   type FastModelState,
   type VdLogAlphaShape,
 } from '../fast/train.js';
@@ -74,7 +77,22 @@ export interface TrainConfig {
   /** A finished baseline run's directory whose theta and bias start this run; null for none. */
   readonly initFrom: string | null;
   readonly recipe: Recipe;
+  /**
+   * Threads of the data-parallel step (spec/fast.md#threads): a run is
+   * bit-identical for a given seed and thread count.
+   */
+  readonly threads: number;
+  /**
+   * The generator of the training noise: NOISE_GENERATOR (spec/fast.md#noise);
+   * `tf-random-normal` in records made before it, with `tf.randomNormal`.
+   */
+  readonly noise: string;
 }
+
+/** The training noise's generator, as records name it. */
+export const NOISE_GENERATOR = 'philox-xoshiro-polar';
+/** What records made before NOISE_GENERATOR drew their noise with. */
+export const OLD_NOISE_GENERATOR = 'tf-random-normal';
 
 export interface EpochMetrics {
   /** 1 for the first epoch. */
@@ -214,6 +232,7 @@ export const CONFIG_FLAGS = {
   trainLimit: '--train-limit',
   testLimit: '--test-limit',
   initFrom: '--init-from',
+  threads: '--threads',
 } as const satisfies Partial<Record<keyof TrainConfig, string>>;
 
 export type ConfigField = keyof typeof CONFIG_FLAGS;
@@ -281,7 +300,13 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
   const trainClip: unknown = (c as Partial<TrainConfig>).trainClip ?? null;
   const randomLabels: unknown = (c as Partial<TrainConfig>).randomLabels ?? null;
   const vdLogAlpha: unknown = (c as Partial<TrainConfig>).vdLogAlpha ?? null;
+  // Records written before --threads and the seeded-normals generator ran on one thread with tf.randomNormal.
+  const threads: unknown = (c as Partial<TrainConfig>).threads ?? 1;
+  const noise: unknown = (c as Partial<TrainConfig>).noise ?? OLD_NOISE_GENERATOR;
   if (
+    !Number.isInteger(threads) ||
+    (threads as number) < 1 ||
+    (noise !== NOISE_GENERATOR && noise !== OLD_NOISE_GENERATOR) ||
     !isDataSetName(data) ||
     (trainClip !== null && typeof trainClip !== 'boolean') ||
     (randomLabels !== null && !Number.isInteger(randomLabels)) ||
@@ -301,6 +326,8 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
       trainClip,
       randomLabels: randomLabels as number | null,
       vdLogAlpha: vdLogAlpha as VdLogAlphaShape | null,
+      threads: threads as number,
+      noise: noise as string,
     },
   };
 }
@@ -355,8 +382,12 @@ function baselineWeights(dir: string, network: NetworkName): Map<string, Float32
 }
 
 function startModel(config: TrainConfig): FastModel {
+  return createFastModel(modelOptions(config));
+}
+
+function modelOptions(config: TrainConfig): FastModelOptions {
   const net = NETWORKS[config.network];
-  return createFastModel({
+  return {
     inputShape: net.inputShape,
     layers: net.layers,
     profile: config.profile,
@@ -364,7 +395,7 @@ function startModel(config: TrainConfig): FastModel {
     deterministic: config.baseline,
     ...(config.trainClip === null ? {} : { trainClip: config.trainClip }),
     ...(config.vdLogAlpha === null ? {} : { vdLogAlpha: config.vdLogAlpha }),
-  });
+  };
 }
 
 function applyInitFrom(model: FastModel, weights: Map<string, Float32Array>, dir: string): void {
@@ -442,6 +473,7 @@ export function makeConfig(input: {
   trainLimit?: number | null;
   testLimit?: number | null;
   initFrom?: string | null;
+  threads?: number;
 }): TrainConfig {
   if (!isNetworkName(input.network)) {
     throw new VdspecError(
@@ -525,7 +557,23 @@ export function makeConfig(input: {
     testLimit: positive('test-limit', input.testLimit),
     initFrom: input.initFrom ? resolve(input.initFrom) : null,
     recipe: recipeFor(input.network, input.epochs),
+    threads: checkThreads(input.threads ?? defaultThreads(availableParallelism())),
+    noise: NOISE_GENERATOR,
   };
+}
+
+/** At most MAX_THREADS: more threads than rows of a batch would sit idle. */
+export const MAX_THREADS = 64;
+
+function checkThreads(threads: number): number {
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw new VdspecError(
+      'invalid_argument',
+      `must be an integer in [1, ${MAX_THREADS}], got ${threads}`,
+      'threads',
+    );
+  }
+  return threads;
 }
 
 /**
@@ -548,6 +596,13 @@ export async function trainRun(
       );
     }
     const { header, state } = readCheckpoint(checkpointPath, (r) => checkRecord(r, checkpointPath));
+    if (header.config.noise !== NOISE_GENERATOR) {
+      throw new VdspecError(
+        'invalid_argument',
+        `the run in ${outDir} drew its noise with ${header.config.noise} (an older vdspec), so it cannot be continued exactly: start it again in another --out`,
+        'resume',
+      );
+    }
     const differs = sameConfig(header.config, config);
     if (differs !== null) {
       throw new VdspecError(
@@ -600,9 +655,17 @@ export async function trainRun(
       };
 
   const model = startModel(config);
-  const xTrain = tf.tensor(train.images, [train.count, ...net.inputShape], 'float32');
+  // With threads, every step's rows are copied from train.images: no tensor of the training set.
+  const xTrain =
+    config.threads > 1
+      ? null
+      : tf.tensor(train.images, [train.count, ...net.inputShape], 'float32');
   const xTest = tf.tensor(test.images, [test.count, ...net.inputShape], 'float32');
+  let parallel: ParallelTrainer | null = null;
   try {
+    if (config.threads > 1) {
+      parallel = await ParallelTrainer.create(model, modelOptions(config), config.threads);
+    }
     if (resumed) model.importState(resumed.state);
     else if (initWeights) applyInitFrom(model, initWeights, config.initFrom!);
 
@@ -614,6 +677,7 @@ export async function trainRun(
     // A new run is resumable from its first step: a stop in epoch 1 resumes from here.
     if (!resumed) save(record);
     const steps = Math.ceil(train.count / config.recipe.batchSize);
+    const rowSize = net.inputShape.reduce((a, b) => a * b, 1);
     const sessionStart = performance.now();
     let sessionSteps = 0;
     for (let e = record.epochs.length; e < until; e++) {
@@ -629,15 +693,23 @@ export async function trainRun(
         const from = s * config.recipe.batchSize;
         const picked = order.subarray(from, Math.min(train.count, from + config.recipe.batchSize));
         const labels = Int32Array.from(picked, (i) => train.labels[i]!);
-        const x = tf.tidy(() => tf.gather(xTrain, tf.tensor1d(Int32Array.from(picked), 'int32')));
+        const stepOptions = {
+          trainSize: train.count,
+          klWeight,
+          learningRate: schedule.learningRate,
+        };
         let r;
-        try {
-          r = model.trainStep(
-            { x, labels },
-            { trainSize: train.count, klWeight, learningRate: schedule.learningRate },
+        if (parallel !== null) {
+          r = await parallel.trainStep(rowsOf(train.images, picked, rowSize), labels, stepOptions);
+        } else {
+          const x = tf.tidy(() =>
+            tf.gather(xTrain!, tf.tensor1d(Int32Array.from(picked), 'int32')),
           );
-        } finally {
-          x.dispose();
+          try {
+            r = model.trainStep({ x, labels }, stepOptions);
+          } finally {
+            x.dispose();
+          }
         }
         loss += r.loss;
         dataTerm += r.dataTerm;
@@ -720,9 +792,19 @@ export async function trainRun(
     save(record);
     return { record, status: 'complete' };
   } finally {
+    await parallel?.close();
     model.dispose();
-    tf.dispose([xTrain, xTest]);
+    tf.dispose(xTrain === null ? [xTest] : [xTrain, xTest]);
   }
+}
+
+/** The rows `picked` of a row-major set of images, as one batch. */
+function rowsOf(images: Float32Array, picked: Uint32Array, rowSize: number): Float32Array {
+  const rows = new Float32Array(picked.length * rowSize);
+  picked.forEach((image, r) => {
+    rows.set(images.subarray(image * rowSize, (image + 1) * rowSize), r * rowSize);
+  });
+  return rows;
 }
 
 /** JSON has no Infinity: a network with nothing kept has compression "Infinity". */
