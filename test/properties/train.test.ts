@@ -15,6 +15,7 @@
  * - bad calls fail with one line and exit 2, never a stack trace.
  */
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdtempSync,
@@ -292,6 +293,17 @@ describe('FastModel: deterministic baseline and state', () => {
   });
 });
 
+/** The bytes of a checkpoint of spec/train.md#checkpoints, built here by hand from its layout. */
+function checkpointBytes(magic: string, stored: object, values: number[], digest: boolean): Buffer {
+  const json = Buffer.from(JSON.stringify(stored), 'utf8');
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length);
+  const padding = Buffer.alloc((4 - ((12 + json.length) % 4)) % 4);
+  const data = Buffer.from(Float32Array.from(values).buffer);
+  const body = Buffer.concat([Buffer.from(magic, 'ascii'), length, json, padding, data]);
+  return digest ? Buffer.concat([body, createHash('sha256').update(body).digest()]) : body;
+}
+
 describe('checkpoint file', () => {
   const state = {
     step: 7,
@@ -312,6 +324,46 @@ describe('checkpoint file', () => {
     expect(back.state.tensors).toEqual(state.tensors);
   });
 
+  it('ends with the SHA-256 of everything before it; one flipped bit is refused', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.bin');
+    writeCheckpoint(path, header, state);
+    const stored = {
+      record: header,
+      step: 7,
+      tensors: [
+        { name: 'a', shape: [2, 3] },
+        { name: 'b', shape: [1] },
+      ],
+    };
+    const expected = checkpointBytes('VDSPECK2', stored, [1, -2, 3.5, 0, -0, 1e-30, 42], true);
+    expect(readFileSync(path)).toEqual(expected);
+    // One bit of the last tensor value (42), a payload byte the structure does not check.
+    const flipped = Buffer.from(expected);
+    flipped[expected.length - 32 - 2]! ^= 0x01;
+    writeFileSync(path, flipped);
+    expect(() => readCheckpoint(path, asIs)).toThrow(
+      /c\.bin is not a usable vdspec checkpoint: its SHA-256 does not match its content/,
+    );
+    // A bit of the header (a digit of the step count: 7 -> 6) too.
+    const header7 = Buffer.from(expected);
+    header7[header7.indexOf('"step":7') + 7] = '6'.charCodeAt(0);
+    writeFileSync(path, header7);
+    expect(() => readCheckpoint(path, asIs)).toThrow(/SHA-256 does not match/);
+  });
+
+  it('a checkpoint from before the checksum (VDSPECK1, no digest) is still read', () => {
+    const path = join(tempDir(), 'old.bin');
+    const stored = { record: header, step: 3, tensors: [{ name: 'b', shape: [2] }] };
+    writeFileSync(path, checkpointBytes('VDSPECK1', stored, [0.5, -4], false));
+    const back = readCheckpoint(path, asIs);
+    expect(back.header).toEqual(header);
+    expect(back.state).toEqual({
+      step: 3,
+      tensors: [{ name: 'b', shape: [2], data: Float32Array.from([0.5, -4]) }],
+    });
+  });
+
   it('refuses a truncated, padded, foreign or missing file with the file named', () => {
     const dir = tempDir();
     const path = join(dir, 'c.bin');
@@ -323,7 +375,7 @@ describe('checkpoint file', () => {
     writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from([0, 0, 0, 0])]));
     expect(() => readCheckpoint(path, asIs)).toThrow(/bytes follow/);
     writeFileSync(path, '{"not": "a checkpoint"}');
-    expect(() => readCheckpoint(path, asIs)).toThrow(/VDSPECK1/);
+    expect(() => readCheckpoint(path, asIs)).toThrow(/VDSPECK2/);
     expect(() => readCheckpoint(join(dir, 'missing.bin'), asIs)).toThrow(/cannot read/);
     try {
       readCheckpoint(path, asIs);
@@ -724,6 +776,17 @@ describe(
       const network = await cli(['lenet5', '--resume', '--out', dir]);
       expect(network.err).toMatch(/started with network lenet300, not network lenet5/);
       const path = join(dir, CHECKPOINT_FILE);
+      const good = readFileSync(path);
+      const flipped = Buffer.from(good);
+      // A byte in the middle of the tensors (the last 32 bytes are the digest).
+      flipped[Math.floor((good.length - 32) * 0.9)]! ^= 0x10;
+      writeFileSync(path, flipped);
+      const bitFlip = await cli(['lenet300', '--resume', '--out', dir, '--quiet']);
+      expect(bitFlip.code).toBe(2);
+      expect(bitFlip.err).toMatch(
+        /^vdspec train: .*checkpoint\.bin is not a usable vdspec checkpoint: its SHA-256 does not match its content \(the file is damaged\)$/,
+      );
+      writeFileSync(path, good);
       truncateSync(path, readFileSync(path).length - 100);
       const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
       expect(damaged.code).toBe(2);
