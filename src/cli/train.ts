@@ -18,6 +18,7 @@ import {
   makeConfig,
   readRunConfig,
   RESULTS_FILE,
+  sameField,
   trainRun,
   type ConfigField,
   type TrainConfig,
@@ -368,7 +369,7 @@ function checkResumeFlags(config: TrainConfig, options: TrainCliOptions, outDir:
   const given = givenFields(options);
   const asked = { ...config, ...given } as TrainConfig;
   for (const field of Object.keys(given) as ConfigField[]) {
-    if (asked[field] !== config[field]) {
+    if (!sameField(asked, config, field, outDir)) {
       throw new VdspecError(
         'invalid_argument',
         `the run in ${outDir} was started with ${describeConfigField(config, field)}, not ` +

@@ -25,7 +25,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectSpecBlock } from './spec-blocks.js';
 
@@ -47,7 +47,11 @@ import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { finishRun } from '../../src/train/finish.js';
 import { formatDuration, formatProgress } from '../../src/train/progress.js';
 import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
-import { readResults, resultsTableMarkdown } from '../../src/train/resultsTable.js';
+import {
+  readResults,
+  reproduceCommand,
+  resultsTableMarkdown,
+} from '../../src/train/resultsTable.js';
 import {
   batchOrder,
   CHECKPOINT_FILE,
@@ -603,6 +607,29 @@ describe(
       const s = await cli(['lenet5', '--init-from', base, '--out', svd, ...tiny]);
       expect(s.err).toBe('');
       expect(s.code).toBe(0);
+      // The record names the baseline relative to the run, no path of this machine.
+      const recorded = readRecord(svd).config.initFrom!;
+      expect(recorded).toBe(join('..', '..', basename(dirname(base)), 'base'));
+      // Read back (resume, the plots) relative to the run's directory, not the working directory;
+      // --init-from given again as an absolute path names the same directory.
+      const resumed = await cli([
+        'lenet5',
+        '--out',
+        svd,
+        '--resume',
+        '--init-from',
+        base,
+        '--quiet',
+      ]);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      const other = await cli(['lenet5', '--out', svd, '--resume', '--init-from', svd]);
+      expect(other.code).toBe(2);
+      expect(other.err).toMatch(
+        /was started with --init-from \.\.\/\.\.\/.*\/base, not --init-from/,
+      );
+      const curves = readFileSync(join(svd, 'plots', 'curves.vl.json'), 'utf8');
+      expect(curves).toContain('dense baseline (start point)');
       const record = readRecord(svd);
       expect(record.final!.layers.map((l) => l.name)).toEqual([
         'conv2d0',
@@ -814,6 +841,31 @@ describe('committed results (README "Results")', () => {
         expect(existsSync(join(dir, plot)), `${name}/${plot}`).toBe(true);
       }
     }
+  });
+
+  it('name no path of the machine that trained them: --init-from is relative to the run', () => {
+    const withBaseline = runs.filter((r) => r.record.config.initFrom !== null);
+    expect(withBaseline.map((r) => r.name)).toEqual(['lenet300-svd-init', 'lenet5-svd-init']);
+    for (const { name, record } of withBaseline) {
+      expect(isAbsolute(record.config.initFrom!), name).toBe(false);
+      const dir = resolve(import.meta.dirname, '../../results', name, record.config.initFrom!);
+      expect(readRecord(dir).config.baseline, name).toBe(true);
+    }
+  });
+
+  it('a record from before (an absolute --init-from) still reads, and repeats as runs/<name>', () => {
+    const [run] = runs.filter((r) => r.name === 'lenet5-svd-init');
+    const old = {
+      ...run!,
+      record: {
+        ...run!.record,
+        config: { ...run!.record.config, initFrom: '/work/runs/lenet5-baseline' },
+      },
+    };
+    const record = checkRecord(JSON.parse(JSON.stringify(old.record)), 'old');
+    expect(record.config.initFrom).toBe('/work/runs/lenet5-baseline');
+    expect(reproduceCommand({ name: old.name, record })).toBe(reproduceCommand(run!));
+    expect(reproduceCommand(run!)).toContain('--init-from runs/lenet5-baseline ');
   });
 
   it('the README table is generated from them', () => {
