@@ -262,17 +262,19 @@ async function run(
   if (handleSignals) process.on('SIGINT', onSigint);
   io.interruptHook?.(onSigint);
   try {
-    if (!options.quiet) {
-      err(
-        `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
-          `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ${config.epochs} epochs ` +
-          `on ${backend.name}, writing to ${outDir}`,
-      );
-    }
     const outcome = await trainRun(config, {
       outDir,
       resume: options.resume,
       ...(options.until === undefined ? {} : { until: options.until }),
+      // Only once every input is checked, so that no banner precedes a refusal.
+      onStart: () => {
+        if (options.quiet) return;
+        err(
+          `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
+            `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ` +
+            `${config.epochs} epoch${config.epochs === 1 ? '' : 's'} on ${backend.name}, writing to ${outDir}`,
+        );
+      },
       shouldStop: () => stopRequested,
       onStep: (p) => {
         if (live !== null) {

@@ -160,6 +160,12 @@ export interface TrainRunOptions {
   readonly resume: boolean;
   /** Stop after this epoch (1-based), resumable later; default all epochs. */
   readonly until?: number;
+  /**
+   * Called once every input is checked (configuration, checkpoint, --until,
+   * data, --init-from, the output directory) and before the first step: a
+   * banner printed here never precedes a refusal.
+   */
+  readonly onStart?: () => void;
   readonly onStep?: (p: TrainProgress) => void;
   readonly onEpoch?: (m: EpochMetrics, record: TrainRecord) => void;
   /** Polled after every step: true stops the run at once (the epoch in progress is lost). */
@@ -611,6 +617,7 @@ export async function trainRun(
     resumed === null && baselineDir !== null ? baselineWeights(baselineDir, config.network) : null;
   // Only once every input is known to be good, so that a refused call leaves nothing behind.
   prepareOutDir(outDir);
+  options.onStart?.();
 
   const backend = activeBackend() ?? 'none';
   let record: TrainRecord = resumed

@@ -670,8 +670,18 @@ describe(
         const r = await cli(argv);
         expect(r.code, argv.join(' ')).toBe(2);
         expect(r.err, argv.join(' ')).toMatch(message);
+        // Everything is checked before the banner: the refusal is the first line of stderr.
+        expect(r.err.split('\n')[0], argv.join(' ')).toMatch(/^vdspec train: /);
+        expect(r.err.split('\n')[0], argv.join(' ')).toMatch(message);
+        expect(r.err, argv.join(' ')).not.toMatch(/training|resuming/);
+        // A usage error may add one hint line, given once.
         expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
+        expect(r.err.match(/--help/g)?.length ?? 0, r.err).toBeLessThanOrEqual(1);
         expect(r.err).not.toMatch(/\n\s+at /);
+      }
+      // A refusal found by trainRun (--until, --out, --init-from) is one line and no banner.
+      for (const argv of [cases[6]![0], cases[8]![0], cases[10]![0]]) {
+        expect((await cli(argv)).err.split('\n'), argv.join(' ')).toHaveLength(1);
       }
     });
 
