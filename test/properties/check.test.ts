@@ -903,12 +903,66 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     expect(status('kl.layer').failed).toBe(1);
     expect(status('objective.sgvb').status).toBe('skipped');
     const failures = report.cases.filter((c) => c.status === 'failed');
-    expect(failures.map((c) => c.portError)).toEqual(
-      expect.arrayContaining(['diverged', 'no result for this case in the results file']),
-    );
+    expect(failures.find((c) => c.op === 'kl.approx')).toMatchObject({
+      portError: 'diverged',
+      noAnswer: null,
+    });
+    // A case without an entry is no error the port answered: it has no answer at all.
+    expect(failures.find((c) => c.op === 'kl.layer')).toMatchObject({
+      caseId: 0,
+      portError: null,
+      noAnswer: 'the results file has no entry for this case',
+    });
+    const text = await check(['--results', path, '--max-failures', '10']);
+    expect(text.out).toMatch(/^ {3}no answer: the results file has no entry for this case$/m);
+    expect(text.out).toMatch(/^ {3}the port answered with an error: diverged$/m);
+    expect(text.out).not.toMatch(/answered with an error: the results file/);
     const mask = failures.find((c) => c.op === 'svd.mask')!;
     expect(mask.comparison!.outputs[0]!.firstMismatch!.index).toBe(0);
     expect(mask.fingerprint!.map((d) => d.id)).toContain('convention:prune.comparison=">="');
+  });
+
+  it('spec/check.md#results-file: answers for case ids the golden set does not have are listed and fail the check; a malformed entry is no answer', async () => {
+    const path = resultsFile('unknown.json', (results) => {
+      results['svd.mask']!['9999'] = results['svd.mask']!['0'];
+      results['kl.approx']!['abc'] = { error: 'not a case' };
+    });
+    const report = await checkJson(['--results', path]);
+    expect(report.totals.failed).toBe(0);
+    expect(report.unknownResults).toEqual(
+      expect.arrayContaining([
+        { op: 'svd.mask', caseId: '9999' },
+        { op: 'kl.approx', caseId: 'abc' },
+      ]),
+    );
+    expect(report.totals.unknown).toBe(2);
+    expect(report.exitCode).toBe(1);
+    const junit = join(dir, 'unknown-junit.xml');
+    const text = await check(['--results', path, '--junit', junit]);
+    expect(text.code).toBe(1);
+    expect(text.out).toMatch(
+      /^The results file has 2 answers for cases the golden set does not have \(each fails the check/m,
+    );
+    expect(text.out).toMatch(/^ {2}svd\.mask: case 9999$/m);
+    expect(text.out).toMatch(
+      /Result: FAIL: \d+ cases passed, but the results file has 2 answers for cases the golden set does not have \(exit 1\)$/,
+    );
+    const xml = readFileSync(junit, 'utf8');
+    expect(xml).toMatch(/<testsuites [^>]*failures="2"/);
+    expect(xml).toContain('name="case 9999: not in the golden set"');
+    // Only the selected ops' files are compared: kl.approx's extra id is outside --op svd.mask.
+    const selected = await checkJson(['--results', path, '--op', 'svd.mask']);
+    expect(selected.unknownResults).toEqual([{ op: 'svd.mask', caseId: '9999' }]);
+
+    const malformed = resultsFile('malformed.json', (results) => {
+      results['svd.mask']!['0'] = { output: {} };
+    });
+    const m = await checkJson(['--results', malformed, '--op', 'svd.mask']);
+    expect(m.cases.find((c) => c.caseId === 0)).toMatchObject({
+      status: 'failed',
+      portError: null,
+      noAnswer: expect.stringMatching(/entry for this case is malformed/) as unknown,
+    });
   });
 
   it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {
