@@ -31,10 +31,15 @@ export interface PortCase {
   readonly inputs: Readonly<Record<string, unknown>>;
 }
 
-/** A port's answer to one case: its outputs (numbers may be encoded), or the error it reported. */
+/**
+ * A port's answer to one case: its outputs (numbers may be encoded), the
+ * error it reported, or none at all (a results file without a usable entry
+ * for the case: `message` says why). Each fails the case but the first.
+ */
 export type PortAnswer =
   | { readonly kind: 'outputs'; readonly outputs: unknown }
-  | { readonly kind: 'error'; readonly message: string };
+  | { readonly kind: 'error'; readonly message: string }
+  | { readonly kind: 'none'; readonly message: string };
 
 export interface Port {
   readonly info: PortInfo;
@@ -52,6 +57,12 @@ export interface Port {
   stderrTail(): readonly string[];
   /** Things worth telling the user that are not failures (e.g. an unknown op declared). */
   readonly notes: string[];
+  /**
+   * The case ids the port holds answers for, per op, when it holds them
+   * beforehand (a results file): the runner reports the ids the golden set
+   * does not have.
+   */
+  caseIds?(op: string): readonly string[];
 }
 
 /** An implementation inside this process: `run(op, inputs)` returns the op's outputs by name. */

@@ -30,6 +30,7 @@ function table(rows: string[][], rightAligned: boolean[]): string[] {
 }
 
 function describeFailure(r: CaseResult): string[] {
+  if (r.noAnswer !== null) return [`no answer: ${r.noAnswer}`];
   if (r.portError !== null) return [`the port answered with an error: ${r.portError}`];
   const lines: string[] = [];
   for (const o of r.comparison?.outputs ?? []) {
@@ -52,14 +53,23 @@ function translationLine(r: CaseResult): string | null {
   return `translated: ${r.translated.join('; ')}`;
 }
 
+/** `1 answer for a case` / `3 answers for cases` the golden set does not have. */
+function unknownCount(n: number): string {
+  return n === 1 ? '1 answer for a case' : `${n} answers for cases`;
+}
+
 function headline(report: CheckReport): string {
   const t = report.totals;
   if (report.infrastructureError !== null) {
     return `Result: ERROR: the check could not be completed (${t.notRun} cases not run) (exit 2)`;
   }
+  const unknown = t.unknown === 0 ? '' : `${unknownCount(t.unknown)} the golden set does not have`;
   if (t.failed > 0) {
     const opsFailed = report.ops.filter((o) => o.status === 'failed').length;
-    return `Result: FAIL: ${t.failed} of ${t.passed + t.failed} checked cases failed, in ${opsFailed} op${opsFailed === 1 ? '' : 's'} (exit 1)`;
+    return `Result: FAIL: ${t.failed} of ${t.passed + t.failed} checked cases failed, in ${opsFailed} op${opsFailed === 1 ? '' : 's'}${unknown === '' ? '' : `; ${unknown}`} (exit 1)`;
+  }
+  if (t.unknown > 0) {
+    return `Result: FAIL: ${t.passed} cases passed, but the results file has ${unknown} (exit 1)`;
   }
   return `Result: PASS: ${t.passed} cases passed, ${t.skipped} skipped (exit 0)`;
 }
@@ -141,6 +151,17 @@ export function renderText(report: CheckReport, maxFailures = DEFAULT_MAX_FAILUR
     });
   }
 
+  if (report.unknownResults.length > 0) {
+    lines.push('');
+    lines.push(
+      `The results file has ${unknownCount(report.unknownResults.length)} the golden set does not have ` +
+        '(each fails the check; were the results written for other golden files?):',
+    );
+    const byOp = new Map<string, string[]>();
+    for (const u of report.unknownResults) byOp.set(u.op, [...(byOp.get(u.op) ?? []), u.caseId]);
+    for (const [op, ids] of byOp) lines.push(`  ${op}: case ${ids.join(', ')}`);
+  }
+
   const fingerprinted = report.ops.filter((o) => o.fingerprintChecked > 0);
   if (fingerprinted.length > 0) {
     lines.push('');
@@ -201,7 +222,7 @@ export function renderJunit(report: CheckReport): string {
   const t = report.totals;
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
   out.push(
-    `<testsuites name="vdspec check ${escapeXml(report.port.name)}" tests="${t.cases}" failures="${t.failed}" errors="${t.notRun}" skipped="${t.skipped}">`,
+    `<testsuites name="vdspec check ${escapeXml(report.port.name)}" tests="${t.cases + t.unknown}" failures="${t.failed + t.unknown}" errors="${t.notRun}" skipped="${t.skipped}">`,
   );
   for (const o of report.ops) {
     const suite = `${report.profile}/${o.op}`;
@@ -236,6 +257,20 @@ export function renderJunit(report: CheckReport): string {
           '    </testcase>',
         );
       }
+    }
+    out.push('  </testsuite>');
+  }
+  if (report.unknownResults.length > 0) {
+    const n = report.unknownResults.length;
+    out.push(
+      `  <testsuite name="${escapeXml(`${report.profile}/unknown case ids`)}" tests="${n}" failures="${n}" errors="0" skipped="0">`,
+    );
+    for (const u of report.unknownResults) {
+      out.push(
+        `    <testcase classname="${escapeXml(`vdspec.${report.profile}.${u.op}`)}" name="${escapeXml(`case ${u.caseId}: not in the golden set`)}">`,
+        `      <failure message="the results file has an answer for a case the golden set does not have"/>`,
+        '    </testcase>',
+      );
     }
     out.push('  </testsuite>');
   }

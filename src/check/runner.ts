@@ -36,6 +36,8 @@ export interface CaseResult {
   readonly comparison: CaseComparison | null;
   /** The port's error message, when it answered with an error. */
   readonly portError: string | null;
+  /** Why there was no answer at all (a results file without a usable entry), else null. */
+  readonly noAnswer: string | null;
   /** Set for fingerprinted failed cases (possibly empty: nothing matched). */
   readonly fingerprint: readonly Diagnosis[] | null;
   /** One line per input, for failed cases only (spec/check.md#report). */
@@ -82,6 +84,15 @@ export interface CheckTotals {
   readonly failed: number;
   readonly skipped: number;
   readonly notRun: number;
+  /** Answers for case ids the golden set does not have (`unknownResults`); each fails the check. */
+  readonly unknown: number;
+}
+
+/** A results file's entry for a case id the checked golden file does not have. */
+export interface UnknownResult {
+  readonly op: string;
+  /** The key as written in the results file. */
+  readonly caseId: string;
 }
 
 export interface CheckReport {
@@ -97,12 +108,17 @@ export interface CheckReport {
   };
   readonly ops: readonly OpResult[];
   readonly cases: readonly CaseResult[];
+  /** Results-file entries for cases the selected golden files do not have, by op and id. */
+  readonly unknownResults: readonly UnknownResult[];
   readonly totals: CheckTotals;
   /** Why the run stopped early (crash, hang, junk, wrong id), or null. */
   readonly infrastructureError: string | null;
   readonly notes: readonly string[];
   readonly stderr: readonly string[];
-  /** 0 every answered case passed, 1 some failed, 2 the check could not be completed. */
+  /**
+   * 0 every answered case passed, 1 some failed (or answers for unknown case
+   * ids), 2 the check could not be completed.
+   */
   readonly exitCode: 0 | 1 | 2;
 }
 
@@ -142,6 +158,7 @@ function caseResult(
   comparison: CaseComparison | null = null,
   portError: string | null = null,
   translated: readonly string[] | null = null,
+  noAnswer: string | null = null,
 ): CaseResult {
   const failed = status === 'failed';
   return {
@@ -152,6 +169,7 @@ function caseResult(
     flags: c.flags,
     comparison,
     portError,
+    noAnswer,
     fingerprint: null,
     inputs: failed ? summarizeInputs(c.inputs) : null,
     translated: failed && translated !== null ? translated : null,
@@ -312,7 +330,9 @@ export async function runCheck(
             answer = back.answer;
             translated = [...translated!, ...back.translated];
           }
-          if (answer.kind === 'error') {
+          if (answer.kind === 'none') {
+            results.push(caseResult(file, c, 'failed', null, null, translated, answer.message));
+          } else if (answer.kind === 'error') {
             results.push(caseResult(file, c, 'failed', null, answer.message, translated));
           } else {
             const comparison = compareOutputs(c.outputs, c.scale, answer.outputs, tolerance);
@@ -358,6 +378,15 @@ export async function runCheck(
     };
   });
   const cases = ops.flatMap((o) => o.results);
+  // A results file's answers for cases the golden files do not have: written for another set?
+  const unknownResults: UnknownResult[] = [];
+  for (const file of golden.files) {
+    if (!declared.has(file.op.name) || port.caseIds === undefined) continue;
+    const known = new Set(file.cases.map((c) => String(c.id)));
+    for (const id of port.caseIds(file.op.name)) {
+      if (!known.has(id)) unknownResults.push({ op: file.op.name, caseId: id });
+    }
+  }
   const totals: CheckTotals = {
     ops: ops.length,
     cases: cases.length,
@@ -365,6 +394,7 @@ export async function runCheck(
     failed: cases.filter((c) => c.status === 'failed').length,
     skipped: cases.filter((c) => c.status === 'skipped').length,
     notRun: cases.filter((c) => c.status === 'not_run').length,
+    unknown: unknownResults.length,
   };
   if (infrastructureError === null && totals.passed + totals.failed === 0) {
     notes.push('no case was checked: the port declares none of the selected ops');
@@ -377,10 +407,11 @@ export async function runCheck(
     golden: { dir: golden.dir, generator: golden.files[0]?.generator ?? null },
     ops: ops.map((o) => o.op),
     cases,
+    unknownResults,
     totals,
     infrastructureError,
     notes,
     stderr: port.stderrTail(),
-    exitCode: infrastructureError !== null ? 2 : totals.failed > 0 ? 1 : 0,
+    exitCode: infrastructureError !== null ? 2 : totals.failed > 0 || totals.unknown > 0 ? 1 : 0,
   };
 }

@@ -92,7 +92,11 @@ export function splitList(flag: string, text: string): string[] {
 }
 
 export interface BoundaryOptions {
-  /** A line added after a usage error's message (not after a VdspecError's), e.g. where to find the options. */
+  /**
+   * A line added after a usage error's message (not after a VdspecError's),
+   * e.g. where to find the options; left out when the message already points
+   * to --help, so the hint is given once.
+   */
   readonly usageHint?: string;
 }
 
@@ -127,7 +131,10 @@ export function runCommand(
 ): number | Promise<number> {
   const report = (e: unknown): number => {
     if (e instanceof UsageError) {
-      const hint = options.usageHint === undefined ? '' : `\n${options.usageHint}`;
+      const hint =
+        options.usageHint === undefined || e.message.includes('--help')
+          ? ''
+          : `\n${options.usageHint}`;
       err(`vdspec ${name}: ${oneLine(e.message)}${hint}`);
       return 2;
     }

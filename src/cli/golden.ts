@@ -3,8 +3,20 @@
  * (spec/golden.md#regenerating).
  */
 import { PROFILE_NAMES } from '../profiles.js';
-import { generateGolden, MANIFEST_NAME } from '../golden/generate.js';
-import { runCommand, scanFlags, splitList, UsageError, type FlagSpec } from './common.js';
+import {
+  generateGoldenInterruptible,
+  GoldenInterrupted,
+  MANIFEST_NAME,
+  type GenerateHooks,
+} from '../golden/generate.js';
+import {
+  runCommand,
+  scanFlags,
+  splitList,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
 
 /** Where files go without --out (the repository's own set is written by `npm run golden`). */
 export const DEFAULT_GOLDEN_OUT = './golden';
@@ -28,8 +40,12 @@ Options:
 
 With --profile or --op, the files of other ops already in DIR are kept and stay
 in the manifest (when they still match their recorded sha256).
+
+Ctrl-C (or SIGTERM) before the files are put in place stops the run: nothing
+is written and DIR stays as it was (exit 130, 143 for SIGTERM). Once the
+renames have begun they finish: the run says it wrote the files and exits 0.
 Exit codes: 0 written, 2 bad arguments or an --out that cannot be written
-(nothing written), 1 anything else.`;
+(nothing written), 130 / 143 interrupted (nothing written), 1 anything else.`;
 
 interface GoldenOptions {
   out: string;
@@ -76,16 +92,68 @@ function parseArgs(argv: readonly string[]): GoldenOptions {
   return options;
 }
 
-function run(argv: readonly string[], out: (s: string) => void): number {
+export interface GoldenCommandIo {
+  /**
+   * Listen for SIGINT and SIGTERM (default true, for the program). After a
+   * successful write the listeners stay until the process exits, so that a
+   * signal after the verdict cannot turn "wrote ..." and exit 0 into a kill.
+   */
+  readonly handleSignals?: boolean;
+  /** Given the function a signal calls, so that a test can interrupt without one. */
+  readonly interruptHook?: (interrupt: (signal: NodeJS.Signals) => void) => void;
+  /** Passed to the generator (tests: interrupt after a given file is staged). */
+  readonly hooks?: GenerateHooks;
+}
+
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+async function run(
+  argv: readonly string[],
+  out: Writer,
+  err: Writer,
+  io: GoldenCommandIo,
+): Promise<number> {
   const options = parseArgs(argv);
   if (options.help) {
     out(HELP);
     return 0;
   }
-  const summary = generateGolden(options.out, {
-    ...(options.profiles === undefined ? {} : { profiles: options.profiles }),
-    ...(options.ops === undefined ? {} : { ops: options.ops }),
-  });
+  let signal: NodeJS.Signals | null = null;
+  let written = false;
+  // After the verdict a signal changes nothing: the files are written and the exit code is 0.
+  const onSignal = (s: NodeJS.Signals) => {
+    if (!written) signal ??= s;
+  };
+  const handleSignals = io.handleSignals ?? true;
+  const stopListening = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  if (handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  io.interruptHook?.(onSignal);
+  let summary;
+  try {
+    summary = await generateGoldenInterruptible(
+      options.out,
+      {
+        ...(options.profiles === undefined ? {} : { profiles: options.profiles }),
+        ...(options.ops === undefined ? {} : { ops: options.ops }),
+      },
+      { shouldStop: () => signal !== null, ...(io.hooks === undefined ? {} : { hooks: io.hooks }) },
+    );
+  } catch (error) {
+    if (handleSignals) stopListening();
+    if (error instanceof GoldenInterrupted && signal !== null) {
+      err(`vdspec golden: interrupted (${signal}); nothing written, ${options.out} is as it was`);
+      return SIGNAL_EXIT[signal] ?? 130;
+    }
+    throw error;
+  }
+  // From here the verdict is "written" (the listeners stay, see GoldenCommandIo).
+  written = true;
   const kb = (summary.bytes / 1024).toFixed(0);
   out(
     `wrote ${summary.files.length} golden files (${summary.cases} cases, ${kb} KiB) and ` +
@@ -101,15 +169,17 @@ function run(argv: readonly string[], out: (s: string) => void): number {
 }
 
 /**
- * Run `vdspec golden` with `argv` (the arguments after `golden`). Returns the
- * exit code: 0 written, 2 bad arguments or an unusable --out (one line on
- * `err`, nothing written), 1 anything unexpected. Never throws
- * (unless VDSPEC_DEBUG is set: see runCommand).
+ * Run `vdspec golden` with `argv` (the arguments after `golden`). Resolves to
+ * the exit code: 0 written, 2 bad arguments or an unusable --out (one line on
+ * `err`, nothing written), 130 / 143 interrupted by SIGINT / SIGTERM before
+ * the files were put in place (nothing written), 1 anything unexpected. Never
+ * rejects (unless VDSPEC_DEBUG is set: see runCommand).
  */
 export function runGoldenCommand(
   argv: string[],
-  out: (s: string) => void,
-  err: (s: string) => void,
-): number {
-  return runCommand('golden', err, () => run(argv, out));
+  out: Writer,
+  err: Writer,
+  io: GoldenCommandIo = {},
+): Promise<number> {
+  return runCommand('golden', err, () => run(argv, out, err, io));
 }

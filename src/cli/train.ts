@@ -18,6 +18,7 @@ import {
   makeConfig,
   readRunConfig,
   RESULTS_FILE,
+  sameField,
   trainRun,
   type ConfigField,
   type TrainConfig,
@@ -268,17 +269,20 @@ async function run(
   if (handleSignals) process.on('SIGINT', onSigint);
   io.interruptHook?.(onSigint);
   try {
-    if (!options.quiet) {
-      err(
-        `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
-          `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ${config.epochs} epochs ` +
-          `on ${backend.name} (${config.threads} thread${config.threads === 1 ? '' : 's'}), writing to ${outDir}`,
-      );
-    }
     const outcome = await trainRun(config, {
       outDir,
       resume: options.resume,
       ...(options.until === undefined ? {} : { until: options.until }),
+      // Only once every input is checked, so that no banner precedes a refusal.
+      onStart: () => {
+        if (options.quiet) return;
+        err(
+          `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
+            `(${config.baseline ? 'dense baseline' : `Sparse VD, ${config.profile}`}) for ` +
+            `${config.epochs} epoch${config.epochs === 1 ? '' : 's'} on ${backend.name} ` +
+            `(${config.threads} thread${config.threads === 1 ? '' : 's'}), writing to ${outDir}`,
+        );
+      },
       shouldStop: () => stopRequested,
       onStep: (p) => {
         if (live !== null) {
@@ -377,7 +381,7 @@ function checkResumeFlags(config: TrainConfig, options: TrainCliOptions, outDir:
   const given = givenFields(options);
   const asked = { ...config, ...given } as TrainConfig;
   for (const field of Object.keys(given) as ConfigField[]) {
-    if (asked[field] !== config[field]) {
+    if (!sameField(asked, config, field, outDir)) {
       throw new VdspecError(
         'invalid_argument',
         `the run in ${outDir} was started with ${describeConfigField(config, field)}, not ` +

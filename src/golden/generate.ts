@@ -577,10 +577,59 @@ export function generateGolden(
   selection: GoldenSelection = {},
   options: BuildOptions & { hooks?: GenerateHooks } = {},
 ): GenerateSummary {
+  const steps = goldenSteps(outDir, selection, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** Thrown by generateGoldenInterruptible when asked to stop before the commit point. */
+export class GoldenInterrupted extends Error {}
+
+/**
+ * generateGolden, stoppable: between building or staging one file and the
+ * next it lets the event loop run (signal listeners) and asks `shouldStop`.
+ * A stop before the commit point (the first rename) removes the staging
+ * directory and throws GoldenInterrupted, with `outDir`'s files as they were;
+ * from the commit point on nothing is asked any more: the renames finish.
+ */
+export async function generateGoldenInterruptible(
+  outDir: string,
+  selection: GoldenSelection,
+  options: BuildOptions & { hooks?: GenerateHooks; shouldStop: () => boolean },
+): Promise<GenerateSummary> {
+  const steps = goldenSteps(outDir, selection, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+    if (options.shouldStop()) {
+      // Runs the generator's finally: the staging directory is removed.
+      steps.return(undefined as never);
+      throw new GoldenInterrupted('interrupted before the files were put in place');
+    }
+  }
+}
+
+/**
+ * The work of generateGolden, one file at a time: it yields after building
+ * each file and after staging each one (the manifest last), and never once
+ * the renames have begun.
+ */
+function* goldenSteps(
+  outDir: string,
+  selection: GoldenSelection,
+  options: BuildOptions & { hooks?: GenerateHooks },
+): Generator<void, GenerateSummary, void> {
   const version = options.version ?? packageVersion();
   const baseSeed = options.baseSeed ?? GOLDEN_BASE_SEED;
   const planned = planGolden(selection);
-  const built = planned.map((p) => buildGoldenFile(p.op, p.profile, { version, baseSeed }));
+  const built: ReturnType<typeof buildGoldenFile>[] = [];
+  for (const p of planned) {
+    built.push(buildGoldenFile(p.op, p.profile, { version, baseSeed }));
+    yield;
+  }
   const partial = selection.profiles !== undefined || selection.ops !== undefined;
 
   const staging = openStaging(outDir);
@@ -589,6 +638,7 @@ export function generateGolden(
       makeDirectories(dirname(join(staging, file.path)));
       writeFlushed(join(staging, file.path), file.text);
       options.hooks?.onStaged?.(file.path);
+      yield;
     }
     const entries: ManifestEntry[] = built.map((f) => ({
       path: f.path,
@@ -602,7 +652,9 @@ export function generateGolden(
       manifestText([...entries, ...kept], version, baseSeed),
     );
     options.hooks?.onStaged?.(MANIFEST_NAME);
+    yield;
 
+    // The commit point: no yield from here on, so a stop can no longer come between the renames.
     const targetDirs = [...new Set(built.map((f) => dirname(join(outDir, f.path))))];
     for (const d of targetDirs) makeDirectories(d);
     for (const file of built) renameSync(join(staging, file.path), join(outDir, file.path));

@@ -443,7 +443,7 @@ export interface KlErrorTable {
     readonly maxDeviation: number;
     readonly atLogAlpha: number;
   };
-  /** One row per integer log_alpha on the grid, for the printed table. */
+  /** One row per integer log_alpha in [-8, 8] (whatever the step), for the printed table. */
   readonly rows: readonly KlErrorRow[];
   /** The rows at log_alpha = 1, 2, 3, where the cubic leaves its fitted range. */
   readonly cubicAbove: readonly KlErrorRow[];

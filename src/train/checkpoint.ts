@@ -4,12 +4,16 @@
  * that a run stopped at any point resumes from its last finished epoch and
  * continues exactly as if it had never stopped.
  *
- * Layout: the 8 ASCII bytes `VDSPECK1`, the header's byte length as a
+ * Layout: the 8 ASCII bytes `VDSPECK2`, the header's byte length as a
  * uint32 little-endian, the header (UTF-8 JSON), zero padding to a multiple
- * of 4 bytes, then every tensor's float32 values little-endian, in the
- * header's order. The file is written to a temporary name and renamed, so a
- * reader sees the previous checkpoint or the new one, never a mix.
+ * of 4 bytes, every tensor's float32 values little-endian, in the header's
+ * order, then the SHA-256 of every byte before it (32 bytes), so that a
+ * flipped bit anywhere is refused instead of resumed. A `VDSPECK1` file
+ * (written before the checksum existed) has the same layout without the
+ * digest and is read unchecked. The file is written to a temporary name and
+ * renamed, so a reader sees the previous checkpoint or the new one, never a mix.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 import { VdspecError } from '../errors.js';
@@ -17,7 +21,14 @@ import { writeFileAtomic } from '../files.js';
 import { sizeOf } from '../tensor.js';
 import type { FastModelState, FastStateTensor } from '../fast/train.js';
 
-export const CHECKPOINT_MAGIC = 'VDSPECK1';
+export const CHECKPOINT_MAGIC = 'VDSPECK2';
+/** The layout before the checksum: read, but nothing to verify it with. */
+export const CHECKPOINT_MAGIC_UNCHECKED = 'VDSPECK1';
+const DIGEST_BYTES = 32;
+
+function sha256(bytes: Uint8Array): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}
 
 export interface CheckpointTensorEntry {
   readonly name: string;
@@ -54,8 +65,9 @@ export function writeCheckpoint<Header>(path: string, header: Header, state: Fas
     // Float32Array's bytes are the platform's order; every supported platform is little-endian.
     (t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   );
+  const body = Buffer.concat([head, ...data]);
   try {
-    writeFileAtomic(path, Buffer.concat([head, ...data]));
+    writeFileAtomic(path, Buffer.concat([body, sha256(body)]));
   } catch (error) {
     throw new VdspecError(
       'io_error',
@@ -92,11 +104,14 @@ export function readCheckpoint<Header>(
       'checkpoint',
     );
   }
-  if (bytes.length < 12 || bytes.toString('ascii', 0, 8) !== CHECKPOINT_MAGIC) {
+  const magic = bytes.length < 12 ? '' : bytes.toString('ascii', 0, 8);
+  if (magic !== CHECKPOINT_MAGIC && magic !== CHECKPOINT_MAGIC_UNCHECKED) {
     throw corrupt(path, `it does not start with ${CHECKPOINT_MAGIC}`);
   }
+  // Where the tensors end: before the digest, or at the end of an unchecked file.
+  const end = bytes.length - (magic === CHECKPOINT_MAGIC ? DIGEST_BYTES : 0);
   const headerLength = bytes.readUInt32LE(8);
-  if (12 + headerLength > bytes.length) throw corrupt(path, 'the header is cut short');
+  if (12 + headerLength > end) throw corrupt(path, 'the header is cut short');
   let stored: StoredHeader<unknown>;
   try {
     stored = JSON.parse(bytes.toString('utf8', 12, 12 + headerLength)) as StoredHeader<unknown>;
@@ -124,7 +139,7 @@ export function readCheckpoint<Header>(
       throw corrupt(path, `tensor entry ${i} is malformed`);
     }
     const length = sizeOf(entry.shape);
-    if (offset + 4 * length > bytes.length) {
+    if (offset + 4 * length > end) {
       throw corrupt(path, `the data ends inside tensor ${entry.name} (the file is truncated)`);
     }
     // Copy into an aligned buffer of its own: Buffer's pool may not be 4-byte aligned.
@@ -133,8 +148,12 @@ export function readCheckpoint<Header>(
     tensors.push({ name: entry.name, shape: [...entry.shape], data });
     offset += 4 * length;
   }
-  if (offset !== bytes.length) {
-    throw corrupt(path, `${bytes.length - offset} bytes follow the last tensor`);
+  if (offset !== end) {
+    throw corrupt(path, `${end - offset} bytes follow the last tensor`);
+  }
+  // After the structural checks, so that a truncated file is called truncated.
+  if (magic === CHECKPOINT_MAGIC && !sha256(bytes.subarray(0, end)).equals(bytes.subarray(end))) {
+    throw corrupt(path, 'its SHA-256 does not match its content (the file is damaged)');
   }
   return { header: checkHeader(stored.record), state: { step: stored.step, tensors } };
 }

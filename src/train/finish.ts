@@ -23,7 +23,7 @@ import { sizeOf } from '../tensor.js';
 import { PLOTS_DIR, SPARSE_MODEL_FILE, writeSparsityPictures } from './pictures.js';
 import { writeTrainingPlots, type PlotRun } from './plots.js';
 import { NETWORKS } from './recipe.js';
-import { RESULTS_FILE, checkRecord, type TrainRecord } from './trainer.js';
+import { RESULTS_FILE, checkRecord, initFromDir, type TrainRecord } from './trainer.js';
 
 export { PLOTS_DIR, SPARSE_MODEL_FILE };
 
@@ -103,9 +103,9 @@ function exportAndCheck(
   };
 }
 
-/** The curves of the baseline run this one started from, if its record is there. */
-function baselineRun(record: TrainRecord): PlotRun | null {
-  const dir = record.config.initFrom;
+/** The curves of the baseline run this one (in outDir) started from, if its record is there. */
+function baselineRun(record: TrainRecord, outDir: string): PlotRun | null {
+  const dir = initFromDir(record.config, outDir);
   if (dir === null) return null;
   const path = join(dir, RESULTS_FILE);
   if (!existsSync(path)) return null;
@@ -131,7 +131,7 @@ export async function finishRun(
   const runs: PlotRun[] = [
     { label: record.config.baseline ? 'dense baseline' : 'Sparse VD', epochs: record.epochs },
   ];
-  const base = baselineRun(record);
+  const base = baselineRun(record, outDir);
   if (base !== null) runs.push(base);
   const logAlpha = model.logAlphaValues().map((values, i) => ({ name: names[i]!, values }));
   const plots = await writeTrainingPlots(

@@ -7,7 +7,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs';
 
@@ -74,7 +74,13 @@ export interface TrainConfig {
   /** Use only the first `trainLimit` training images (in split order); null for all. */
   readonly trainLimit: number | null;
   readonly testLimit: number | null;
-  /** A finished baseline run's directory whose theta and bias start this run; null for none. */
+  /**
+   * A finished baseline run's directory whose theta and bias start this run;
+   * null for none. makeConfig gives it absolute; the record holds it relative
+   * to the run's own directory (`../lenet5-baseline`), so that a record names
+   * no path of the machine that trained. Records written before hold an
+   * absolute path, which reads as is (initFromDir).
+   */
   readonly initFrom: string | null;
   readonly recipe: Recipe;
   /**
@@ -172,6 +178,12 @@ export interface TrainRunOptions {
   readonly resume: boolean;
   /** Stop after this epoch (1-based), resumable later; default all epochs. */
   readonly until?: number;
+  /**
+   * Called once every input is checked (configuration, checkpoint, --until,
+   * data, --init-from, the output directory) and before the first step: a
+   * banner printed here never precedes a refusal.
+   */
+  readonly onStart?: () => void;
   readonly onStep?: (p: TrainProgress) => void;
   readonly onEpoch?: (m: EpochMetrics, record: TrainRecord) => void;
   /** Polled after every step: true stops the run at once (the epoch in progress is lost). */
@@ -253,10 +265,33 @@ export function describeConfigField(config: TrainConfig, field: ConfigField): st
   return `${CONFIG_FLAGS[field]} ${String(value)}`;
 }
 
+/** The directory of the baseline run `config` starts from (absolute), or null; `outDir` is the run's. */
+export function initFromDir(config: Pick<TrainConfig, 'initFrom'>, outDir: string): string | null {
+  return config.initFrom === null ? null : resolve(outDir, config.initFrom);
+}
+
+/** `config` as a run in `outDir` records it: initFrom relative to outDir. */
+function recordedConfig(config: TrainConfig, outDir: string): TrainConfig {
+  if (config.initFrom === null || !isAbsolute(config.initFrom)) return config;
+  // On another drive (Windows) there is no relative path: relative() returns the absolute one.
+  return { ...config, initFrom: relative(resolve(outDir), config.initFrom) || '.' };
+}
+
+/** Whether two configs of the run in `outDir` agree on `field` (initFrom: the same directory). */
+export function sameField(
+  a: TrainConfig,
+  b: TrainConfig,
+  field: ConfigField,
+  outDir: string,
+): boolean {
+  if (field === 'initFrom') return initFromDir(a, outDir) === initFromDir(b, outDir);
+  return a[field] === b[field];
+}
+
 /** The first field where `a` (the checkpoint's) and `b` differ, in words; null when none does. */
-function sameConfig(a: TrainConfig, b: TrainConfig): string | null {
+function sameConfig(a: TrainConfig, b: TrainConfig, outDir: string): string | null {
   for (const k of Object.keys(CONFIG_FLAGS) as ConfigField[]) {
-    if (a[k] !== b[k]) {
+    if (!sameField(a, b, k, outDir)) {
       return `${describeConfigField(a, k)} there, ${describeConfigField(b, k)} here`;
     }
   }
@@ -581,10 +616,11 @@ function checkThreads(threads: number): number {
  * Call `await initBackend()` first.
  */
 export async function trainRun(
-  config: TrainConfig,
+  given: TrainConfig,
   options: TrainRunOptions,
 ): Promise<TrainOutcome> {
   const outDir = options.outDir;
+  const config = recordedConfig(given, outDir);
   const checkpointPath = join(outDir, CHECKPOINT_FILE);
   let resumed: { record: TrainRecord; state: FastModelState } | null = null;
   if (existsSync(checkpointPath)) {
@@ -603,7 +639,7 @@ export async function trainRun(
         'resume',
       );
     }
-    const differs = sameConfig(header.config, config);
+    const differs = sameConfig(header.config, config, outDir);
     if (differs !== null) {
       throw new VdspecError(
         'invalid_argument',
@@ -631,12 +667,12 @@ export async function trainRun(
     config.randomLabels,
   );
   const test = limited(split.test, config.testLimit, config.splitSeed);
+  const baselineDir = initFromDir(config, outDir);
   const initWeights =
-    resumed === null && config.initFrom !== null
-      ? baselineWeights(config.initFrom, config.network)
-      : null;
+    resumed === null && baselineDir !== null ? baselineWeights(baselineDir, config.network) : null;
   // Only once every input is known to be good, so that a refused call leaves nothing behind.
   prepareOutDir(outDir);
+  options.onStart?.();
 
   const backend = activeBackend() ?? 'none';
   let record: TrainRecord = resumed
@@ -667,7 +703,7 @@ export async function trainRun(
       parallel = await ParallelTrainer.create(model, modelOptions(config), config.threads);
     }
     if (resumed) model.importState(resumed.state);
-    else if (initWeights) applyInitFrom(model, initWeights, config.initFrom!);
+    else if (initWeights) applyInitFrom(model, initWeights, baselineDir!);
 
     // The checkpoint first: a results.json never claims more than the checkpoint holds.
     const save = (r: TrainRecord) => {

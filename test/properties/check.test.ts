@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { compareOutputs } from '../../src/check/compare.js';
 import { fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
@@ -45,6 +45,13 @@ if (!HAS_NUMPY && process.env['VDSPEC_REQUIRE_NUMPY'] === '1') {
   throw new Error(`VDSPEC_REQUIRE_NUMPY=1 but ${NUMPY_SKIP_REASON}`);
 }
 if (!HAS_NUMPY) console.warn(`check.test.ts: skipping the NumPy port tests: ${NUMPY_SKIP_REASON}`);
+/**
+ * Skip a test that runs the NumPy port when there is none, with the reason as
+ * the skip's note: test/reporters/skip-summary.ts repeats it at the end of the run.
+ */
+function needsNumpy(ctx: TestContext): void {
+  if (!HAS_NUMPY) ctx.skip(`the NumPy port tests: ${NUMPY_SKIP_REASON}`);
+}
 
 let dir = '';
 beforeAll(() => {
@@ -540,191 +547,189 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
   });
 });
 
-describe.skipIf(!HAS_NUMPY)(
-  'vdspec check --port: the NumPy example port (examples/ports/numpy)',
-  () => {
-    it.each(['molchanov2017', 'kingma2015'] as const)(
-      'spec/check.md#protocol: the NumPy port passes every case of %s',
-      async (profile) => {
-        const report = await checkJson(['--port', numpy('--profile', profile)]);
-        expect(report.infrastructureError).toBeNull();
-        expect(report.exitCode).toBe(0);
-        expect(report.totals.failed).toBe(0);
-        expect(report.totals.skipped).toBe(0);
-        expect(report.totals.passed).toBe(report.totals.cases);
-        expect(report.port.dtype).toBe('float64');
-        const required =
-          profile === 'molchanov2017'
-            ? [
-                'svd.log_alpha',
-                'svd.mask',
-                'kl.approx',
-                'svd.dense.train',
-                'svd.dense.eval',
-                'svd.conv2d.train',
-                'svd.conv2d.eval',
-                'kl.layer',
-                'objective.sgvb',
-              ]
-            : ['vd.dense.train', 'vd.dense.eval', 'kl.layer', 'objective.sgvb'];
-        for (const op of required)
-          expect(report.ops.find((o) => o.op === op)?.status, op).toBe('passed');
-      },
-    );
+describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', () => {
+  beforeEach(needsNumpy);
+  it.each(['molchanov2017', 'kingma2015'] as const)(
+    'spec/check.md#protocol: the NumPy port passes every case of %s',
+    async (profile) => {
+      const report = await checkJson(['--port', numpy('--profile', profile)]);
+      expect(report.infrastructureError).toBeNull();
+      expect(report.exitCode).toBe(0);
+      expect(report.totals.failed).toBe(0);
+      expect(report.totals.skipped).toBe(0);
+      expect(report.totals.passed).toBe(report.totals.cases);
+      expect(report.port.dtype).toBe('float64');
+      const required =
+        profile === 'molchanov2017'
+          ? [
+              'svd.log_alpha',
+              'svd.mask',
+              'kl.approx',
+              'svd.dense.train',
+              'svd.dense.eval',
+              'svd.conv2d.train',
+              'svd.conv2d.eval',
+              'kl.layer',
+              'objective.sgvb',
+            ]
+          : ['vd.dense.train', 'vd.dense.eval', 'kl.layer', 'objective.sgvb'];
+      for (const op of required)
+        expect(report.ops.find((o) => o.op === op)?.status, op).toBe('passed');
+    },
+  );
 
-    it
-      .skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))
-      .each(['molchanov2017', 'kingma2015'])(
-      'spec/check.md#protocol: the NumPy port passes the shipped golden files of %s (test/golden)',
-      async (profile) => {
-        const report = await checkJson([
-          '--golden',
-          SHIPPED_GOLDEN,
-          '--port',
-          numpy('--profile', profile),
-        ]);
-        expect(report.infrastructureError).toBeNull();
-        expect(report.totals.failed).toBe(0);
-        expect(report.totals.passed).toBe(report.totals.cases);
-        expect(report.exitCode).toBe(0);
-      },
-    );
-
-    const SVD_PROFILES = PROFILE_NAMES.filter((p) => PROFILES[p].algorithm === 'svd');
-    const crossPairs = SVD_PROFILES.flatMap((port) =>
-      SVD_PROFILES.filter((golden) => golden !== port).map((golden) => ({ port, golden })),
-    );
-    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json'))).each(crossPairs)(
-      'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case, and every failure is diagnosed as $port',
-      async ({ port, golden }) => {
-        const report = await runCheck(
-          await openProcessPort({ command: numpy('--profile', port), timeoutMs: 20_000 }),
-          loadGoldenSet(SHIPPED_GOLDEN, golden),
-          { fingerprintCases: Infinity },
-        );
-        expect(report.infrastructureError).toBeNull();
-        const failed = report.cases.filter((c) => c.status === 'failed');
-        // A Lasagne-padding port refuses 'same' with an even kernel, which its profile cannot
-        // express (spec/conv2d.md#padding); any other error answer is a translation failure.
-        const refusable = (c: (typeof failed)[number]) =>
-          PROFILES[port].samePadding === 'lasagne' &&
-          /Lasagne's 'same' padding needs an odd kernel/.test(c.portError ?? '');
-        const errors = failed.filter((c) => c.portError !== null && !refusable(c));
-        expect(errors.map((c) => `${c.op}#${c.caseId}: ${c.portError}`)).toEqual([]);
-        // The profiles differ: some cases fail, on their values, and only as the port's profile does.
-        expect(failed.length).toBeGreaterThan(0);
-        const undiagnosed = failed.filter(
-          (c) => !refusable(c) && !c.fingerprint!.some((d) => d.id === `profile:${port}`),
-        );
-        expect(undiagnosed.map((c) => `${c.op}#${c.caseId}`)).toEqual([]);
-      },
-    );
-
-    it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))(
-      "spec/check.md#fingerprint: pytorch-ard's kl.layer failures under molchanov2017 are its dense clip [-10, 10]",
-      async () => {
-        // Where molchanov2017 clips at 8 its golden scale is 0: judged by that scale, the rounding
-        // of pytorch-ard's unclipped log_alpha hid the clip convention in 2 of the 5 cases.
-        const report = await checkJson([
-          '--golden',
-          SHIPPED_GOLDEN,
-          '--port',
-          numpy('--profile', 'pytorch-ard'),
-          '--profile',
-          'molchanov2017',
-          '--op',
-          'kl.layer',
-        ]);
-        const op = report.ops[0]!;
-        expect(op.failed).toBeGreaterThan(0);
-        expect(op.fingerprintChecked).toBe(op.failed);
-        const clip = op.fingerprint.find(
-          (f) => f.id === 'convention:dense.logAlpha.clip={"min":-10,"max":10,"gradientAtBound":1}',
-        );
-        expect(clip?.matched).toBe(op.failed);
-        expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
-      },
-    );
-
-    // Two true defects, labelled "known bug", and two choices published code makes on purpose
-    // (>= at the threshold, the KL without its constant), labelled "convention".
-    const planted = [
-      {
-        bug: 'std-from-sigma4',
-        id: 'bug:std_from_sigma4',
-        label: 'known bug',
-        ops: ['svd.dense.train', 'svd.conv2d.train'],
-        text: /your standard deviation comes from sigma\^4 instead of sigma\^2/,
-      },
-      {
-        bug: 'mask-ge-threshold',
-        id: 'convention:prune.comparison=">="',
-        label: 'convention',
-        ops: ['svd.mask', 'svd.dense.eval', 'svd.conv2d.eval'],
-        text: /your mask uses >= at the threshold: a weight at exactly log_alpha = 3 is pruned \(prune\.comparison = '>='; molchanov2017 has '>'\), like bayesgroup-theano, deepbayes-pytorch, state-of-sparsity, state-of-sparsity-nn, pytorch-ard/,
-      },
-      {
-        bug: 'kl-constant-dropped',
-        id: 'convention:kl.constant="omitted"',
-        label: 'convention',
-        ops: ['kl.approx', 'kl.layer'],
-        text: /your KL omits the constant C = -k1: lower by SVD_KL_K1 = 0\.63576 per weight.*, like deepbayes-pytorch$/m,
-      },
-      {
-        bug: 'bias-in-variance',
-        id: 'bug:bias_in_variance',
-        label: 'known bug',
-        ops: ['svd.dense.train', 'svd.conv2d.train'],
-        text: /your variance includes the bias/,
-      },
-    ];
-    it.each(planted)(
-      'spec/check.md#fingerprint: planted $bug is caught and diagnosed as a $label',
-      async ({ bug, id, label, ops, text }) => {
-        const r = await check(['--port', numpy('--bug', bug), '--json']);
-        expect(r.code).toBe(1);
-        const report = JSON.parse(r.out) as CheckReport;
-        for (const name of ops) {
-          const op = report.ops.find((o) => o.op === name)!;
-          expect(op.status, name).toBe('failed');
-          // The diagnosis explains every fingerprinted failure of the op, and comes first.
-          expect(op.fingerprint[0]?.id, name).toBe(id);
-          expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
-          expect(op.fingerprint[0]!.text).toMatch(text);
-          expect(op.fingerprint[0]!.text.startsWith(`${label}: `), name).toBe(true);
-        }
-        if (label === 'convention') {
-          // A published convention is never called a bug, in any op.
-          const bugs = report.ops.flatMap((o) => o.fingerprint).filter((f) => f.kind === 'bug');
-          expect(bugs.map((f) => f.text)).toEqual([]);
-          expect(r.out).not.toMatch(/known bug/);
-        }
-        // Ops the planted change cannot touch still pass.
-        expect(report.ops.find((o) => o.op === 'objective.sgvb')!.status).toBe('passed');
-        // The table says it too.
-        const table = await check(['--port', numpy('--bug', bug), '--op', ops.join(',')]);
-        expect(table.code).toBe(1);
-        expect(table.out).toMatch(
-          new RegExp(
-            `^  ${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: ${label}: ${text.source}`,
-            'm',
-          ),
-        );
-      },
-    );
-
-    it('spec/check.md#fingerprint: a VD port with sigma^4 is diagnosed too', async () => {
+  it
+    .skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))
+    .each(['molchanov2017', 'kingma2015'])(
+    'spec/check.md#protocol: the NumPy port passes the shipped golden files of %s (test/golden)',
+    async (profile) => {
       const report = await checkJson([
+        '--golden',
+        SHIPPED_GOLDEN,
         '--port',
-        numpy('--profile', 'kingma2015', '--bug', 'std-from-sigma4'),
-        '--op',
-        'vd.*.train',
+        numpy('--profile', profile),
       ]);
-      expect(report.exitCode).toBe(1);
-      for (const op of report.ops) expect(op.fingerprint[0]?.id, op.op).toBe('bug:std_from_sigma4');
-    });
-  },
-);
+      expect(report.infrastructureError).toBeNull();
+      expect(report.totals.failed).toBe(0);
+      expect(report.totals.passed).toBe(report.totals.cases);
+      expect(report.exitCode).toBe(0);
+    },
+  );
+
+  const SVD_PROFILES = PROFILE_NAMES.filter((p) => PROFILES[p].algorithm === 'svd');
+  const crossPairs = SVD_PROFILES.flatMap((port) =>
+    SVD_PROFILES.filter((golden) => golden !== port).map((golden) => ({ port, golden })),
+  );
+  it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json'))).each(crossPairs)(
+    'spec/check.md#cross-profile-runs: the NumPy port of $port against the shipped $golden golden files answers every case, and every failure is diagnosed as $port',
+    async ({ port, golden }) => {
+      const report = await runCheck(
+        await openProcessPort({ command: numpy('--profile', port), timeoutMs: 20_000 }),
+        loadGoldenSet(SHIPPED_GOLDEN, golden),
+        { fingerprintCases: Infinity },
+      );
+      expect(report.infrastructureError).toBeNull();
+      const failed = report.cases.filter((c) => c.status === 'failed');
+      // A Lasagne-padding port refuses 'same' with an even kernel, which its profile cannot
+      // express (spec/conv2d.md#padding); any other error answer is a translation failure.
+      const refusable = (c: (typeof failed)[number]) =>
+        PROFILES[port].samePadding === 'lasagne' &&
+        /Lasagne's 'same' padding needs an odd kernel/.test(c.portError ?? '');
+      const errors = failed.filter((c) => c.portError !== null && !refusable(c));
+      expect(errors.map((c) => `${c.op}#${c.caseId}: ${c.portError}`)).toEqual([]);
+      // The profiles differ: some cases fail, on their values, and only as the port's profile does.
+      expect(failed.length).toBeGreaterThan(0);
+      const undiagnosed = failed.filter(
+        (c) => !refusable(c) && !c.fingerprint!.some((d) => d.id === `profile:${port}`),
+      );
+      expect(undiagnosed.map((c) => `${c.op}#${c.caseId}`)).toEqual([]);
+    },
+  );
+
+  it.skipIf(!existsSync(join(SHIPPED_GOLDEN, 'manifest.json')))(
+    "spec/check.md#fingerprint: pytorch-ard's kl.layer failures under molchanov2017 are its dense clip [-10, 10]",
+    async () => {
+      // Where molchanov2017 clips at 8 its golden scale is 0: judged by that scale, the rounding
+      // of pytorch-ard's unclipped log_alpha hid the clip convention in 2 of the 5 cases.
+      const report = await checkJson([
+        '--golden',
+        SHIPPED_GOLDEN,
+        '--port',
+        numpy('--profile', 'pytorch-ard'),
+        '--profile',
+        'molchanov2017',
+        '--op',
+        'kl.layer',
+      ]);
+      const op = report.ops[0]!;
+      expect(op.failed).toBeGreaterThan(0);
+      expect(op.fingerprintChecked).toBe(op.failed);
+      const clip = op.fingerprint.find(
+        (f) => f.id === 'convention:dense.logAlpha.clip={"min":-10,"max":10,"gradientAtBound":1}',
+      );
+      expect(clip?.matched).toBe(op.failed);
+      expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
+    },
+  );
+
+  // Two true defects, labelled "known bug", and two choices published code makes on purpose
+  // (>= at the threshold, the KL without its constant), labelled "convention".
+  const planted = [
+    {
+      bug: 'std-from-sigma4',
+      id: 'bug:std_from_sigma4',
+      label: 'known bug',
+      ops: ['svd.dense.train', 'svd.conv2d.train'],
+      text: /your standard deviation comes from sigma\^4 instead of sigma\^2/,
+    },
+    {
+      bug: 'mask-ge-threshold',
+      id: 'convention:prune.comparison=">="',
+      label: 'convention',
+      ops: ['svd.mask', 'svd.dense.eval', 'svd.conv2d.eval'],
+      text: /your mask uses >= at the threshold: a weight at exactly log_alpha = 3 is pruned \(prune\.comparison = '>='; molchanov2017 has '>'\), like bayesgroup-theano, deepbayes-pytorch, state-of-sparsity, state-of-sparsity-nn, pytorch-ard/,
+    },
+    {
+      bug: 'kl-constant-dropped',
+      id: 'convention:kl.constant="omitted"',
+      label: 'convention',
+      ops: ['kl.approx', 'kl.layer'],
+      text: /your KL omits the constant C = -k1: lower by SVD_KL_K1 = 0\.63576 per weight.*, like deepbayes-pytorch$/m,
+    },
+    {
+      bug: 'bias-in-variance',
+      id: 'bug:bias_in_variance',
+      label: 'known bug',
+      ops: ['svd.dense.train', 'svd.conv2d.train'],
+      text: /your variance includes the bias/,
+    },
+  ];
+  it.each(planted)(
+    'spec/check.md#fingerprint: planted $bug is caught and diagnosed as a $label',
+    async ({ bug, id, label, ops, text }) => {
+      const r = await check(['--port', numpy('--bug', bug), '--json']);
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.out) as CheckReport;
+      for (const name of ops) {
+        const op = report.ops.find((o) => o.op === name)!;
+        expect(op.status, name).toBe('failed');
+        // The diagnosis explains every fingerprinted failure of the op, and comes first.
+        expect(op.fingerprint[0]?.id, name).toBe(id);
+        expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
+        expect(op.fingerprint[0]!.text).toMatch(text);
+        expect(op.fingerprint[0]!.text.startsWith(`${label}: `), name).toBe(true);
+      }
+      if (label === 'convention') {
+        // A published convention is never called a bug, in any op.
+        const bugs = report.ops.flatMap((o) => o.fingerprint).filter((f) => f.kind === 'bug');
+        expect(bugs.map((f) => f.text)).toEqual([]);
+        expect(r.out).not.toMatch(/known bug/);
+      }
+      // Ops the planted change cannot touch still pass.
+      expect(report.ops.find((o) => o.op === 'objective.sgvb')!.status).toBe('passed');
+      // The table says it too.
+      const table = await check(['--port', numpy('--bug', bug), '--op', ops.join(',')]);
+      expect(table.code).toBe(1);
+      expect(table.out).toMatch(
+        new RegExp(
+          `^  ${ops[0]!.replace(/\./g, '\\.')}: \\d+ of \\d+ failed cases: ${label}: ${text.source}`,
+          'm',
+        ),
+      );
+    },
+  );
+
+  it('spec/check.md#fingerprint: a VD port with sigma^4 is diagnosed too', async () => {
+    const report = await checkJson([
+      '--port',
+      numpy('--profile', 'kingma2015', '--bug', 'std-from-sigma4'),
+      '--op',
+      'vd.*.train',
+    ]);
+    expect(report.exitCode).toBe(1);
+    for (const op of report.ops) expect(op.fingerprint[0]?.id, op.op).toBe('bug:std_from_sigma4');
+  });
+});
 
 describe('vdspec check --port: ports that break the protocol (spec/check.md#exit-codes)', () => {
   it('spec/check.md#protocol: a port that declares a subset of ops: the rest is skipped, not failed', async () => {
@@ -903,12 +908,66 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     expect(status('kl.layer').failed).toBe(1);
     expect(status('objective.sgvb').status).toBe('skipped');
     const failures = report.cases.filter((c) => c.status === 'failed');
-    expect(failures.map((c) => c.portError)).toEqual(
-      expect.arrayContaining(['diverged', 'no result for this case in the results file']),
-    );
+    expect(failures.find((c) => c.op === 'kl.approx')).toMatchObject({
+      portError: 'diverged',
+      noAnswer: null,
+    });
+    // A case without an entry is no error the port answered: it has no answer at all.
+    expect(failures.find((c) => c.op === 'kl.layer')).toMatchObject({
+      caseId: 0,
+      portError: null,
+      noAnswer: 'the results file has no entry for this case',
+    });
+    const text = await check(['--results', path, '--max-failures', '10']);
+    expect(text.out).toMatch(/^ {3}no answer: the results file has no entry for this case$/m);
+    expect(text.out).toMatch(/^ {3}the port answered with an error: diverged$/m);
+    expect(text.out).not.toMatch(/answered with an error: the results file/);
     const mask = failures.find((c) => c.op === 'svd.mask')!;
     expect(mask.comparison!.outputs[0]!.firstMismatch!.index).toBe(0);
     expect(mask.fingerprint!.map((d) => d.id)).toContain('convention:prune.comparison=">="');
+  });
+
+  it('spec/check.md#results-file: answers for case ids the golden set does not have are listed and fail the check; a malformed entry is no answer', async () => {
+    const path = resultsFile('unknown.json', (results) => {
+      results['svd.mask']!['9999'] = results['svd.mask']!['0'];
+      results['kl.approx']!['abc'] = { error: 'not a case' };
+    });
+    const report = await checkJson(['--results', path]);
+    expect(report.totals.failed).toBe(0);
+    expect(report.unknownResults).toEqual(
+      expect.arrayContaining([
+        { op: 'svd.mask', caseId: '9999' },
+        { op: 'kl.approx', caseId: 'abc' },
+      ]),
+    );
+    expect(report.totals.unknown).toBe(2);
+    expect(report.exitCode).toBe(1);
+    const junit = join(dir, 'unknown-junit.xml');
+    const text = await check(['--results', path, '--junit', junit]);
+    expect(text.code).toBe(1);
+    expect(text.out).toMatch(
+      /^The results file has 2 answers for cases the golden set does not have \(each fails the check/m,
+    );
+    expect(text.out).toMatch(/^ {2}svd\.mask: case 9999$/m);
+    expect(text.out).toMatch(
+      /Result: FAIL: \d+ cases passed, but the results file has 2 answers for cases the golden set does not have \(exit 1\)$/,
+    );
+    const xml = readFileSync(junit, 'utf8');
+    expect(xml).toMatch(/<testsuites [^>]*failures="2"/);
+    expect(xml).toContain('name="case 9999: not in the golden set"');
+    // Only the selected ops' files are compared: kl.approx's extra id is outside --op svd.mask.
+    const selected = await checkJson(['--results', path, '--op', 'svd.mask']);
+    expect(selected.unknownResults).toEqual([{ op: 'svd.mask', caseId: '9999' }]);
+
+    const malformed = resultsFile('malformed.json', (results) => {
+      results['svd.mask']!['0'] = { output: {} };
+    });
+    const m = await checkJson(['--results', malformed, '--op', 'svd.mask']);
+    expect(m.cases.find((c) => c.caseId === 0)).toMatchObject({
+      status: 'failed',
+      portError: null,
+      noAnswer: expect.stringMatching(/entry for this case is malformed/) as unknown,
+    });
   });
 
   it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {
@@ -977,27 +1036,25 @@ describe('vdspec check: report formats (spec/check.md#report)', () => {
     return elements;
   }
 
-  it.skipIf(!HAS_NUMPY)(
-    "spec/check.md#report: --junit writes well-formed XML with the report's counts",
-    async () => {
-      const path = join(dir, 'junit.xml');
-      const r = await check(['--port', numpy('--bug', 'mask-ge-threshold'), '--junit', path]);
-      expect(r.code).toBe(1);
-      const xml = readFileSync(path, 'utf8');
-      const elements = parseXml(xml);
-      const report = await checkJson(['--port', numpy('--bug', 'mask-ge-threshold')]);
-      const root = elements[0]!;
-      expect(root.name).toBe('testsuites');
-      expect(Number(root.attrs['tests'])).toBe(report.totals.cases);
-      expect(Number(root.attrs['failures'])).toBe(report.totals.failed);
-      expect(Number(root.attrs['skipped'])).toBe(report.totals.skipped);
-      expect(elements.filter((e) => e.name === 'testcase')).toHaveLength(report.totals.cases);
-      expect(elements.filter((e) => e.name === 'failure')).toHaveLength(report.totals.failed);
-      expect(elements.filter((e) => e.name === 'testsuite')).toHaveLength(report.ops.length);
-      // Messages with "|error| ... > allowed" went through the escapes.
-      expect(xml).toMatch(/&gt; allowed/);
-    },
-  );
+  it("spec/check.md#report: --junit writes well-formed XML with the report's counts", async (ctx) => {
+    needsNumpy(ctx);
+    const path = join(dir, 'junit.xml');
+    const r = await check(['--port', numpy('--bug', 'mask-ge-threshold'), '--junit', path]);
+    expect(r.code).toBe(1);
+    const xml = readFileSync(path, 'utf8');
+    const elements = parseXml(xml);
+    const report = await checkJson(['--port', numpy('--bug', 'mask-ge-threshold')]);
+    const root = elements[0]!;
+    expect(root.name).toBe('testsuites');
+    expect(Number(root.attrs['tests'])).toBe(report.totals.cases);
+    expect(Number(root.attrs['failures'])).toBe(report.totals.failed);
+    expect(Number(root.attrs['skipped'])).toBe(report.totals.skipped);
+    expect(elements.filter((e) => e.name === 'testcase')).toHaveLength(report.totals.cases);
+    expect(elements.filter((e) => e.name === 'failure')).toHaveLength(report.totals.failed);
+    expect(elements.filter((e) => e.name === 'testsuite')).toHaveLength(report.ops.length);
+    // Messages with "|error| ... > allowed" went through the escapes.
+    expect(xml).toMatch(/&gt; allowed/);
+  });
 
   it('spec/check.md#report: JUnit counts skipped and not-run cases; JSON keeps non-finite numbers as strings', async () => {
     const r = await check(['--port', fake('crash'), '--op', 'kl.*,svd.mask', '--json']);

@@ -346,29 +346,30 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BUILT = `${ROOT}dist/cli/main.js`;
 // A dist/ built before the command existed has main.js but no eval.js: nothing to test there.
 const built = existsSync(BUILT) && existsSync(`${ROOT}dist/cli/eval.js`);
+/** The skip's note, repeated at the end of the run by test/reporters/skip-summary.ts. */
+const NO_DIST = 'the built command: no dist/ (npm run build)';
 
 describe('spec/eval.md: the built vdspec eval as a child process', () => {
   const spawn = (argv: string[], input: string) =>
     spawnSync(process.execPath, [BUILT, 'eval', ...argv], { input, encoding: 'utf8', cwd: ROOT });
 
-  it.skipIf(!built)(
-    'reads stdin, writes the outputs on stdout, exits 0 (reference and fast)',
-    () => {
-      const input = '{"log_alpha": {"shape": [3], "data": [0, 3, "-Infinity"]}}';
-      const reference = spawn(['--op', 'kl.approx'], input);
-      expect(reference.stderr).toBe('');
-      expect(reference.status).toBe(0);
-      expect(decodeOutputs(reference.stdout)).toEqual(
-        run('kl.approx', { log_alpha: t([3], [0, 3, -Infinity]) }, 'molchanov2017'),
-      );
-      const fast = spawn(['--op', 'kl.approx', '--impl', 'fast', '--backend', 'cpu'], input);
-      expect(fast.stderr).toBe('');
-      expect(fast.status).toBe(0);
-      expect(decodeOutputs(fast.stdout)['kl']!.data[2]).toBe(Infinity);
-    },
-  );
+  it('reads stdin, writes the outputs on stdout, exits 0 (reference and fast)', (ctx) => {
+    ctx.skip(!built, NO_DIST);
+    const input = '{"log_alpha": {"shape": [3], "data": [0, 3, "-Infinity"]}}';
+    const reference = spawn(['--op', 'kl.approx'], input);
+    expect(reference.stderr).toBe('');
+    expect(reference.status).toBe(0);
+    expect(decodeOutputs(reference.stdout)).toEqual(
+      run('kl.approx', { log_alpha: t([3], [0, 3, -Infinity]) }, 'molchanov2017'),
+    );
+    const fast = spawn(['--op', 'kl.approx', '--impl', 'fast', '--backend', 'cpu'], input);
+    expect(fast.stderr).toBe('');
+    expect(fast.status).toBe(0);
+    expect(decodeOutputs(fast.stdout)['kl']!.data[2]).toBe(Infinity);
+  });
 
-  it.skipIf(!built)('a bad call exits 2 with one line on stderr', () => {
+  it('a bad call exits 2 with one line on stderr', (ctx) => {
+    ctx.skip(!built, NO_DIST);
     const r = spawn(['--op', 'kl.approx'], '{"log_alpha": ');
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');

@@ -148,6 +148,18 @@ describe('vdspec kl (spec/kl.md)', () => {
     expect(JSON.parse(json.out[0]!) as KlErrorTable).toEqual(expected);
   });
 
+  it('spec/kl.md: --error-table says which grid the maxima cover and which rows it lists (--step 5)', () => {
+    const r = run(['--error-table', '--step', '5']);
+    expect(r.code).toBe(0);
+    const dashes = r.out.findIndex((l) => l.startsWith('---------'));
+    const rows = r.out.slice(dashes + 1).map((l) => Number(l.trim().split(/\s+/)[0]));
+    // The rows are the integers -8..8 whatever the step; the maxima come from -8, -3, 2, 7.
+    expect(rows).toEqual([-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const header = r.out.slice(0, 2).join(' ');
+    expect(header).toContain('over the grid -8..7 step 5 (4 points)');
+    expect(header).toContain('the table: log_alpha = -8, -7, ..., 8, whatever the step');
+  });
+
   it('spec/kl.md: --help exits 0 and names every flag', () => {
     for (const flag of ['--help', '-h']) {
       const r = run([flag]);

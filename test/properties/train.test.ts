@@ -15,6 +15,7 @@
  * - bad calls fail with one line and exit 2, never a stack trace.
  */
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdtempSync,
@@ -24,7 +25,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectSpecBlock } from './spec-blocks.js';
 
@@ -46,7 +47,11 @@ import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { finishRun } from '../../src/train/finish.js';
 import { formatDuration, formatProgress } from '../../src/train/progress.js';
 import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
-import { readResults, resultsTableMarkdown } from '../../src/train/resultsTable.js';
+import {
+  readResults,
+  reproduceCommand,
+  resultsTableMarkdown,
+} from '../../src/train/resultsTable.js';
 import {
   batchOrder,
   CHECKPOINT_FILE,
@@ -292,6 +297,17 @@ describe('FastModel: deterministic baseline and state', () => {
   });
 });
 
+/** The bytes of a checkpoint of spec/train.md#checkpoints, built here by hand from its layout. */
+function checkpointBytes(magic: string, stored: object, values: number[], digest: boolean): Buffer {
+  const json = Buffer.from(JSON.stringify(stored), 'utf8');
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length);
+  const padding = Buffer.alloc((4 - ((12 + json.length) % 4)) % 4);
+  const data = Buffer.from(Float32Array.from(values).buffer);
+  const body = Buffer.concat([Buffer.from(magic, 'ascii'), length, json, padding, data]);
+  return digest ? Buffer.concat([body, createHash('sha256').update(body).digest()]) : body;
+}
+
 describe('checkpoint file', () => {
   const state = {
     step: 7,
@@ -312,6 +328,46 @@ describe('checkpoint file', () => {
     expect(back.state.tensors).toEqual(state.tensors);
   });
 
+  it('ends with the SHA-256 of everything before it; one flipped bit is refused', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.bin');
+    writeCheckpoint(path, header, state);
+    const stored = {
+      record: header,
+      step: 7,
+      tensors: [
+        { name: 'a', shape: [2, 3] },
+        { name: 'b', shape: [1] },
+      ],
+    };
+    const expected = checkpointBytes('VDSPECK2', stored, [1, -2, 3.5, 0, -0, 1e-30, 42], true);
+    expect(readFileSync(path)).toEqual(expected);
+    // One bit of the last tensor value (42), a payload byte the structure does not check.
+    const flipped = Buffer.from(expected);
+    flipped[expected.length - 32 - 2]! ^= 0x01;
+    writeFileSync(path, flipped);
+    expect(() => readCheckpoint(path, asIs)).toThrow(
+      /c\.bin is not a usable vdspec checkpoint: its SHA-256 does not match its content/,
+    );
+    // A bit of the header (a digit of the step count: 7 -> 6) too.
+    const header7 = Buffer.from(expected);
+    header7[header7.indexOf('"step":7') + 7] = '6'.charCodeAt(0);
+    writeFileSync(path, header7);
+    expect(() => readCheckpoint(path, asIs)).toThrow(/SHA-256 does not match/);
+  });
+
+  it('a checkpoint from before the checksum (VDSPECK1, no digest) is still read', () => {
+    const path = join(tempDir(), 'old.bin');
+    const stored = { record: header, step: 3, tensors: [{ name: 'b', shape: [2] }] };
+    writeFileSync(path, checkpointBytes('VDSPECK1', stored, [0.5, -4], false));
+    const back = readCheckpoint(path, asIs);
+    expect(back.header).toEqual(header);
+    expect(back.state).toEqual({
+      step: 3,
+      tensors: [{ name: 'b', shape: [2], data: Float32Array.from([0.5, -4]) }],
+    });
+  });
+
   it('refuses a truncated, padded, foreign or missing file with the file named', () => {
     const dir = tempDir();
     const path = join(dir, 'c.bin');
@@ -323,7 +379,7 @@ describe('checkpoint file', () => {
     writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from([0, 0, 0, 0])]));
     expect(() => readCheckpoint(path, asIs)).toThrow(/bytes follow/);
     writeFileSync(path, '{"not": "a checkpoint"}');
-    expect(() => readCheckpoint(path, asIs)).toThrow(/VDSPECK1/);
+    expect(() => readCheckpoint(path, asIs)).toThrow(/VDSPECK2/);
     expect(() => readCheckpoint(join(dir, 'missing.bin'), asIs)).toThrow(/cannot read/);
     try {
       readCheckpoint(path, asIs);
@@ -551,6 +607,29 @@ describe(
       const s = await cli(['lenet5', '--init-from', base, '--out', svd, ...tiny]);
       expect(s.err).toBe('');
       expect(s.code).toBe(0);
+      // The record names the baseline relative to the run, no path of this machine.
+      const recorded = readRecord(svd).config.initFrom!;
+      expect(recorded).toBe(join('..', '..', basename(dirname(base)), 'base'));
+      // Read back (resume, the plots) relative to the run's directory, not the working directory;
+      // --init-from given again as an absolute path names the same directory.
+      const resumed = await cli([
+        'lenet5',
+        '--out',
+        svd,
+        '--resume',
+        '--init-from',
+        base,
+        '--quiet',
+      ]);
+      expect(resumed.err).toBe('');
+      expect(resumed.code).toBe(0);
+      const other = await cli(['lenet5', '--out', svd, '--resume', '--init-from', svd]);
+      expect(other.code).toBe(2);
+      expect(other.err).toMatch(
+        /was started with --init-from \.\.\/\.\.\/.*\/base, not --init-from/,
+      );
+      const curves = readFileSync(join(svd, 'plots', 'curves.vl.json'), 'utf8');
+      expect(curves).toContain('dense baseline (start point)');
       const record = readRecord(svd);
       expect(record.final!.layers.map((l) => l.name)).toEqual([
         'conv2d0',
@@ -591,8 +670,18 @@ describe(
         const r = await cli(argv);
         expect(r.code, argv.join(' ')).toBe(2);
         expect(r.err, argv.join(' ')).toMatch(message);
+        // Everything is checked before the banner: the refusal is the first line of stderr.
+        expect(r.err.split('\n')[0], argv.join(' ')).toMatch(/^vdspec train: /);
+        expect(r.err.split('\n')[0], argv.join(' ')).toMatch(message);
+        expect(r.err, argv.join(' ')).not.toMatch(/training|resuming/);
+        // A usage error may add one hint line, given once.
         expect(r.err.split('\n').length, r.err).toBeLessThanOrEqual(2);
+        expect(r.err.match(/--help/g)?.length ?? 0, r.err).toBeLessThanOrEqual(1);
         expect(r.err).not.toMatch(/\n\s+at /);
+      }
+      // A refusal found by trainRun (--until, --out, --init-from) is one line and no banner.
+      for (const argv of [cases[6]![0], cases[8]![0], cases[10]![0]]) {
+        expect((await cli(argv)).err.split('\n'), argv.join(' ')).toHaveLength(1);
       }
     });
 
@@ -724,6 +813,17 @@ describe(
       const network = await cli(['lenet5', '--resume', '--out', dir]);
       expect(network.err).toMatch(/started with network lenet300, not network lenet5/);
       const path = join(dir, CHECKPOINT_FILE);
+      const good = readFileSync(path);
+      const flipped = Buffer.from(good);
+      // A byte in the middle of the tensors (the last 32 bytes are the digest).
+      flipped[Math.floor((good.length - 32) * 0.9)]! ^= 0x10;
+      writeFileSync(path, flipped);
+      const bitFlip = await cli(['lenet300', '--resume', '--out', dir, '--quiet']);
+      expect(bitFlip.code).toBe(2);
+      expect(bitFlip.err).toMatch(
+        /^vdspec train: .*checkpoint\.bin is not a usable vdspec checkpoint: its SHA-256 does not match its content \(the file is damaged\)$/,
+      );
+      writeFileSync(path, good);
       truncateSync(path, readFileSync(path).length - 100);
       const damaged = await cli(['lenet300', '--epochs', '2', '--resume', '--out', dir, ...small]);
       expect(damaged.code).toBe(2);
@@ -751,6 +851,31 @@ describe('committed results (README "Results")', () => {
         expect(existsSync(join(dir, plot)), `${name}/${plot}`).toBe(true);
       }
     }
+  });
+
+  it('name no path of the machine that trained them: --init-from is relative to the run', () => {
+    const withBaseline = runs.filter((r) => r.record.config.initFrom !== null);
+    expect(withBaseline.map((r) => r.name)).toEqual(['lenet300-svd-init', 'lenet5-svd-init']);
+    for (const { name, record } of withBaseline) {
+      expect(isAbsolute(record.config.initFrom!), name).toBe(false);
+      const dir = resolve(import.meta.dirname, '../../results', name, record.config.initFrom!);
+      expect(readRecord(dir).config.baseline, name).toBe(true);
+    }
+  });
+
+  it('a record from before (an absolute --init-from) still reads, and repeats as runs/<name>', () => {
+    const [run] = runs.filter((r) => r.name === 'lenet5-svd-init');
+    const old = {
+      ...run!,
+      record: {
+        ...run!.record,
+        config: { ...run!.record.config, initFrom: '/work/runs/lenet5-baseline' },
+      },
+    };
+    const record = checkRecord(JSON.parse(JSON.stringify(old.record)), 'old');
+    expect(record.config.initFrom).toBe('/work/runs/lenet5-baseline');
+    expect(reproduceCommand({ name: old.name, record })).toBe(reproduceCommand(run!));
+    expect(reproduceCommand(run!)).toContain('--init-from runs/lenet5-baseline ');
   });
 
   it('the README table is generated from them', () => {
