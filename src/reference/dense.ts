@@ -8,11 +8,21 @@
  * module only adds the linear algebra and its hand-derived VJPs, so that the
  * two algorithms differ only through the profile.
  */
-import { multiply, transpose } from 'mathjs';
+import { createRequire } from 'node:module';
+
+import type * as MathJs from 'mathjs';
 import { VdspecError } from '../errors.js';
 import { getProfile, type Profile, type ProfileName } from '../profiles.js';
 import { checkNumber, checkTensor, type Tensor } from '../tensor.js';
 import { noiseName, sumToShape, weightStatistics, type WeightStatistics } from './logAlpha.js';
+
+// mathjs takes most of a second to load, and only the dense products use it: loaded on the
+// first product, so that `vdspec eval` of an op without one (kl.approx, log_alpha) starts fast.
+let mathjs: typeof MathJs | null = null;
+function math(): typeof MathJs {
+  mathjs ??= createRequire(import.meta.url)('mathjs') as typeof MathJs;
+  return mathjs;
+}
 
 export interface DenseEvalInputs {
   /** [batch, in] */
@@ -97,13 +107,13 @@ function isEmpty(m: Matrix): boolean {
 /** a @ b */
 function matmul(a: Matrix, b: Matrix): Matrix {
   if (a.rows === 0 || a.cols === 0 || b.cols === 0) return zeros(a.rows, b.cols);
-  return { rows: a.rows, cols: b.cols, values: multiply(a.values, b.values) };
+  return { rows: a.rows, cols: b.cols, values: math().multiply(a.values, b.values) };
 }
 
 /** a^T */
 function transposeOf(a: Matrix): Matrix {
   if (isEmpty(a)) return zeros(a.cols, a.rows);
-  return { rows: a.cols, cols: a.rows, values: transpose(a.values) };
+  return { rows: a.cols, cols: a.rows, values: math().transpose(a.values) };
 }
 
 /** f applied entry by entry (with the entry's row and column). */
