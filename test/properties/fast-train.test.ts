@@ -574,7 +574,7 @@ describe('spec/fast.md#training: LeNet-300-100 with SVD layers', () => {
     model.dispose();
   }, 120_000);
 
-  it(`${fastest}: the default noise of step t, layer p is tf.randomNormal(shape, 0, 1, 'float32', noiseSeed + t P + p)`, async () => {
+  it(`${fastest}: the default noise of step t, layer p is tf.randomNormal(shape, 0, 1, 'float32', noiseSeed + t P + p), seeds written out here`, async () => {
     await initBackend({ backend: fastest });
     const options: FastModelOptions = {
       inputShape: [12],
@@ -588,19 +588,160 @@ describe('spec/fast.md#training: LeNet-300-100 with SVD layers', () => {
     const stepOptions = { trainSize: 60, klWeight: 1, learningRate: 1e-2 };
     a.trainStep(batch, stepOptions);
     b.trainStep(batch, stepOptions);
-    const eps = b
-      .noiseShapes(6)
-      .map((s, p) => tf.randomNormal(s, 0, 1, 'float32', b.noiseSeedFor(1, p)));
+    // Step 1 of a model with seed 5 and P = 2 layers: noiseSeed = 5 + 2 = 7, so layer 0 draws
+    // with 7 + 1 * 2 + 0 = 9 and layer 1 with 10 (spec/fast.md#training, "Noise"). The seeds
+    // are literals: a test that asked the model for them would check its formula against itself.
+    const seeds = [9, 10];
+    const eps = [
+      [6, 7],
+      [6, 4],
+    ].map((s, p) => tf.randomNormal(s, 0, 1, 'float32', seeds[p]));
     const viaDefault = a.trainStep(batch, stepOptions);
     const viaGiven = b.trainStep(batch, { ...stepOptions, eps });
     tf.dispose(eps);
     expect(viaGiven).toEqual(viaDefault);
     expect(a.parameters()).toEqual(b.parameters());
-    // A different step draws different noise.
-    expect(a.noiseSeedFor(1, 0)).not.toBe(a.noiseSeedFor(0, 1));
     a.dispose();
     b.dispose();
   });
+
+  it(`${fastest}: noiseSeedFor is noiseSeed + t P + p (literal values) and one-to-one over (step, layer)`, async () => {
+    await initBackend({ backend: fastest });
+    const dense = createFastModel({
+      inputShape: [12],
+      layers: DENSE_FIRST.layers,
+      profile: 'molchanov2017',
+      seed: 5,
+    });
+    // seed 5, P = 2: noiseSeed 7.
+    expect(dense.noiseSeed).toBe(7);
+    expect([
+      dense.noiseSeedFor(0, 0),
+      dense.noiseSeedFor(0, 1),
+      dense.noiseSeedFor(1, 0),
+      dense.noiseSeedFor(1, 1),
+      dense.noiseSeedFor(10, 1),
+    ]).toEqual([7, 8, 9, 10, 28]);
+    // An explicit noiseSeed replaces seed + P.
+    const given = createFastModel({
+      inputShape: [12],
+      layers: DENSE_FIRST.layers,
+      profile: 'molchanov2017',
+      seed: 5,
+      noiseSeed: 1000,
+    });
+    expect([given.noiseSeedFor(0, 0), given.noiseSeedFor(3, 1)]).toEqual([1000, 1007]);
+    // Three dense / conv2d layers: seed 11 gives noiseSeed 14.
+    const conv = createFastModel({ ...CONV_FIRST, profile: 'molchanov2017', seed: 11 });
+    expect([conv.noiseSeedFor(0, 2), conv.noiseSeedFor(2, 0), conv.noiseSeedFor(2, 2)]).toEqual([
+      16, 20, 22,
+    ]);
+    for (const model of [dense, given, conv]) {
+      const P = model.layerNames.length;
+      const seen = new Set<number>();
+      for (let t = 0; t < 500; t++) for (let p = 0; p < P; p++) seen.add(model.noiseSeedFor(t, p));
+      // No two (step, layer) pairs share a seed, so no two layers or steps share their noise.
+      expect(seen.size).toBe(500 * P);
+      model.dispose();
+    }
+  });
+});
+
+describe("spec/fast.md#training: Adam's first two updates, by hand", () => {
+  // spec/constants.md: ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, written out (not imported).
+  const B1 = 0.9;
+  const B2 = 0.999;
+  const EPS = 1e-8;
+  const U = 2 ** -24;
+
+  /** Flat float64 copies of every trained tensor, in exportState's order, by name. */
+  function tensorsOf(model: FastModel): Map<string, Float64Array> {
+    return new Map(model.exportState().tensors.map((t) => [t.name, Float64Array.from(t.data)]));
+  }
+
+  for (const deterministic of [false, true]) {
+    it(`${fastest}, ${deterministic ? 'deterministic' : 'molchanov2017'}: steps t = 1 and 2 move every parameter by lr m_hat / (sqrt(v_hat) + eps) with the bias corrections of t`, async () => {
+      await initBackend({ backend: fastest });
+      const model = createFastModel({
+        ...DENSE_FIRST,
+        profile: 'molchanov2017',
+        seed: 13,
+        deterministic,
+      });
+      const batch = randomBatch([12], 4, 6, 21);
+      // Two learning rates: the step's own, not a stored one, is used.
+      const rates = [2e-2, 5e-3];
+      const names = model.layerNames.flatMap((n) =>
+        deterministic ? [`${n}.theta`, `${n}.bias`] : [`${n}.theta`, `${n}.noise`, `${n}.bias`],
+      );
+      const m = new Map<string, Float64Array>();
+      const v = new Map<string, Float64Array>();
+      for (let t = 1; t <= 2; t++) {
+        const lr = rates[t - 1]!;
+        const options = { trainSize: 60, klWeight: 0.5, learningRate: lr };
+        // The gradient this step will use: same parameters, same step count, same noise.
+        const { gradients } = model.lossAndGradientValues(batch, options);
+        const grads = new Map<string, readonly number[]>();
+        model.layerNames.forEach((n, i) => {
+          grads.set(`${n}.theta`, gradients[i]!.theta.data);
+          grads.set(`${n}.noise`, gradients[i]!.noise.data);
+          grads.set(`${n}.bias`, gradients[i]!.bias.data);
+        });
+        const before = tensorsOf(model);
+        expect(model.trainStep(batch, options).step).toBe(t - 1);
+        const after = tensorsOf(model);
+        let moved = 0;
+        for (const name of names) {
+          const g = grads.get(name)!;
+          const mPrev = m.get(name) ?? new Float64Array(g.length);
+          const vPrev = v.get(name) ?? new Float64Array(g.length);
+          const mNow = mPrev.map((mp, i) => B1 * mp + (1 - B1) * g[i]!);
+          const vNow = vPrev.map((vp, i) => B2 * vp + (1 - B2) * g[i]! ** 2);
+          const c1 = 1 - B1 ** t;
+          const c2 = 1 - B2 ** t;
+          const p0 = before.get(name)!;
+          const p1 = after.get(name)!;
+          for (let i = 0; i < g.length; i++) {
+            const denominator = Math.sqrt(vNow[i]! / c2) + EPS;
+            const delta = (lr * (mNow[i]! / c1)) / denominator;
+            const expected = p0[i]! - delta;
+            // float32: the moments' sums (4u of their terms' magnitudes, which bounds a
+            // cancelling m), the update's few roundings (8u), the new parameter's own (2u).
+            const mTerms = B1 * Math.abs(mPrev[i]!) + (1 - B1) * Math.abs(g[i]!);
+            const allowed =
+              (lr * 4 * U * mTerms) / c1 / denominator +
+              8 * U * Math.abs(delta) +
+              2 * U * Math.abs(expected);
+            expect(
+              Math.abs(p1[i]! - expected),
+              `t=${t} ${name}[${i}]: ${p1[i]} vs ${expected} (from ${p0[i]}, g ${g[i]})`,
+            ).toBeLessThanOrEqual(allowed);
+            if (Math.abs(delta) > 0.1 * lr) moved++;
+          }
+          // The stored moments are the same sums.
+          const mStored = after.get(`${name}.adam_m`)!;
+          const vStored = after.get(`${name}.adam_v`)!;
+          // m + (1 - b1)(g - m) in float32: a few u of |m| + |g| (v alike, all terms >= 0).
+          mNow.forEach((x, i) =>
+            expect(Math.abs(mStored[i]! - x), `m of ${name}[${i}]`).toBeLessThanOrEqual(
+              4 * U * (Math.abs(mPrev[i]!) + Math.abs(g[i]!)),
+            ),
+          );
+          vNow.forEach((x, i) =>
+            expect(Math.abs(vStored[i]! - x), `v of ${name}[${i}]`).toBeLessThanOrEqual(
+              6 * U * (vPrev[i]! + g[i]! ** 2),
+            ),
+          );
+          m.set(name, mNow);
+          v.set(name, vNow);
+        }
+        // Most entries have a gradient far above eps: the step moves them by about lr.
+        expect(moved).toBeGreaterThan(50);
+      }
+      expect(model.step).toBe(2);
+      model.dispose();
+    });
+  }
 });
 
 describe('spec/fast.md#training: errors', () => {
