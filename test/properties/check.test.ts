@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareOutputs } from '../../src/check/compare.js';
+import { compareOutputs, positionOf } from '../../src/check/compare.js';
 import { fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
@@ -542,6 +542,51 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
     const half = compareOutputs(two, {}, { x: { shape: [1], data: [1] } }, tol);
     expect(half.outputs.map((o) => o.ok)).toEqual([true, false]);
     expect(half.ok).toBe(false);
+  });
+
+  it('spec/check.md#tolerance: err/tol, the largest error and the structural problems, exactly', () => {
+    // allowed at e = 10 without a scale: 1e-3 + 1e-1 = 0.101; an error of 0.05 is 0.05 / 0.101 of it.
+    const near = compareOutputs(
+      { x: { shape: [2], data: [10, 0] } },
+      {},
+      { x: { shape: [2], data: [10.05, 0] } },
+      tol,
+    );
+    expect(near.ok).toBe(true);
+    expect(near.ratio).toBeCloseTo((10.05 - 10) / 0.101, 12);
+    expect(near.maxAbsError).toBeCloseTo(0.05, 12);
+    expect(near.outputs[0]!.maxAbsError).toBeCloseTo(0.05, 12);
+    // Nothing allowed (exact tolerance): any error is an infinite ratio.
+    const exact = compareOutputs(
+      e([1]),
+      {},
+      { x: { shape: [1], data: [1.5] } },
+      { abs: 0, rel: 0, scaled: 0 },
+    );
+    expect(exact.ratio).toBe(Infinity);
+    expect(exact.maxAbsError).toBe(0.5);
+    // A non-finite answer where a finite value is expected: an infinite error.
+    const nan = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['NaN'] } }, tol);
+    expect(nan.ratio).toBe(Infinity);
+    expect(nan.outputs[0]!.firstMismatch!.error).toBe(Infinity);
+    // The same rank with other sizes, named in full.
+    const sized = compareOutputs(
+      { y: { shape: [2, 3], data: [0, 1, 2, 3, 4, 5] } },
+      {},
+      { y: { shape: [3, 2], data: [0, 1, 2, 3, 4, 5] } },
+      tol,
+    );
+    expect(sized.ok).toBe(false);
+    expect(sized.outputs[0]!.problem).toBe('shape [3, 2], expected [2, 3]');
+    // An answer whose outputs are not an object.
+    for (const outputs of [[1], 'x', 42]) {
+      const r = compareOutputs(e([1]), {}, outputs, tol);
+      expect(r.outputs[0]!.problem, JSON.stringify(outputs)).toBe(
+        'the answer has no outputs object',
+      );
+    }
+    expect(positionOf(5, [2, 3])).toEqual([1, 2]);
+    expect(positionOf(0, [0, 3])).toEqual([0, 0]);
   });
 
   it('spec/check.md#report: the first differing element is located by flat index and position', () => {
