@@ -3,7 +3,9 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', '.test-build-*/'] },
+  {
+    ignores: ['dist/', 'node_modules/', 'coverage/', '.test-build-*/', '.stryker-tmp/', 'reports/'],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.strict,
   {

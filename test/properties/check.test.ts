@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
-import { compareOutputs } from '../../src/check/compare.js';
+import { compareOutputs, positionOf } from '../../src/check/compare.js';
 import { fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
@@ -536,6 +536,64 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
     expect(shape.outputs[0]!.problem).toMatch(/shape \[2, 1\], expected \[2\]/);
     const junk = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['one'] } }, tol);
     expect(junk.outputs[0]!.problem).toMatch(/malformed/);
+    const none = compareOutputs(e([1]), {}, null, tol);
+    expect(none.outputs[0]!.problem).toMatch(/no outputs object/);
+    // Not only the text: each of them fails the output and the case, with an infinite ratio.
+    for (const r of [missing, shape, junk, none]) {
+      expect(r.ok).toBe(false);
+      expect(r.outputs[0]!.ok).toBe(false);
+      expect(r.ratio).toBe(Infinity);
+    }
+    // One good output beside a missing one still fails the case.
+    const two = { x: { shape: [1], data: [1] }, y: { shape: [1], data: [2] } };
+    const half = compareOutputs(two, {}, { x: { shape: [1], data: [1] } }, tol);
+    expect(half.outputs.map((o) => o.ok)).toEqual([true, false]);
+    expect(half.ok).toBe(false);
+  });
+
+  it('spec/check.md#tolerance: err/tol, the largest error and the structural problems, exactly', () => {
+    // allowed at e = 10 without a scale: 1e-3 + 1e-1 = 0.101; an error of 0.05 is 0.05 / 0.101 of it.
+    const near = compareOutputs(
+      { x: { shape: [2], data: [10, 0] } },
+      {},
+      { x: { shape: [2], data: [10.05, 0] } },
+      tol,
+    );
+    expect(near.ok).toBe(true);
+    expect(near.ratio).toBeCloseTo((10.05 - 10) / 0.101, 12);
+    expect(near.maxAbsError).toBeCloseTo(0.05, 12);
+    expect(near.outputs[0]!.maxAbsError).toBeCloseTo(0.05, 12);
+    // Nothing allowed (exact tolerance): any error is an infinite ratio.
+    const exact = compareOutputs(
+      e([1]),
+      {},
+      { x: { shape: [1], data: [1.5] } },
+      { abs: 0, rel: 0, scaled: 0 },
+    );
+    expect(exact.ratio).toBe(Infinity);
+    expect(exact.maxAbsError).toBe(0.5);
+    // A non-finite answer where a finite value is expected: an infinite error.
+    const nan = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['NaN'] } }, tol);
+    expect(nan.ratio).toBe(Infinity);
+    expect(nan.outputs[0]!.firstMismatch!.error).toBe(Infinity);
+    // The same rank with other sizes, named in full.
+    const sized = compareOutputs(
+      { y: { shape: [2, 3], data: [0, 1, 2, 3, 4, 5] } },
+      {},
+      { y: { shape: [3, 2], data: [0, 1, 2, 3, 4, 5] } },
+      tol,
+    );
+    expect(sized.ok).toBe(false);
+    expect(sized.outputs[0]!.problem).toBe('shape [3, 2], expected [2, 3]');
+    // An answer whose outputs are not an object.
+    for (const outputs of [[1], 'x', 42]) {
+      const r = compareOutputs(e([1]), {}, outputs, tol);
+      expect(r.outputs[0]!.problem, JSON.stringify(outputs)).toBe(
+        'the answer has no outputs object',
+      );
+    }
+    expect(positionOf(5, [2, 3])).toEqual([1, 2]);
+    expect(positionOf(0, [0, 3])).toEqual([0, 0]);
   });
 
   it('spec/check.md#report: the first differing element is located by flat index and position', () => {
@@ -969,6 +1027,64 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
       noAnswer: expect.stringMatching(/entry for this case is malformed/) as unknown,
     });
   });
+
+  // Each defect alone, in one output of one case: the case fails, its op fails, the run is exit 1.
+  it.each([
+    {
+      defect: 'missing',
+      edit: (outputs: Record<string, unknown>, name: string) =>
+        Reflect.deleteProperty(outputs, name),
+      problem: /missing from the answer/,
+    },
+    {
+      defect: 'misshapen',
+      edit: (outputs: Record<string, unknown>, name: string) => {
+        const t = outputs[name] as { shape: number[]; data: unknown[] };
+        outputs[name] = { shape: [...t.shape, 1], data: t.data };
+      },
+      problem: /shape \[.*, 1\], expected/,
+    },
+    {
+      defect: 'malformed',
+      edit: (outputs: Record<string, unknown>, name: string) => {
+        const t = outputs[name] as { shape: number[]; data: unknown[] };
+        outputs[name] = { shape: t.shape, data: ['one', ...t.data.slice(1)] };
+      },
+      problem: /malformed/,
+    },
+    {
+      defect: 'not an object',
+      edit: (outputs: Record<string, unknown>, name: string) => (outputs[name] = 42),
+      problem: /malformed/,
+    },
+  ])(
+    'spec/check.md#tolerance: a $defect output fails its case end to end (exit 1, the case failed, FAIL)',
+    async ({ defect, edit, problem }) => {
+      const op = 'kl.layer';
+      let broken = '';
+      const path = resultsFile(`defect-${defect.replace(/ /g, '-')}.json`, (results) => {
+        const entry = results[op]!['1'] as { outputs: Record<string, unknown> };
+        // The last output: a defect in any output, not only the first, fails the case.
+        broken = Object.keys(entry.outputs).at(-1)!;
+        edit(entry.outputs, broken);
+      });
+      const report = await checkJson(['--results', path, '--op', op]);
+      expect(report.exitCode).toBe(1);
+      const failed = report.cases.filter((c) => c.status === 'failed');
+      expect(failed.map((c) => [c.op, String(c.caseId)])).toEqual([[op, '1']]);
+      const comparison = failed[0]!.comparison!;
+      expect(comparison.ok).toBe(false);
+      const output = comparison.outputs.find((o) => o.name === broken)!;
+      expect(output.ok).toBe(false);
+      expect(output.problem).toMatch(problem);
+      expect(report.ops.find((o) => o.op === op)).toMatchObject({ status: 'failed', failed: 1 });
+      expect(report.totals.failed).toBe(1);
+      const text = await check(['--results', path, '--op', op]);
+      expect(text.code).toBe(1);
+      expect(text.out).toMatch(/Result: FAIL: 1 of \d+ checked cases failed/);
+      expect(text.out).toContain(`output "${broken}": `);
+    },
+  );
 
   it('spec/check.md#exit-codes: an unreadable, non-JSON or wrong-schema results file is exit 2', async () => {
     const missing = await check(['--results', join(dir, 'nope.json')]);
