@@ -20,10 +20,17 @@
  * - the dense training forward [100, 784] x [784, 300] through the public
  *   plain-tensor API: the float64 reference (denseTrain) against the fast one
  *   (fastDenseTrain), and the tfjs-level forward for scale;
- * - PyTorch: the same LeNet-300-100 step (bench/torch_lenet300_svd_step.py,
- *   one thread), interleaved with the rounds, when `import torch` works.
+ * - the LeNet-300-100 and LeNet-5 steps on every core: the data-parallel
+ *   step of src/fast/parallel.ts with T = os.availableParallelism() threads;
+ * - PyTorch: the same LeNet-300-100 and LeNet-5 steps (bench/torch_svd_step.py)
+ *   on one thread and on T, interleaved with the rounds, when `import torch`
+ *   works; which BLAS it loaded is printed, with a warning for the reference one;
+ * - the training noise: seededNormals against tf.randomNormal;
+ * - start-up: `vdspec eval --op kl.approx` (reference) and `vdspec kl`, start
+ *   to exit, as child processes.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -42,6 +49,8 @@ import {
 import { availableBackends, initBackend, type FastBackend } from '../fast/backend.js';
 import { denseTrainTf, fastDenseTrain } from '../fast/dense.js';
 import { fusedWeightsTf, maxPool2x2Tf, plainLinearTf } from '../fast/model.js';
+import { seededNormals } from '../fast/normals.js';
+import { ParallelTrainer } from '../fast/parallel.js';
 import {
   adamUpdateTf,
   createAdamSlots,
@@ -87,6 +96,8 @@ interface Case {
   /** Steps per timing (the time is divided by it). */
   readonly inner: number;
   readonly run: () => void | Promise<void>;
+  /** Steps per call of run (PyTorch runs several per request); default 1. */
+  readonly perCall?: number;
 }
 
 function median(values: readonly number[]): number {
@@ -116,13 +127,27 @@ class TorchStep {
   private waiting: ((line: string) => void) | null = null;
   private failed: ((error: Error) => void) | null = null;
   private exited: Error | null = null;
-  info: { torch: string; threads: number; matmul_ms: number } | null = null;
+  info: {
+    torch: string;
+    threads: number;
+    matmul_ms: number;
+    blas: string;
+    blas_libraries: string[];
+  } | null = null;
 
-  constructor(python: string) {
-    const script = fileURLToPath(
-      new URL('../../bench/torch_lenet300_svd_step.py', import.meta.url),
-    );
-    this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(
+    python: string,
+    readonly network: 'lenet300' | 'lenet5',
+    readonly threads: number,
+  ) {
+    const script = fileURLToPath(new URL('../../bench/torch_svd_step.py', import.meta.url));
+    // OpenBLAS keeps its own thread pool, which torch.set_num_threads does not reach when
+    // torch was built against the generic BLAS interface (Debian's): pin it as well.
+    const pinned = String(threads);
+    this.child = spawn(python, [script], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, OPENBLAS_NUM_THREADS: pinned, OMP_NUM_THREADS: pinned },
+    });
     let buffer = '';
     this.child.stdout.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
@@ -169,6 +194,8 @@ class TorchStep {
       train_size: TRAIN_SIZE,
       lr: LEARNING_RATE,
       batch: BATCH,
+      network: this.network,
+      threads: this.threads,
     };
     this.child.stdin.write(`${JSON.stringify(config)}\n`);
     this.info = JSON.parse(await this.next());
@@ -244,7 +271,12 @@ interface Row {
   min: number;
 }
 
-async function benchBackend(backend: FastBackend, rounds: number, torch: TorchStep | null) {
+async function benchBackend(
+  backend: FastBackend,
+  rounds: number,
+  torch: readonly TorchStep[],
+  threads: number,
+) {
   await initBackend({ backend });
   const x = tf.randomNormal([BATCH, 784], 0, 1, 'float32', 3) as tf.Tensor2D;
   const labels300 = tf.tensor1d(
@@ -343,16 +375,59 @@ async function benchBackend(backend: FastBackend, rounds: number, torch: TorchSt
       run: () => void denseTrain(inputs, PROFILE),
     },
   ];
-  if (torch !== null) {
-    cases.push({ name: 'LeNet-300-100 SVD step, PyTorch', inner: 1, run: () => torch.steps(3) });
+  const trainers: ParallelTrainer[] = [];
+  if (threads > 1) {
+    const options = (layers: readonly FastLayerSpec[], inputShape: readonly number[]) => ({
+      inputShape,
+      layers,
+      profile: PROFILE,
+      seed: 1,
+    });
+    const lenet300Options = options(LENET_300_100, [784]);
+    const lenet5Options = options(LENET_5_CAFFE, [28, 28, 1]);
+    const lenet300 = await ParallelTrainer.create(
+      model(LENET_300_100, 'fused'),
+      lenet300Options,
+      threads,
+    );
+    const lenet5 = await ParallelTrainer.create(
+      model(LENET_5_CAFFE, 'fused', [28, 28, 1]),
+      lenet5Options,
+      threads,
+    );
+    trainers.push(lenet300, lenet5);
+    const xValues = x.dataSync() as Float32Array;
+    const imageValues = images.dataSync() as Float32Array;
+    const labelValues = Int32Array.from(labels10);
+    cases.push(
+      {
+        name: `LeNet-300-100 SVD step, fused, ${threads} threads`,
+        inner: slow ? 1 : 3,
+        run: async () => void (await lenet300.trainStep(xValues, labelValues, stepOptions)),
+      },
+      {
+        name: `LeNet-5 SVD step, fused, ${threads} threads`,
+        inner: 1,
+        run: async () => void (await lenet5.trainStep(imageValues, labelValues, stepOptions)),
+      },
+    );
+  }
+  for (const t of torch) {
+    const perCall = t.network === 'lenet300' ? 3 : 1;
+    cases.push({
+      name: `${t.network === 'lenet300' ? 'LeNet-300-100' : 'LeNet-5'} SVD step, PyTorch, ${t.threads} thread${t.threads === 1 ? '' : 's'}`,
+      inner: 1,
+      perCall,
+      run: () => t.steps(perCall),
+    });
   }
   const samples = await measure(cases, rounds);
   const rows: Row[] = cases.map((c) => {
     const s = samples.get(c.name)!;
-    // The PyTorch case runs 3 steps per call.
-    const scale = c.name.endsWith('PyTorch') ? 1 / 3 : 1;
+    const scale = 1 / (c.perCall ?? 1);
     return { name: c.name, median: median(s) * scale, min: Math.min(...s) * scale };
   });
+  await Promise.all(trainers.map((t) => t.close()));
   for (const m of models) m.dispose();
   plainStock.dispose();
   plainFast.dispose();
@@ -404,6 +479,17 @@ async function benchKernels(rounds: number): Promise<Row[]> {
       inner: 3,
       run: () => tf.tidy(() => void fusedWeightsTf(theta, noise, PROFILE, 'dense', false)),
     },
+    {
+      name: 'normals, 1,152,000 (LeNet-5 conv1, batch 100): seededNormals',
+      inner: 1,
+      run: () => void seededNormals(1_152_000, 12345),
+    },
+    {
+      name: 'normals, 1,152,000: tf.randomNormal, read back',
+      inner: 1,
+      run: () =>
+        tf.tidy(() => void tf.randomNormal([1_152_000], 0, 1, 'float32', 12345).dataSync()),
+    },
     { name: 'max-pool 2x2 gradient [100,24,24,20], native', inner: 1, run: poolGrad('native') },
     { name: 'max-pool 2x2 gradient [100,24,24,20], ops', inner: 1, run: poolGrad('ops') },
   ];
@@ -415,7 +501,7 @@ async function benchKernels(rounds: number): Promise<Row[]> {
   });
 }
 
-function report(backend: string, rows: Row[]): void {
+function report(backend: string, rows: Row[], threads: number): void {
   const get = (name: string) => rows.find((r) => r.name === name)?.median ?? NaN;
   console.log(`\n## backend ${backend}\n`);
   console.log('| case | median ms | min ms |');
@@ -447,10 +533,36 @@ function report(backend: string, rows: Row[]): void {
     'LeNet-300-100 SVD step, fused',
     'LeNet-300-100 autodiff / fused (speed-up)',
   );
+  const t = `${threads} threads`;
   ratio(
     'LeNet-300-100 SVD step, fused',
-    'LeNet-300-100 SVD step, PyTorch',
-    'LeNet-300-100 fused / PyTorch',
+    'LeNet-300-100 SVD step, PyTorch, 1 thread',
+    'LeNet-300-100 fused / PyTorch, 1 thread each',
+  );
+  ratio(
+    `LeNet-300-100 SVD step, fused, ${t}`,
+    `LeNet-300-100 SVD step, PyTorch, ${t}`,
+    `LeNet-300-100 fused / PyTorch, ${t} each`,
+  );
+  ratio(
+    'LeNet-5 SVD step, fused',
+    'LeNet-5 SVD step, PyTorch, 1 thread',
+    'LeNet-5 fused / PyTorch, 1 thread each',
+  );
+  ratio(
+    `LeNet-5 SVD step, fused, ${t}`,
+    `LeNet-5 SVD step, PyTorch, ${t}`,
+    `LeNet-5 fused / PyTorch, ${t} each`,
+  );
+  ratio(
+    'LeNet-300-100 SVD step, fused',
+    `LeNet-300-100 SVD step, fused, ${t}`,
+    `LeNet-300-100, 1 thread / ${t} (speed-up)`,
+  );
+  ratio(
+    'LeNet-5 SVD step, fused',
+    `LeNet-5 SVD step, fused, ${t}`,
+    `LeNet-5, 1 thread / ${t} (speed-up)`,
   );
   ratio(
     'dense forward, float64 reference',
@@ -476,23 +588,40 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(' ')}`,
   );
-  let torch: TorchStep | null = null;
+  const threads = os.availableParallelism();
+  console.log(`threads: 1 and ${threads} (os.availableParallelism())`);
+  const torch: TorchStep[] = [];
   if (args.torch) {
     const python = findPython();
     if (python === null) console.log('PyTorch: not available (`import torch` fails); skipped');
     else {
-      torch = new TorchStep(python);
-      await torch.start();
-      const info = torch.info!;
-      console.log(
-        `PyTorch ${info.torch} (${python}), ${info.threads} thread; its 100x784 @ 784x300 matmul: ${info.matmul_ms.toFixed(2)} ms`,
-      );
+      for (const network of ['lenet300', 'lenet5'] as const) {
+        for (const n of threads > 1 ? [1, threads] : [1]) {
+          const t = new TorchStep(python, network, n);
+          await t.start();
+          torch.push(t);
+          const info = t.info!;
+          console.log(
+            `PyTorch ${info.torch} (${python}), ${network}, ${info.threads} thread(s); ` +
+              `its 100x784 @ 784x300 matmul: ${info.matmul_ms.toFixed(2)} ms`,
+          );
+        }
+      }
+      const info = torch[0]!.info!;
+      const loaded = info.blas_libraries.join(', ') || 'none found';
+      console.log(`PyTorch BLAS: built with BLAS_INFO=${info.blas}; loaded: ${loaded}`);
+      if (!/openblas|mkl|blis/i.test(loaded)) {
+        console.log(
+          'WARNING: PyTorch runs on the reference BLAS, which flatters vdspec: ' +
+            'apt-get install -y libopenblas0-pthread (spec/fast.md#speed)',
+        );
+      }
     }
   }
   for (const backend of backends) {
     const rounds = args.rounds ?? (backend === 'cpu' ? 5 : 15);
-    const rows = await benchBackend(backend, rounds, torch);
-    report(backend, rows);
+    const rows = await benchBackend(backend, rounds, torch, threads);
+    report(backend, rows, threads);
     console.log('\n| kernel | median ms | min ms |');
     console.log('| --- | ---: | ---: |');
     for (const r of await benchKernels(rounds)) {
@@ -505,7 +634,39 @@ async function main(): Promise<void> {
         .join(' ')})`,
     );
   }
-  torch?.stop();
+  for (const t of torch) t.stop();
+  startup();
+}
+
+/** Start to exit of commands that need no TensorFlow.js, as users run them (dist/cli/main.js). */
+function startup(): void {
+  const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  if (!existsSync(cli)) return;
+  const runs = 11;
+  const time = (args: string[], input: string, script: string[] = [cli]) => {
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const start = performance.now();
+      const r = spawnSync(process.execPath, [...script, ...args], { input, encoding: 'utf8' });
+      times.push(performance.now() - start);
+      if (r.status !== 0) throw new Error(`vdspec ${args.join(' ')} failed: ${r.stderr}`);
+    }
+    return { median: median(times), min: Math.min(...times) };
+  };
+  const rows: [string, { median: number; min: number }][] = [
+    [
+      'vdspec eval --op kl.approx (reference)',
+      time(['eval', '--op', 'kl.approx'], '{"log_alpha": {"shape": [3], "data": [0, 3, 8]}}'),
+    ],
+    ['vdspec kl', time(['kl'], '')],
+    ['vdspec --version', time(['--version'], '')],
+    ['node -e 0 (Node alone)', time(['-e', '0'], '', [])],
+  ];
+  console.log(`\n| start to exit (${runs} runs) | median ms | min ms |`);
+  console.log('| --- | ---: | ---: |');
+  for (const [name, t] of rows) {
+    console.log(`| ${name} | ${t.median.toFixed(0)} | ${t.min.toFixed(0)} |`);
+  }
 }
 
 await main();
