@@ -7,18 +7,26 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
-import { curvesSpec, writePlotFiles, type PlotRun } from '../train/plots.js';
+import {
+  curvesSpec,
+  lowerBoundSpec,
+  writePlotFiles,
+  type BoundRun,
+  type PlotRun,
+} from '../train/plots.js';
 import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
 import { runCommand, UsageError, type Writer } from './common.js';
 
-const HELP = `Usage: vdspec compare --out DIR --name NAME --title TITLE RUN_DIR=LABEL...
+const HELP = `Usage: vdspec compare --out DIR --name NAME --title TITLE [--lower-bound] RUN_DIR=LABEL...
 
 Draw the train and test accuracy and the compression per epoch of several
 runs (each RUN_DIR holds a vdspec train results.json) in one figure:
-DIR/NAME.svg and its Vega-Lite spec DIR/NAME.vl.json.
+DIR/NAME.svg and its Vega-Lite spec DIR/NAME.vl.json. With --lower-bound,
+also the variational lower bound per training example per epoch,
+-(data term + KL) / N: DIR/NAME-lower-bound.svg and .vl.json.
 Exit codes: 0 written, 2 a bad call or a missing or malformed record.`;
 
-function readRun(argument: string): PlotRun {
+function readRun(argument: string): PlotRun & BoundRun {
   const cut = argument.lastIndexOf('=');
   if (cut <= 0 || cut === argument.length - 1) {
     throw new UsageError(`expected RUN_DIR=LABEL, got "${argument}"`);
@@ -33,7 +41,7 @@ function readRun(argument: string): PlotRun {
     ...e,
     compression: (e.compression as unknown) === 'Infinity' ? Infinity : e.compression,
   }));
-  return { label: argument.slice(cut + 1), epochs };
+  return { label: argument.slice(cut + 1), epochs, trainSize: record.trainSize };
 }
 
 async function run(argv: readonly string[], out: Writer): Promise<number> {
@@ -42,7 +50,8 @@ async function run(argv: readonly string[], out: Writer): Promise<number> {
     return 0;
   }
   const options: Record<string, string> = {};
-  const runs: PlotRun[] = [];
+  const runs: (PlotRun & BoundRun)[] = [];
+  let lowerBound = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--out' || a === '--name' || a === '--title') {
@@ -50,6 +59,8 @@ async function run(argv: readonly string[], out: Writer): Promise<number> {
       if (value === undefined) throw new UsageError(`${a} needs a value`);
       options[a] = value;
       i++;
+    } else if (a === '--lower-bound') {
+      lowerBound = true;
     } else if (a.startsWith('-')) {
       throw new UsageError(`unknown option ${a}`);
     } else {
@@ -76,6 +87,14 @@ async function run(argv: readonly string[], out: Writer): Promise<number> {
           logAlphaRange: [SVD_LOG_ALPHA_MIN, SVD_LOG_ALPHA_MAX],
         }),
       },
+      ...(lowerBound
+        ? [
+            {
+              name: `${options['--name']!}-lower-bound`,
+              spec: lowerBoundSpec(options['--title']!, runs),
+            },
+          ]
+        : []),
     ],
     options['--out']!,
   );

@@ -66,6 +66,9 @@ Options:
   --train-limit N    train on the first N training images only (smoke runs)
   --test-limit N     evaluate on the first N test images only
   --split-seed S     seed of mnist-small's train/test split (default: spec/data.md's)
+  --multiplicative   Sparse VD with log_alpha trained directly (multiplicative noise
+                     on theta) instead of log_sigma2, to compare with the paper's
+                     additive reparameterization; starts from the same distribution
   --threads N        threads of the data-parallel step (default: $VDSPEC_THREADS, else
                      every core); a run repeats bit for bit for a given seed and N
   --quiet            no progress display
@@ -95,6 +98,7 @@ interface TrainCliOptions {
   testLimit?: number;
   splitSeed?: number;
   threads?: number;
+  multiplicative?: boolean;
   quiet: boolean;
   help: boolean;
 }
@@ -121,6 +125,7 @@ const FLAGS: FlagSpec = {
     '--train-clip',
     '--no-train-clip',
     '--resume',
+    '--multiplicative',
     '--quiet',
     '-h',
     '--help',
@@ -193,6 +198,9 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
         break;
       case '--resume':
         options.resume = true;
+        break;
+      case '--multiplicative':
+        options.multiplicative = true;
         break;
       case '--quiet':
         options.quiet = true;
@@ -347,6 +355,7 @@ function newRunInput(options: TrainCliOptions): Parameters<typeof makeConfig>[0]
     testLimit: options.testLimit ?? null,
     initFrom: options.initFrom ?? null,
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(options.multiplicative === undefined ? {} : { multiplicative: true }),
   };
 }
 
@@ -372,6 +381,7 @@ function givenFields(options: TrainCliOptions): Partial<Record<ConfigField, unkn
     copy(field);
   }
   if (options.baseline) given.baseline = true;
+  if (options.multiplicative) given.reparameterization = 'multiplicative';
   if (options.initFrom !== undefined) given.initFrom = resolve(options.initFrom);
   return given;
 }

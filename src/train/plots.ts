@@ -421,6 +421,64 @@ export function curvesSpec(input: TrainingPlotsInput): TopLevelSpec {
   };
 }
 
+/** A run's per-epoch means of the objective's two terms (results.json), for the lower bound. */
+export interface BoundRun {
+  readonly label: string;
+  /** N, the training images. */
+  readonly trainSize: number;
+  readonly epochs: readonly { epoch: number; dataTerm: number; kl: number }[];
+}
+
+/**
+ * The variational lower bound per training example, -(data term + KL) / N
+ * (the epoch's means over its steps; the whole KL, whatever its weight in
+ * the warm-up), per epoch and run.
+ */
+export function lowerBoundSpec(title: string, runs: readonly BoundRun[]): TopLevelSpec {
+  const values = runs.flatMap((run) =>
+    run.epochs.map((e) => ({
+      run: run.label,
+      epoch: e.epoch,
+      bound: -(e.dataTerm + e.kl) / run.trainSize,
+    })),
+  );
+  return {
+    $schema: SCHEMA,
+    title: {
+      text: title,
+      subtitle: [
+        'variational lower bound per training example: -(N mean CE + KL) / N, means over each epoch',
+        'the whole KL at every epoch, also during the warm-up that weights it less in the loss',
+      ],
+    },
+    config: CONFIG,
+    width: PANEL_WIDTH,
+    height: PANEL_HEIGHT,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: {
+        field: 'epoch',
+        type: 'quantitative',
+        title: 'epoch',
+        axis: { tickMinStep: 1, format: 'd' },
+      },
+      y: {
+        field: 'bound',
+        type: 'quantitative',
+        title: 'lower bound per example (nats)',
+        scale: { zero: false },
+      },
+      color: { field: 'run', type: 'nominal', title: 'run', sort: runs.map((r) => r.label) },
+      tooltip: [
+        { field: 'run' },
+        { field: 'epoch', type: 'quantitative' },
+        { field: 'bound', type: 'quantitative', format: '.4f' },
+      ],
+    },
+  };
+}
+
 /** One log_alpha histogram per layer, the threshold drawn as a rule; null for no layers. */
 export function logAlphaSpec(input: TrainingPlotsInput): TopLevelSpec | null {
   const { title, logAlpha, threshold, logAlphaRange } = checkInput(input);

@@ -36,6 +36,7 @@ export function reproduceCommand(run: NamedRecord): string {
   if (c.baseline) flags.push('--baseline');
   if (c.profile !== 'molchanov2017') flags.push(`--profile ${c.profile}`);
   if (c.trainClip !== null) flags.push(c.trainClip ? '--train-clip' : '--no-train-clip');
+  if (c.reparameterization === 'multiplicative') flags.push('--multiplicative');
   if (c.vdLogAlpha !== null) flags.push(`--vd-log-alpha ${c.vdLogAlpha}`);
   if (c.randomLabels !== null) flags.push(`--random-labels ${c.randomLabels}`);
   flags.push(`--epochs ${c.epochs}`);
@@ -78,6 +79,7 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
         : c.initFrom !== null
           ? `${algorithm} from the baseline`
           : `${algorithm} from scratch`) +
+      (c.reparameterization === 'multiplicative' ? ', log_alpha trained (multiplicative)' : '') +
       (c.trainClip === true ? ', mask in training' : '') +
       (c.randomLabels !== null ? ', random labels' : '');
     const base = baselineError.get(key(c));

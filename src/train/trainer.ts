@@ -19,6 +19,7 @@ import {
   type DataSetName,
   type MnistSubset,
 } from '../data/mnist.js';
+import { SVD_INIT_LOG_SIGMA2 } from '../constants.js';
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
 import { makeDirectories, writeFileAtomic } from '../files.js';
@@ -31,7 +32,14 @@ import {
   type VdLogAlphaShape,
 } from '../fast/train.js';
 import { fnv1a32, Xorshift32 } from '../golden/prng.js';
-import { isProfileName, PROFILE_NAMES, PROFILES, type ProfileName } from '../profiles.js';
+import {
+  isProfileName,
+  PROFILE_NAMES,
+  PROFILES,
+  type LayerConventions,
+  type Profile,
+  type ProfileName,
+} from '../profiles.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import {
   isNetworkName,
@@ -93,7 +101,16 @@ export interface TrainConfig {
    * `tf-random-normal` in records made before it, with `tf.randomNormal`.
    */
   readonly noise: string;
+  /**
+   * Sparse VD's noise parameter: `additive` trains log_sigma2 (the SVD
+   * paper's additive reparameterization, every profile's), `multiplicative`
+   * trains log_alpha itself (the multiplicative noise on theta the paper
+   * compares it with; spec/train.md#additive-and-multiplicative).
+   */
+  readonly reparameterization: Reparameterization;
 }
+
+export type Reparameterization = 'additive' | 'multiplicative';
 
 /** The training noise's generator, as records name it. */
 export const NOISE_GENERATOR = 'philox-xoshiro-polar';
@@ -245,6 +262,7 @@ export const CONFIG_FLAGS = {
   testLimit: '--test-limit',
   initFrom: '--init-from',
   threads: '--threads',
+  reparameterization: '--multiplicative',
 } as const satisfies Partial<Record<keyof TrainConfig, string>>;
 
 export type ConfigField = keyof typeof CONFIG_FLAGS;
@@ -261,6 +279,9 @@ export function describeConfigField(config: TrainConfig, field: ConfigField): st
     return value ? '--train-clip' : '--no-train-clip';
   }
   if (field === 'baseline') return value ? '--baseline' : 'no --baseline';
+  if (field === 'reparameterization') {
+    return value === 'multiplicative' ? '--multiplicative' : 'no --multiplicative';
+  }
   if (value === null) return `no ${CONFIG_FLAGS[field]}`;
   return `${CONFIG_FLAGS[field]} ${String(value)}`;
 }
@@ -338,7 +359,9 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
   // Records written before --threads and the seeded-normals generator ran on one thread with tf.randomNormal.
   const threads: unknown = (c as Partial<TrainConfig>).threads ?? 1;
   const noise: unknown = (c as Partial<TrainConfig>).noise ?? OLD_NOISE_GENERATOR;
+  const reparameterization: unknown = (c as Partial<TrainConfig>).reparameterization ?? 'additive';
   if (
+    (reparameterization !== 'additive' && reparameterization !== 'multiplicative') ||
     !Number.isInteger(threads) ||
     (threads as number) < 1 ||
     (noise !== NOISE_GENERATOR && noise !== OLD_NOISE_GENERATOR) ||
@@ -363,6 +386,7 @@ export function checkRecord(value: unknown, where: string): TrainRecord {
       vdLogAlpha: vdLogAlpha as VdLogAlphaShape | null,
       threads: threads as number,
       noise: noise as string,
+      reparameterization: reparameterization as Reparameterization,
     },
   };
 }
@@ -425,7 +449,10 @@ function modelOptions(config: TrainConfig): FastModelOptions {
   return {
     inputShape: net.inputShape,
     layers: net.layers,
-    profile: config.profile,
+    profile:
+      config.reparameterization === 'multiplicative'
+        ? multiplicativeProfile(PROFILES[config.profile])
+        : config.profile,
     seed: config.seed,
     deterministic: config.baseline,
     ...(config.trainClip === null ? {} : { trainClip: config.trainClip }),
@@ -509,6 +536,7 @@ export function makeConfig(input: {
   testLimit?: number | null;
   initFrom?: string | null;
   threads?: number;
+  multiplicative?: boolean;
 }): TrainConfig {
   if (!isNetworkName(input.network)) {
     throw new VdspecError(
@@ -574,6 +602,13 @@ export function makeConfig(input: {
       'random-labels',
     );
   }
+  if (input.multiplicative && (baseline || PROFILES[profile].algorithm !== 'svd')) {
+    throw new VdspecError(
+      'invalid_argument',
+      'only a Sparse VD run (not --baseline, not kingma2015) has an additive noise parameter to replace',
+      'multiplicative',
+    );
+  }
   if (baseline && input.initFrom) {
     throw new VdspecError('invalid_argument', 'a baseline run starts from scratch', 'init-from');
   }
@@ -594,7 +629,48 @@ export function makeConfig(input: {
     recipe: recipeFor(input.network, input.epochs),
     threads: checkThreads(input.threads ?? defaultThreads(availableParallelism())),
     noise: NOISE_GENERATOR,
+    reparameterization: input.multiplicative ? 'multiplicative' : 'additive',
   };
+}
+
+/**
+ * The profile with log_alpha trained directly (multiplicative noise on
+ * theta): the same clip, KL, variance, mask and pruning; only the trained
+ * noise parameter differs.
+ */
+export function multiplicativeProfile(profile: Profile): Profile {
+  const learned = (layer: LayerConventions): LayerConventions => ({
+    ...layer,
+    logAlpha: { form: 'learned', thetaEps: 0, clip: layer.logAlpha.clip },
+    klLogAlpha: null,
+  });
+  return {
+    ...profile,
+    noiseParameter: 'log_alpha',
+    dense: learned(profile.dense),
+    conv2d: learned(profile.conv2d),
+  };
+}
+
+/**
+ * A multiplicative run starts from the additive run's distribution: log_alpha
+ * = SVD_INIT_LOG_SIGMA2 - log(theta^2), clipped as the profile clips it.
+ */
+export function startMultiplicative(model: FastModel, profile: Profile): void {
+  const state = model.exportState();
+  const thetas = new Map(state.tensors.map((t) => [t.name, t.data]));
+  const tensors = state.tensors.map((t) => {
+    if (!t.name.endsWith('.noise')) return t;
+    const theta = thetas.get(t.name.replace(/\.noise$/, '.theta'))!;
+    const layer = t.name.startsWith('conv2d') ? profile.conv2d : profile.dense;
+    const clip = layer.logAlpha.clip;
+    const data = Float32Array.from(theta, (w) => {
+      const raw = SVD_INIT_LOG_SIGMA2 - Math.log(w * w);
+      return Math.min(clip?.max ?? Infinity, Math.max(clip?.min ?? -Infinity, raw));
+    });
+    return { ...t, data };
+  });
+  model.importState({ step: state.step, tensors });
 }
 
 /** At most MAX_THREADS: more threads than rows of a batch would sit idle. */
@@ -703,7 +779,13 @@ export async function trainRun(
       parallel = await ParallelTrainer.create(model, modelOptions(config), config.threads);
     }
     if (resumed) model.importState(resumed.state);
-    else if (initWeights) applyInitFrom(model, initWeights, baselineDir!);
+    else {
+      if (initWeights) applyInitFrom(model, initWeights, baselineDir!);
+      // After --init-from: log_alpha starts from the theta the run starts from.
+      if (config.reparameterization === 'multiplicative') {
+        startMultiplicative(model, multiplicativeProfile(PROFILES[config.profile]));
+      }
+    }
 
     // The checkpoint first: a results.json never claims more than the checkpoint holds.
     const save = (r: TrainRecord) => {
