@@ -7,10 +7,9 @@ reference: it is the example of an independent implementation that
 
     python3 vdspec_port.py [--profile NAME] [--bug NAME]
 
-Protocol (spec/check.md#protocol): JSON lines on stdin/stdout. The runner says
-hello, the port answers with its name, ops, profile and dtype, then answers
-one case per line until "bye". Nothing else may go to stdout; diagnostics go
-to stderr.
+Protocol (spec/check.md#protocol): the port kit, examples/ports/kit/vdspec_kit.py,
+speaks it; this file is the table of ops. Nothing else may go to stdout;
+diagnostics go to stderr.
 
 `--bug NAME` plants one departure from the profile (for testing the checker's
 fingerprint): a known bug (std-from-sigma4, bias-in-variance) or a convention
@@ -19,14 +18,15 @@ kl-constant-dropped: the KL without C = -k1).
 """
 
 import argparse
-import json
+import functools
 import math
+import os
 import sys
-import traceback
 
 import numpy as np
 
-PROTOCOL = "vdspec-port/1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kit"))
+from vdspec_kit import Inputs, PortError, decode_number, serve  # noqa: E402
 
 # spec/constants.md
 SVD_KL_K1 = 0.63576
@@ -112,10 +112,6 @@ PROFILES = {
 BUGS = ("std-from-sigma4", "mask-ge-threshold", "kl-constant-dropped", "bias-in-variance")
 
 
-class PortError(Exception):
-    """An input this port rejects: answered as an error message, not a crash."""
-
-
 # ---------------------------------------------------------------------------
 # Elementwise functions. NumPy's vectorised exp/log may differ from the
 # correctly rounded value by a few ulps, and the golden tolerance is a couple
@@ -157,44 +153,17 @@ def hard_product(a, b):
 
 
 # ---------------------------------------------------------------------------
-# Values in and out (spec/check.md#numbers)
+# Inputs: the kit (examples/ports/kit) decodes tensors to float64 arrays.
 
-SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "-0": -0.0}
-
-
-def decode_number(v, name):
-    if isinstance(v, bool):
-        raise PortError("%s: expected a number" % name)
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str) and v in SPECIAL:
-        return SPECIAL[v]
-    raise PortError("%s: expected a number" % name)
+def array(shape, values):
+    return np.array(values, dtype=np.float64).reshape(shape)
 
 
-def decode_tensor(v, name):
-    if not isinstance(v, dict) or "shape" not in v or "data" not in v:
+def tensor(inputs, name):
+    value = inputs[name]
+    if not isinstance(value, np.ndarray):
         raise PortError("%s: expected a tensor {shape, data}" % name)
-    shape = tuple(int(d) for d in v["shape"])
-    data = [decode_number(x, name) for x in v["data"]]
-    if len(data) != int(np.prod(shape, dtype=np.int64)):
-        raise PortError("%s: shape %s does not hold %d values" % (name, list(shape), len(data)))
-    return np.array(data, dtype=np.float64).reshape(shape)
-
-
-def encode_number(v):
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    if v == 0.0 and math.copysign(1.0, v) < 0:
-        return "-0"
-    return v
-
-
-def encode_tensor(a):
-    a = np.asarray(a, dtype=np.float64)
-    return {"shape": list(a.shape), "data": [encode_number(float(x)) for x in a.reshape(-1)]}
+    return value
 
 
 def finite(a, name):
@@ -537,9 +506,9 @@ class Layer:
 
     def __init__(self, kind, inputs, prof):
         self.kind = kind
-        self.x = finite(decode_tensor(inputs.get("x"), "x"), "x")
-        self.theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
-        self.bias = finite(decode_tensor(inputs.get("bias"), "bias"), "bias")
+        self.x = finite(tensor(inputs, "x"), "x")
+        self.theta = finite(tensor(inputs, "theta"), "theta")
+        self.bias = finite(tensor(inputs, "bias"), "bias")
         if kind == "dense":
             if self.x.ndim != 2 or self.theta.ndim != 2 or self.x.shape[1] != self.theta.shape[0]:
                 raise PortError("x, theta: expected [batch, in] and [in, out]")
@@ -572,7 +541,7 @@ class Layer:
 def layer_setup(op, inputs, prof, bug):
     kind = op.split(".")[1]
     layer = Layer(kind, inputs, prof)
-    noise = finite(decode_tensor(inputs.get(prof["noise"]), prof["noise"]), prof["noise"])
+    noise = finite(tensor(inputs, prof["noise"]), prof["noise"])
     weights = Weights(layer.theta, noise, prof, kind, bug)
     return layer, weights
 
@@ -601,7 +570,7 @@ def train_forward(op, inputs, prof, bug):
     variance = layer.forward(layer.x * layer.x, s2_m)
     if bug == "bias-in-variance":
         variance = variance + layer.bias
-    eps = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    eps = finite(tensor(inputs, "eps"), "eps")
     if eps.shape != mean.shape:
         raise PortError("eps: expected the output's shape %s" % list(mean.shape))
     with np.errstate(invalid="ignore"):
@@ -633,10 +602,10 @@ def softmax_rows(z):
 
 def op_predict_mc(op, inputs, prof, bug):
     """spec/dense.md#svddensepredict_mc: the training forward per draw of eps [S, batch, out], averaged."""
-    draws = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    draws = finite(tensor(inputs, "eps"), "eps")
     if draws.ndim != 3 or draws.shape[0] < 1:
         raise PortError("eps: expected [S, batch, out] with S >= 1")
-    one = dict(inputs, eps=encode_tensor(draws[0]))
+    one = Inputs(inputs, eps=draws[0])
     _, _, _, _, mean, _, s = train_forward(op, one, prof, bug)
     if draws.shape[1:] != mean.shape:
         raise PortError("eps: expected [S] + the output's shape %s" % list(mean.shape))
@@ -652,7 +621,7 @@ def gradients(prof, layer, weights, dx, dtheta, dnoise, dbias):
 def op_train_vjp(op, inputs, prof, bug):
     layer, weights, masks, eps, mean, _, s = train_forward(op, inputs, prof, bug)
     m_mean, m_var, theta_m, s2_m = masks
-    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    cot = finite(tensor(inputs, "cotangent"), "cotangent")
     if cot.shape != mean.shape:
         raise PortError("cotangent: expected the output's shape")
     g_mean = cot
@@ -669,7 +638,7 @@ def op_train_vjp(op, inputs, prof, bug):
 
 def op_eval_vjp(op, inputs, prof, bug):
     layer, weights = layer_setup(op, inputs, prof, bug)
-    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    cot = finite(tensor(inputs, "cotangent"), "cotangent")
     theta_m = weights.theta * weights.keep
     dx = layer.input_grad(cot, theta_m)
     dtheta = weights.keep * layer.weight_grad(layer.x, cot)
@@ -678,8 +647,8 @@ def op_eval_vjp(op, inputs, prof, bug):
 
 
 def weights_of(inputs, prof, bug, for_kl=False):
-    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
-    noise = finite(decode_tensor(inputs.get(prof["noise"]), prof["noise"]), prof["noise"])
+    theta = finite(tensor(inputs, "theta"), "theta")
+    noise = finite(tensor(inputs, prof["noise"]), prof["noise"])
     return Weights(theta, noise, prof, layer_kind(inputs), bug, for_kl)
 
 
@@ -692,13 +661,13 @@ def op_mask(op, inputs, prof, bug):
 
 
 def op_kl_approx(op, inputs, prof, bug):
-    la = decode_tensor(inputs.get("log_alpha"), "log_alpha")
+    la = tensor(inputs, "log_alpha")
     kl, dkl = kl_approx(la, prof, bug)
     return {"kl": kl, "dkl_dlog_alpha": dkl}
 
 
 def op_kl_exact(op, inputs, prof, bug):
-    la = decode_tensor(inputs.get("log_alpha"), "log_alpha")
+    la = tensor(inputs, "log_alpha")
     if np.any(np.isnan(la)):
         raise PortError("log_alpha: NaN")
     kl = np.empty_like(la)
@@ -724,7 +693,7 @@ def op_kl_layer(op, inputs, prof, bug):
 def dense_a_log_alpha(inputs, prof, in_size):
     """log_alpha [] or [in], per input unit: (its shape, clipped values, clip gradient)."""
     name = prof["noise"]
-    la = finite(decode_tensor(inputs.get(name), name), name)
+    la = finite(tensor(inputs, name), name)
     if la.shape not in ((), (in_size,)):
         raise PortError("%s: variant A takes [] or [in], got %s" % (name, list(la.shape)))
     lo, hi = prof["dense"]["clip"]
@@ -741,10 +710,10 @@ def dense_a_log_alpha(inputs, prof, in_size):
 
 
 def dense_a_setup(inputs, prof):
-    x = finite(decode_tensor(inputs.get("x"), "x"), "x")
-    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
-    bias = finite(decode_tensor(inputs.get("bias"), "bias"), "bias")
-    eps = finite(decode_tensor(inputs.get("eps"), "eps"), "eps")
+    x = finite(tensor(inputs, "x"), "x")
+    theta = finite(tensor(inputs, "theta"), "theta")
+    bias = finite(tensor(inputs, "bias"), "bias")
+    eps = finite(tensor(inputs, "eps"), "eps")
     if x.ndim != 2 or theta.ndim != 2 or theta.shape[0] != x.shape[1]:
         raise PortError("x, theta: expected [batch, in] and [in, out]")
     if bias.shape != (theta.shape[1],):
@@ -767,7 +736,7 @@ def op_dense_a_train(op, inputs, prof, bug):
 
 def op_dense_a_train_vjp(op, inputs, prof, bug):
     x, theta, _, eps, shape, _, s, passes, xi = dense_a_setup(inputs, prof)
-    cot = finite(decode_tensor(inputs.get("cotangent"), "cotangent"), "cotangent")
+    cot = finite(tensor(inputs, "cotangent"), "cotangent")
     if cot.shape != (x.shape[0], theta.shape[1]):
         raise PortError("cotangent: expected [batch, out]")
     dz = cot @ theta.T
@@ -778,7 +747,7 @@ def op_dense_a_train_vjp(op, inputs, prof, bug):
 
 
 def op_dense_a_kl(op, inputs, prof, bug):
-    theta = finite(decode_tensor(inputs.get("theta"), "theta"), "theta")
+    theta = finite(tensor(inputs, "theta"), "theta")
     if theta.ndim != 2:
         raise PortError("theta: expected [in, out]")
     shape, la, passes = dense_a_log_alpha(inputs, prof, theta.shape[0])
@@ -789,7 +758,7 @@ def op_dense_a_kl(op, inputs, prof, bug):
 
 
 def cross_entropy(inputs):
-    logits = finite(decode_tensor(inputs.get("logits"), "logits"), "logits")
+    logits = finite(tensor(inputs, "logits"), "logits")
     labels = inputs.get("labels")
     if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 1:
         raise PortError("logits: expected [M, classes] with M, classes >= 1")
@@ -865,12 +834,7 @@ def ops_for(prof):
 
 
 # ---------------------------------------------------------------------------
-# The protocol loop
-
-def send(message):
-    sys.stdout.write(json.dumps(message, allow_nan=False) + "\n")
-    sys.stdout.flush()
-
+# The protocol: the kit (examples/ports/kit/vdspec_kit.py) serves the table.
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -878,37 +842,10 @@ def main(argv):
     parser.add_argument("--bug", default=None, choices=BUGS)
     args = parser.parse_args(argv)
     prof = PROFILES[args.profile]
-    table = ops_for(prof)
+    table = {op: functools.partial(fn, op, prof=prof, bug=args.bug)
+             for op, fn in ops_for(prof).items()}
     name = "numpy-example" + ("" if args.bug is None else " (planted: %s)" % args.bug)
-
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        kind = message.get("type")
-        if kind == "hello":
-            if message.get("protocol") != PROTOCOL:
-                print("unsupported protocol %r" % message.get("protocol"), file=sys.stderr)
-            send({"type": "hello", "protocol": PROTOCOL, "name": name, "ops": sorted(table),
-                  "profile": args.profile, "dtype": "float64"})
-        elif kind == "case":
-            case_id = message.get("id")
-            op = message.get("op")
-            try:
-                if op not in table:
-                    raise PortError("op %r is not implemented by this port" % op)
-                outputs = table[op](op, message.get("inputs") or {}, prof, args.bug)
-                send({"type": "result", "id": case_id,
-                      "outputs": {k: encode_tensor(v) for k, v in outputs.items()}})
-            except PortError as e:
-                send({"type": "error", "id": case_id, "message": str(e)})
-            except Exception as e:  # a bug here: answer, and leave the traceback on stderr
-                traceback.print_exc(file=sys.stderr)
-                send({"type": "error", "id": case_id,
-                      "message": "internal error: %s: %s" % (type(e).__name__, e)})
-        elif kind == "bye":
-            return 0
-    return 0
+    return serve(table, name=name, profile=args.profile, dtype="float64", array=array)
 
 
 if __name__ == "__main__":
