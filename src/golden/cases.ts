@@ -92,14 +92,14 @@ const COARSE_STEP = 1 / 4;
 const thetaValue = (rng: Xorshift32) => rng.grid(-2, 2, 1 / 256);
 
 /** log(theta^2 + eps) or 2 log(|theta| + eps): what the noise parameter must exceed log_alpha by. */
-function logThetaTerm(t: number, profile: Profile, layer: LayerKind): number {
+export function logThetaTerm(t: number, profile: Profile, layer: LayerKind): number {
   const { form, thetaEps } = profile[layer].logAlpha;
   if (form === 'learned') return 0;
   return form === 'log_theta2' ? Math.log(t * t + thetaEps) : 2 * Math.log(Math.abs(t) + thetaEps);
 }
 
 /** The noise parameter value giving the raw log_alpha `target` at theta = t, on the noise grid. */
-function noiseFor(
+export function noiseFor(
   target: number,
   t: number,
   profile: Profile,
@@ -144,7 +144,7 @@ function nextFloat(x: number, up: boolean): number {
  * float32 rounding does so in float32 too: the float64 values nearest to
  * target + log(...) are tried outwards. Null when none of them does.
  */
-function exactNoiseFor(
+export function exactNoiseFor(
   target: number,
   t: number,
   profile: Profile,
@@ -168,7 +168,7 @@ function exactNoiseFor(
   return null;
 }
 
-interface Weights {
+export interface Weights {
   theta: Tensor;
   noise: Tensor;
 }
@@ -261,7 +261,12 @@ function weights(
 }
 
 /** Nudge the noise of every non-fixed weight whose raw log_alpha is within EDGE_MARGIN of an edge. */
-function avoidEdges(w: Weights, profile: Profile, layer: LayerKind, fixed: ReadonlySet<number>) {
+export function avoidEdges(
+  w: Weights,
+  profile: Profile,
+  layer: LayerKind,
+  fixed: ReadonlySet<number>,
+) {
   const index = broadcastIndex(w.noise.shape, w.theta.shape)!;
   const noise = w.noise.data as number[];
   for (let round = 0; round < 64; round++) {
@@ -445,7 +450,7 @@ interface Edge {
 }
 
 /** Inputs in the op's catalogue order, optional ones left out when undefined. */
-function ordered(op: OpSpec, profile: Profile, values: Record<string, unknown>) {
+export function orderedInputs(op: OpSpec, profile: Profile, values: Record<string, unknown>) {
   const inputs: Record<string, unknown> = {};
   const resolved = resolveNames(op, profile).inputs;
   for (const [k, input] of resolved.entries()) {
@@ -1471,7 +1476,7 @@ export function draftCases(op: OpSpec, profile: Profile, fileSeed: number): Case
     seen.add(e.id);
     const draft = e.build(new Xorshift32(caseSeed(fileSeed, e.id)));
     if (draft === null) continue;
-    const inputs = ordered(op, profile, draft.values);
+    const inputs = orderedInputs(op, profile, draft.values);
     const flags = [...new Set([...draft.flags, ...inputFlags(op, profile, inputs)])].sort();
     const unknown = flags.find((f) => !Object.hasOwn(GOLDEN_FLAGS, f));
     if (unknown !== undefined) throw new Error(`flag ${unknown} is not in GOLDEN_FLAGS`);
