@@ -95,7 +95,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 }
 
 /** The inputs as a port process receives them: tensors and numbers encoded, the rest as is. */
-function encodeInputs(
+export function encodeInputs(
   op: OpSpec,
   profile: Profile,
   inputs: Readonly<Record<string, unknown>>,

@@ -27,6 +27,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import('./compare.js')).runCompareCommand,
     summary: "several runs' accuracy and compression curves in one figure",
   },
+  fuzz: {
+    load: async () => (await import('./fuzz.js')).runFuzzCommand,
+    summary: 'fuzz a port with fast-check cases, shrinking failures (spec/fuzz.md)',
+  },
   golden: {
     load: async () => (await import('./golden.js')).runGoldenCommand,
     summary: 'write golden files (reference outputs) and their manifest',

@@ -84,22 +84,32 @@ const zeros = (shape: readonly number[]): Tensor => ({
   data: new Array<number>(sizeOf(shape)).fill(0),
 });
 
+/** The grids of the realistic-size layer cases (spec/golden.md#cases): shorter numbers. */
+const COARSE_THETA_STEP = 1 / 16;
+const COARSE_STEP = 1 / 4;
+
 /** theta in [-2, 2] on a 1/256 grid. */
 const thetaValue = (rng: Xorshift32) => rng.grid(-2, 2, 1 / 256);
 
 /** log(theta^2 + eps) or 2 log(|theta| + eps): what the noise parameter must exceed log_alpha by. */
-function logThetaTerm(t: number, profile: Profile, layer: LayerKind): number {
+export function logThetaTerm(t: number, profile: Profile, layer: LayerKind): number {
   const { form, thetaEps } = profile[layer].logAlpha;
   if (form === 'learned') return 0;
   return form === 'log_theta2' ? Math.log(t * t + thetaEps) : 2 * Math.log(Math.abs(t) + thetaEps);
 }
 
 /** The noise parameter value giving the raw log_alpha `target` at theta = t, on the noise grid. */
-function noiseFor(target: number, t: number, profile: Profile, layer: LayerKind): number {
+export function noiseFor(
+  target: number,
+  t: number,
+  profile: Profile,
+  layer: LayerKind,
+  step = NOISE_STEP,
+): number {
   const L = logThetaTerm(t, profile, layer);
   const logSigma2 = target + (Number.isFinite(L) ? L : 0);
   const noise = profile.noiseParameter === 'log_sigma' ? logSigma2 / 2 : logSigma2;
-  return quantize(noise, NOISE_STEP);
+  return quantize(noise, step);
 }
 
 /**
@@ -134,7 +144,7 @@ function nextFloat(x: number, up: boolean): number {
  * float32 rounding does so in float32 too: the float64 values nearest to
  * target + log(...) are tried outwards. Null when none of them does.
  */
-function exactNoiseFor(
+export function exactNoiseFor(
   target: number,
   t: number,
   profile: Profile,
@@ -158,7 +168,7 @@ function exactNoiseFor(
   return null;
 }
 
-interface Weights {
+export interface Weights {
   theta: Tensor;
   noise: Tensor;
 }
@@ -172,6 +182,10 @@ interface WeightOptions {
   readonly spread?: number;
   /** Weights set to theta = 0, -0, 0, ... before the noise is drawn. */
   readonly zeroAt?: readonly number[];
+  /** The grid of random theta values (1/256 by default). */
+  readonly thetaStep?: number;
+  /** The grid of random noise parameters (NOISE_STEP by default). */
+  readonly noiseStep?: number;
 }
 
 /**
@@ -195,7 +209,13 @@ function weights(
   const learned = profile[layer].logAlpha.form === 'learned';
   const n = sizeOf(shape);
   const theta = Array.from({ length: n }, (_, i) =>
-    i < targets.length ? (i % 2 === 0 ? 1 : -1) : thetaValue(rng),
+    i < targets.length
+      ? i % 2 === 0
+        ? 1
+        : -1
+      : options.thetaStep === undefined
+        ? thetaValue(rng)
+        : rng.grid(-2, 2, options.thetaStep),
   );
   // theta = 0 first, then -0, alternating: both signs of zero.
   zeroAt.forEach((i, k) => {
@@ -225,9 +245,9 @@ function weights(
           : noiseFor(target, t, profile, layer);
       fixed.add(j);
     } else if (learned) {
-      noise[j] = rng.grid(-6, 1, 1 / 32);
+      noise[j] = rng.grid(-6, 1, options.noiseStep ?? 1 / 32);
     } else if (Number.isFinite(logThetaTerm(t, profile, layer))) {
-      noise[j] = noiseFor(rng.grid(-spread, spread, 1 / 16), t, profile, layer);
+      noise[j] = noiseFor(rng.grid(-spread, spread, 1 / 16), t, profile, layer, options.noiseStep);
     } else {
       noise[j] = rng.grid(-12, 4, NOISE_STEP);
     }
@@ -241,7 +261,12 @@ function weights(
 }
 
 /** Nudge the noise of every non-fixed weight whose raw log_alpha is within EDGE_MARGIN of an edge. */
-function avoidEdges(w: Weights, profile: Profile, layer: LayerKind, fixed: ReadonlySet<number>) {
+export function avoidEdges(
+  w: Weights,
+  profile: Profile,
+  layer: LayerKind,
+  fixed: ReadonlySet<number>,
+) {
   const index = broadcastIndex(w.noise.shape, w.theta.shape)!;
   const noise = w.noise.data as number[];
   for (let round = 0; round < 64; round++) {
@@ -425,7 +450,7 @@ interface Edge {
 }
 
 /** Inputs in the op's catalogue order, optional ones left out when undefined. */
-function ordered(op: OpSpec, profile: Profile, values: Record<string, unknown>) {
+export function orderedInputs(op: OpSpec, profile: Profile, values: Record<string, unknown>) {
   const inputs: Record<string, unknown> = {};
   const resolved = resolveNames(op, profile).inputs;
   for (const [k, input] of resolved.entries()) {
@@ -780,6 +805,17 @@ function vdNoiseEdges(profile: Profile, shape: number[]): Edge[] {
 // ---------------------------------------------------------------------------
 // Layers
 
+/**
+ * Whether the layer files of `profile` get the realistic-size cases: those
+ * of the canonical profiles (molchanov2017, kingma2015). Size exercises the
+ * kernels (matmul, convolution and their transposes), which the other
+ * profiles do not change (bayesgroup-theano's 'same' padding has its own
+ * small case, 21); in every profile the set would pass 4 MB.
+ */
+export function realisticSizes(profile: Profile): boolean {
+  return profile.canonical;
+}
+
 interface DenseDims {
   readonly kind: 'dense';
   readonly batch: number;
@@ -824,6 +860,12 @@ interface LayerDraftOptions {
   readonly spread?: number;
   /** Monte Carlo draws: eps is [samples, ...output shape] (predict_mc). */
   readonly samples?: number;
+  /**
+   * Coarser grids for the realistic-size cases, so their files stay small:
+   * x integers in [-2, 2], theta and the noise parameter on 1/16, bias, eps
+   * and cotangents on 1/4.
+   */
+  readonly coarse?: boolean;
 }
 
 function layerValues(
@@ -837,13 +879,15 @@ function layerValues(
     ...(o.targets === undefined ? {} : { targets: o.targets }),
     ...(o.noiseShape === undefined ? {} : { noiseShape: o.noiseShape }),
     ...(o.spread === undefined ? {} : { spread: o.spread }),
+    ...(o.coarse ? { thetaStep: COARSE_THETA_STEP, noiseStep: NUDGE } : {}),
     zeroAt: Array.from({ length: o.thetaZeros ?? 0 }, (_, i) => i),
   });
-  const x = o.zeroX ? zeros(s.x) : fill(rng, s.x, -2, 2, 1 / 64);
-  const bias = fill(rng, s.bias, -1, 1, 1 / 64);
+  const step = o.coarse ? COARSE_STEP : 1 / 64;
+  const x = o.zeroX ? zeros(s.x) : fill(rng, s.x, -2, 2, o.coarse ? 1 : step);
+  const bias = fill(rng, s.bias, -1, 1, step);
   const epsShape = o.samples === undefined ? s.out : [o.samples, ...s.out];
-  const eps = o.zeroEps ? zeros(epsShape) : fill(rng, epsShape, -3, 3, 1 / 64);
-  const cotangent = fill(rng, s.out, -2, 2, 1 / 64);
+  const eps = o.zeroEps ? zeros(epsShape) : fill(rng, epsShape, -3, 3, step);
+  const cotangent = fill(rng, s.out, -2, 2, step);
   return {
     x,
     theta: w.theta,
@@ -1006,6 +1050,71 @@ function layerEdges(op: OpSpec, profile: Profile): Edge[] {
       ),
     );
   }
+  if (realisticSizes(profile)) {
+    // Realistic sizes (spec/golden.md#cases): dimensions past 4, 8, 16 and 32, where a
+    // vectorised or tiled kernel's remainder loop starts; raw log_alpha over every clip.
+    const big = { coarse: true, spread: RANDOM_SPREAD, ...(mc ? { samples: 2 } : {}) };
+    const evalOnly = op.name.endsWith('.eval');
+    if (conv) {
+      edges.push(
+        ...edge(
+          30,
+          "realistic size: 16x16 input, 8 channels in, 4 out, kernel 3x3, stride 2, padding 'same' (even input: TensorFlow pads 0 before, 1 after)",
+          ['realistic_size'],
+          {
+            ...big,
+            dims: {
+              kind: 'conv2d',
+              n: 1,
+              h: 16,
+              w: 16,
+              cin: 8,
+              kh: 3,
+              kw: 3,
+              cout: 4,
+              stride: 2,
+              padding: 'same',
+            },
+          },
+        ),
+        ...edge(
+          31,
+          "realistic size: 17x17 input (odd), 8 channels in, 1 out, kernel 3x3, stride 1, padding 'valid'",
+          ['realistic_size'],
+          {
+            ...big,
+            // Only in svd.conv2d.eval, whose outputs are short decimals (budget: spec/golden.md#cases).
+            when: evalOnly && profile.algorithm === 'svd',
+            dims: {
+              kind: 'conv2d',
+              n: 1,
+              h: 17,
+              w: 17,
+              cin: 8,
+              kh: 3,
+              kw: 3,
+              cout: 1,
+              stride: 1,
+              padding: 'valid',
+            },
+          },
+        ),
+      );
+    } else {
+      edges.push(
+        ...edge(30, 'realistic size: batch 5, in 9, out 33', ['realistic_size'], {
+          ...big,
+          dims: { kind: 'dense', batch: 5, in: 9, out: 33 },
+        }),
+        ...edge(31, 'realistic size: batch 2, in 33, out 5', ['realistic_size'], {
+          ...big,
+          // Only in svd.dense.eval, whose outputs are short decimals (budget: spec/golden.md#cases).
+          when: evalOnly && profile.algorithm === 'svd',
+          dims: { kind: 'dense', batch: 2, in: 33, out: 5 },
+        }),
+      );
+    }
+  }
   for (let k = 0; k < RANDOM_CASES; k++) {
     edges.push({
       id: RANDOM_ID_BASE + k,
@@ -1065,6 +1174,8 @@ interface DenseADraft {
   readonly targets?: readonly number[];
   readonly zeroX?: boolean;
   readonly zeroEps?: boolean;
+  /** The coarse grids of the realistic-size cases (LayerDraftOptions.coarse). */
+  readonly coarse?: boolean;
 }
 
 /**
@@ -1086,16 +1197,19 @@ function denseAValues(rng: Xorshift32, d: DenseADraft): Record<string, unknown> 
   const inSize = d.in ?? 3;
   const out = d.out ?? 2;
   const la = denseALogAlpha(rng, d.scalar ? 1 : inSize, d.targets ?? []);
+  const step = d.coarse ? COARSE_STEP : 1 / 64;
   return {
-    x: d.zeroX ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -2, 2, 1 / 64),
+    x: d.zeroX ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -2, 2, d.coarse ? 1 : step),
     theta: {
       shape: [inSize, out],
-      data: Array.from({ length: inSize * out }, () => thetaValue(rng)),
+      data: Array.from({ length: inSize * out }, () =>
+        d.coarse ? rng.grid(-2, 2, COARSE_THETA_STEP) : thetaValue(rng),
+      ),
     },
     [NOISE]: d.scalar ? { shape: [], data: la.data } : la,
-    bias: fill(rng, [out], -1, 1, 1 / 64),
-    eps: d.zeroEps ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -3, 3, 1 / 64),
-    cotangent: fill(rng, [batch, out], -2, 2, 1 / 64),
+    bias: fill(rng, [out], -1, 1, step),
+    eps: d.zeroEps ? zeros([batch, inSize]) : fill(rng, [batch, inSize], -3, 3, step),
+    cotangent: fill(rng, [batch, out], -2, 2, step),
   };
 }
 
@@ -1155,6 +1269,12 @@ function denseAEdges(op: OpSpec): Edge[] {
         [],
         { batch: 2, in: 3, out: 3 },
       ),
+      edge(13, 'realistic size: batch 5, in 9, out 33', ['realistic_size'], {
+        batch: 5,
+        in: 9,
+        out: 33,
+        coarse: true,
+      }),
     );
   }
   for (let k = 0; k < RANDOM_CASES; k++) {
@@ -1356,7 +1476,7 @@ export function draftCases(op: OpSpec, profile: Profile, fileSeed: number): Case
     seen.add(e.id);
     const draft = e.build(new Xorshift32(caseSeed(fileSeed, e.id)));
     if (draft === null) continue;
-    const inputs = ordered(op, profile, draft.values);
+    const inputs = orderedInputs(op, profile, draft.values);
     const flags = [...new Set([...draft.flags, ...inputFlags(op, profile, inputs)])].sort();
     const unknown = flags.find((f) => !Object.hasOwn(GOLDEN_FLAGS, f));
     if (unknown !== undefined) throw new Error(`flag ${unknown} is not in GOLDEN_FLAGS`);
@@ -1372,6 +1492,11 @@ export function draftCases(op: OpSpec, profile: Profile, fileSeed: number): Case
 export const GOLDEN_FLAGS: Readonly<
   Record<string, { readonly when: string; readonly catches: string }>
 > = {
+  realistic_size: {
+    when: 'a layer case of realistic size (dense dimensions past 4, 8, 16 and 32; conv2d inputs of 16x16 and more with 8 channels)',
+    catches:
+      'a vectorised or tiled loop with a remainder bug: wrong only from the 4th, 9th, 17th or 33rd unit on',
+  },
   random: {
     when: 'a seeded random case (shapes and values)',
     catches: 'general disagreement; layouts (NHWC/HWIO, [in, out]) and shapes',

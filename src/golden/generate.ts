@@ -410,12 +410,27 @@ export function buildGoldenFile(
   profile: Profile,
   options: BuildOptions = {},
 ): BuiltFile {
-  const version = options.version ?? packageVersion();
   const seed = goldenSeed(profile.name, op.name, options.baseSeed ?? GOLDEN_BASE_SEED);
+  return goldenFileOf(op, profile, draftCases(op, profile, seed), seed, options.version);
+}
+
+/**
+ * A golden file of the given cases (their outputs and scales from the
+ * reference; a case it rejects is dropped and listed), with `seed` as the
+ * file's generator seed. `vdspec fuzz --save-failures` writes its minimal
+ * failing cases with it.
+ */
+export function goldenFileOf(
+  op: OpSpec,
+  profile: Profile,
+  specs: readonly CaseSpec[],
+  seed: number,
+  version = packageVersion(),
+): BuiltFile {
   const path = `${profile.name}/${op.name}.json`;
   const cases: Json[] = [];
   const dropped: DroppedCase[] = [];
-  for (const spec of draftCases(op, profile, seed)) {
+  for (const spec of specs) {
     let outputs: Outputs;
     try {
       outputs = run(op.name, spec.inputs, profile);

@@ -9,7 +9,7 @@
  * python3 when `import numpy` works there; otherwise those tests are skipped.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -776,6 +776,43 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       );
     },
   );
+
+  it('spec/golden.md#cases: a kernel wrong only from the 4th output unit on passes the small cases and fails the realistic-size ones', async (ctx) => {
+    needsNumpy(ctx);
+    const port = numpy('--bug', 'tail-from-4th-unit');
+    const report = await checkJson(['--port', port, '--golden', SHIPPED_GOLDEN]);
+    expect(report.exitCode).toBe(1);
+    const failed = report.cases.filter((c) => c.status === 'failed');
+    // Every forward of both layer kinds fails, and only on the realistic-size cases.
+    for (const op of ['svd.dense.train', 'svd.dense.eval', 'svd.conv2d.train', 'svd.conv2d.eval']) {
+      expect(
+        failed.some((c) => c.op === op),
+        op,
+      ).toBe(true);
+    }
+    for (const c of failed) expect(c.flags, `${c.op} case ${c.caseId}`).toContain('realistic_size');
+    // The set as it was before those cases (the same cases less the realistic-size ones: adding
+    // a case changes no other) passes the bug.
+    const golden = join(dir, 'golden-small');
+    for (const file of [
+      'svd.dense.train',
+      'svd.dense.eval',
+      'svd.conv2d.train',
+      'svd.conv2d.eval',
+    ]) {
+      const g = JSON.parse(
+        readFileSync(join(SHIPPED_GOLDEN, 'molchanov2017', `${file}.json`), 'utf8'),
+      ) as { cases: { flags: string[] }[] };
+      const small = g.cases.filter((c) => !c.flags.includes('realistic_size'));
+      expect(small.length).toBeLessThan(g.cases.length);
+      g.cases = small;
+      mkdirSync(join(golden, 'molchanov2017'), { recursive: true });
+      writeFileSync(join(golden, 'molchanov2017', `${file}.json`), JSON.stringify(g));
+    }
+    const before = await checkJson(['--port', port, '--golden', golden]);
+    expect(before.exitCode).toBe(0);
+    expect(before.totals.passed).toBeGreaterThan(50);
+  });
 
   it('spec/check.md#fingerprint: a VD port with sigma^4 is diagnosed too', async () => {
     const report = await checkJson([

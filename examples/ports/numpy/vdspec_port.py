@@ -14,7 +14,10 @@ diagnostics go to stderr.
 `--bug NAME` plants one departure from the profile (for testing the checker's
 fingerprint): a known bug (std-from-sigma4, bias-in-variance) or a convention
 another profile follows on purpose (mask-ge-threshold: >= at the threshold;
-kl-constant-dropped: the KL without C = -k1).
+kl-constant-dropped: the KL without C = -k1); or a kernel defect no
+fingerprint names (tail-from-4th-unit: the forward's output units from the
+4th on leave the last input unit out of their sum, as a loop tiled by 3 with
+a wrong remainder bound would).
 """
 
 import argparse
@@ -109,7 +112,8 @@ PROFILES = {
     },
 }
 
-BUGS = ("std-from-sigma4", "mask-ge-threshold", "kl-constant-dropped", "bias-in-variance")
+BUGS = ("std-from-sigma4", "mask-ge-threshold", "kl-constant-dropped", "bias-in-variance",
+        "tail-from-4th-unit")
 
 
 # ---------------------------------------------------------------------------
@@ -504,8 +508,9 @@ def conv_t_f(x, cot, g, f_shape):
 class Layer:
     """The linear algebra of one layer kind: dense (matmul) or conv2d (convolution)."""
 
-    def __init__(self, kind, inputs, prof):
+    def __init__(self, kind, inputs, prof, bug=None):
         self.kind = kind
+        self.bug = bug
         self.x = finite(tensor(inputs, "x"), "x")
         self.theta = finite(tensor(inputs, "theta"), "theta")
         self.bias = finite(tensor(inputs, "bias"), "bias")
@@ -524,7 +529,14 @@ class Layer:
             raise PortError("bias: expected shape [out]")
 
     def forward(self, x, w):
-        return x @ w if self.kind == "dense" else conv(x, w, self.geometry)
+        y = x @ w if self.kind == "dense" else conv(x, w, self.geometry)
+        if self.bug == "tail-from-4th-unit" and w.shape[-1] > 3 and w.shape[-2] > 0:
+            # The planted kernel defect: units 4, 5, ... sum over every input unit but the last.
+            w_tail = w.copy()
+            w_tail[..., -1, :] = 0.0
+            y_tail = x @ w_tail if self.kind == "dense" else conv(x, w_tail, self.geometry)
+            y[..., 3:] = y_tail[..., 3:]
+        return y
 
     def input_grad(self, cot, w):
         return cot @ w.T if self.kind == "dense" else conv_t_x(cot, w, self.geometry)
@@ -540,7 +552,7 @@ class Layer:
 
 def layer_setup(op, inputs, prof, bug):
     kind = op.split(".")[1]
-    layer = Layer(kind, inputs, prof)
+    layer = Layer(kind, inputs, prof, bug)
     noise = finite(tensor(inputs, prof["noise"]), prof["noise"])
     weights = Weights(layer.theta, noise, prof, kind, bug)
     return layer, weights
