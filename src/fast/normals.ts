@@ -110,27 +110,6 @@ function philoxBlock(
   out[3] = c3;
 }
 
-/** xoshiro128**'s first words from a state, for its known-answer test. */
-export function xoshiro128ss(
-  state: readonly [number, number, number, number],
-  count: number,
-): number[] {
-  let [s0, s1, s2, s3] = state.map((w) => w | 0) as [number, number, number, number];
-  const out: number[] = [];
-  for (let k = 0; k < count; k++) {
-    const scaled = Math.imul(s1, 5);
-    out.push(Math.imul((scaled << 7) | (scaled >>> 25), 9) >>> 0);
-    const shifted = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= shifted;
-    s3 = (s3 << 11) | (s3 >>> 21);
-  }
-  return out;
-}
-
 /**
  * Writes normals `start .. start + target.length - 1` of the stream of `seed`
  * into `target` (float32). Drawing a tensor in pieces gives the same numbers
