@@ -20,12 +20,15 @@ import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
   parseIntegerFlag,
   parseNumberFlag,
   runCommand,
-  scanFlags,
   UsageError,
   type FlagSpec,
+  type FlagValues,
   type Writer,
 } from './common.js';
 
@@ -37,115 +40,74 @@ export const MAX_TIMEOUT_SECONDS = 86_400;
 
 export const DEFAULT_GOLDEN_DIR = fileURLToPath(new URL('../../test/golden', import.meta.url));
 
+/** --timeout: seconds in (0, a day]: plenty for one message, and far below setTimeout's 2^31 - 1 ms, beyond which Node fires at once. */
+function parseTimeout(flag: string, text: string): number {
+  const seconds = parseNumberFlag(flag, text);
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new UsageError(`${flag} must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${text}"`);
+  }
+  return seconds;
+}
+
+function parseCount(flag: string, text: string): number {
+  const count = parseIntegerFlag(flag, text);
+  if (count < 0) throw new UsageError(`${flag} expects a non-negative integer, got "${text}"`);
+  return count;
+}
+
+export const CHECK_FLAGS = {
+  command: 'check',
+  flags: {
+    port: {
+      value: '"COMMAND"',
+      help: 'run COMMAND (with sh -c) and talk to it over stdin/stdout, JSON lines, protocol vdspec-port/1',
+    },
+    results: { value: 'FILE', help: "read the port's answers from a vdspec-results/1 file" },
+    golden: { value: 'DIR', help: "golden files (default: this package's test/golden)" },
+    profile: {
+      value: 'P',
+      help:
+        'the golden profile to check against (default: the one the port or the results file ' +
+        'declares); log_sigma and log_sigma2 are translated between the two profiles',
+    },
+    op: {
+      value: 'PATTERN',
+      help: "only these ops: comma-separated names, * matches anything (e.g. 'svd.dense.*,kl.approx')",
+    },
+    timeout: {
+      value: 'SEC',
+      parse: parseTimeout,
+      help:
+        'seconds per message before the port counts as hung ' +
+        `(default ${DEFAULT_TIMEOUT_SECONDS}, at most ${MAX_TIMEOUT_SECONDS}; also the handshake's)`,
+    },
+    json: { help: 'the report as JSON on stdout instead of the table' },
+    junit: { value: 'FILE', help: 'also write the report as JUnit XML to FILE' },
+    'max-failures': {
+      value: 'N',
+      parse: parseCount,
+      help: `failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run`,
+    },
+    help: HELP_FLAG,
+  },
+  unknown: (arg) => `unknown option "${arg}" (see vdspec check --help)`,
+} as const satisfies FlagSpec;
+
 const HELP = `Usage: vdspec check (--port "COMMAND" | --results FILE) [options]
 
 Check a port of VD / Sparse VD against the golden files (spec/check.md).
 
-  --port "COMMAND"   run COMMAND (with sh -c) and talk to it over stdin/stdout,
-                     JSON lines, protocol vdspec-port/1
-  --results FILE     read the port's answers from a vdspec-results/1 file
+${optionList(CHECK_FLAGS.flags, ['port', 'results'])}
 Options:
-  --golden DIR       golden files (default: this package's test/golden)
-  --profile P        the golden profile to check against (default: the one
-                     the port or the results file declares); log_sigma and
-                     log_sigma2 are translated between the two profiles
-  --op PATTERN       only these ops: comma-separated names, * matches anything
-                     (e.g. 'svd.dense.*,kl.approx')
-  --timeout SEC      seconds per message before the port counts as hung
-                     (default ${DEFAULT_TIMEOUT_SECONDS}, at most ${MAX_TIMEOUT_SECONDS}; also the handshake's)
-  --json             the report as JSON on stdout instead of the table
-  --junit FILE       also write the report as JUnit XML to FILE
-  --max-failures N   failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run
-  -h, --help         this text
+${optionList(CHECK_FLAGS.flags, Object.keys(CHECK_FLAGS.flags).slice(2))}
 
 Exit codes: 0 all checked cases pass (undeclared ops are skipped), 1 some
 fail, 2 the check could not be carried out.`;
 
-interface CheckArgs {
-  port?: string;
-  results?: string;
-  golden: string;
-  profile?: string;
-  op?: string;
-  timeoutSeconds: number;
-  json: boolean;
-  junit?: string;
-  maxFailures: number;
-  help: boolean;
-}
-
-const FLAGS: FlagSpec = {
-  command: 'check',
-  values: [
-    '--port',
-    '--results',
-    '--golden',
-    '--profile',
-    '--op',
-    '--timeout',
-    '--junit',
-    '--max-failures',
-  ],
-  booleans: ['-h', '--help', '--json'],
-  unknown: (arg) => `unknown option "${arg}"`,
-};
+type CheckArgs = FlagValues<typeof CHECK_FLAGS.flags>;
 
 function parseArgs(argv: readonly string[]): CheckArgs {
-  const args: CheckArgs = {
-    golden: DEFAULT_GOLDEN_DIR,
-    timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
-    json: false,
-    maxFailures: DEFAULT_MAX_FAILURES,
-    help: false,
-  };
-  scanFlags(argv, FLAGS, (flag, value) => {
-    switch (flag) {
-      case '-h':
-      case '--help':
-        args.help = true;
-        break;
-      case '--json':
-        args.json = true;
-        break;
-      case '--port':
-        args.port = value;
-        break;
-      case '--results':
-        args.results = value;
-        break;
-      case '--golden':
-        args.golden = value;
-        break;
-      case '--profile':
-        args.profile = value;
-        break;
-      case '--op':
-        args.op = value;
-        break;
-      case '--junit':
-        args.junit = value;
-        break;
-      case '--timeout': {
-        const seconds = parseNumberFlag(flag, value);
-        // A day is plenty for one message, and far below setTimeout's 2^31 - 1 ms, beyond which Node fires at once.
-        if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
-          throw new UsageError(
-            `--timeout must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${value}"`,
-          );
-        }
-        args.timeoutSeconds = seconds;
-        break;
-      }
-      case '--max-failures': {
-        const count = parseIntegerFlag(flag, value);
-        if (count < 0) {
-          throw new UsageError(`--max-failures expects a non-negative integer, got "${value}"`);
-        }
-        args.maxFailures = count;
-        break;
-      }
-    }
-  });
+  const args = parseFlags(argv, CHECK_FLAGS).values;
   if (!args.help && (args.port === undefined) === (args.results === undefined)) {
     throw new UsageError('give exactly one of --port "COMMAND" and --results FILE');
   }
@@ -178,7 +140,8 @@ function checkReportPath(flag: string, path: string): void {
 
 function openPort(args: CheckArgs): Promise<Port> | Port {
   if (args.results !== undefined) return openResultsPort(args.results);
-  return openProcessPort({ command: args.port!, timeoutMs: args.timeoutSeconds * 1000 });
+  const seconds = args.timeout ?? DEFAULT_TIMEOUT_SECONDS;
+  return openProcessPort({ command: args.port!, timeoutMs: seconds * 1000 });
 }
 
 export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
@@ -226,7 +189,7 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
         'the port declares no profile: pass --profile NAME',
       );
     }
-    const golden = loadGoldenSet(args.golden, profile, args.op);
+    const golden = loadGoldenSet(args.golden ?? DEFAULT_GOLDEN_DIR, profile, args.op);
     const report = await runCheck(port, golden);
     port = null;
     // The JUnit file first: a verdict on stdout must not be contradicted by a failed write and exit 2.
@@ -237,7 +200,11 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
         return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }
     }
-    out(args.json ? renderJson(report) : renderText(report, args.maxFailures));
+    out(
+      args.json
+        ? renderJson(report)
+        : renderText(report, args['max-failures'] ?? DEFAULT_MAX_FAILURES),
+    );
     return report.exitCode;
   } catch (e) {
     if (e instanceof CheckInfrastructureError) return infrastructure(e.message);

@@ -15,7 +15,27 @@ import {
   type PlotRun,
 } from '../train/plots.js';
 import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
-import { runCommand, UsageError, type Writer } from './common.js';
+import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
+  runCommand,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
+
+export const COMPARE_FLAGS = {
+  command: 'compare',
+  flags: {
+    out: { value: 'DIR', needs: 'a directory', help: 'the output directory (required)' },
+    name: { value: 'NAME', help: 'the file name (required): letters, digits, _, . and -' },
+    title: { value: 'TITLE', help: "the figure's title (required)" },
+    'lower-bound': { help: 'also draw the lower bound' },
+    help: HELP_FLAG,
+  },
+  positionals: true,
+} as const satisfies FlagSpec;
 
 const HELP = `Usage: vdspec compare --out DIR --name NAME --title TITLE [--lower-bound] RUN_DIR=LABEL...
 
@@ -24,6 +44,10 @@ runs (each RUN_DIR holds a vdspec train results.json) in one figure:
 DIR/NAME.svg and its Vega-Lite spec DIR/NAME.vl.json. With --lower-bound,
 also the variational lower bound per training example per epoch,
 -(data term + KL) / N: DIR/NAME-lower-bound.svg and .vl.json.
+
+Options:
+${optionList(COMPARE_FLAGS.flags)}
+
 Exit codes: 0 written, 2 a bad call or a missing or malformed record.`;
 
 function readRun(argument: string): PlotRun & BoundRun {
@@ -45,58 +69,43 @@ function readRun(argument: string): PlotRun & BoundRun {
 }
 
 async function run(argv: readonly string[], out: Writer): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values: options, positionals } = parseFlags(argv, COMPARE_FLAGS);
+  if (options.help) {
     out(HELP);
     return 0;
   }
-  const options: Record<string, string> = {};
-  const runs: (PlotRun & BoundRun)[] = [];
-  let lowerBound = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--out' || a === '--name' || a === '--title') {
-      const value = argv[i + 1];
-      if (value === undefined) throw new UsageError(`${a} needs a value`);
-      options[a] = value;
-      i++;
-    } else if (a === '--lower-bound') {
-      lowerBound = true;
-    } else if (a.startsWith('-')) {
-      throw new UsageError(`unknown option ${a}`);
-    } else {
-      runs.push(readRun(a));
-    }
-  }
-  for (const flag of ['--out', '--name', '--title']) {
-    if (options[flag] === undefined) throw new UsageError(`${flag} is required`);
-  }
+  const runs = positionals.map(readRun);
+  const { out: dir, name, title } = options;
+  if (dir === undefined) throw new UsageError('--out is required');
+  if (name === undefined) throw new UsageError('--name is required');
+  if (title === undefined) throw new UsageError('--title is required');
   if (runs.length === 0) throw new UsageError('give at least one RUN_DIR=LABEL');
-  if (!/^[\w.-]+$/.test(options['--name']!)) {
+  if (!/^[\w.-]+$/.test(name)) {
     throw new UsageError('--name is a file name: letters, digits, _, . and -');
   }
   const written = await writePlotFiles(
     [
       {
-        name: options['--name']!,
+        name: name,
         // The curves only: no log_alpha histogram is drawn here.
         spec: curvesSpec({
-          title: options['--title']!,
+          title: title,
           runs,
           logAlpha: [],
           threshold: SVD_PRUNE_THRESHOLD,
           logAlphaRange: [SVD_LOG_ALPHA_MIN, SVD_LOG_ALPHA_MAX],
         }),
       },
-      ...(lowerBound
+      ...(options['lower-bound']
         ? [
             {
-              name: `${options['--name']!}-lower-bound`,
-              spec: lowerBoundSpec(options['--title']!, runs),
+              name: `${name}-lower-bound`,
+              spec: lowerBoundSpec(title, runs),
             },
           ]
         : []),
     ],
-    options['--out']!,
+    dir,
   );
   for (const path of written) out(`wrote ${path}`);
   return 0;

@@ -20,7 +20,16 @@ import { getOp, NOISE, OP_NAMES, OPS, resolveNames, type OpSpec } from '../ops.j
 import { PROFILE_NAMES, PROFILES, getProfile, type Profile } from '../profiles.js';
 import { run } from '../reference/run.js';
 import type { Tensor } from '../tensor.js';
-import { runCommand, scanFlags, UsageError, type FlagSpec, type Writer } from './common.js';
+import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
+  runCommand,
+  UsageError,
+  type FlagSpec,
+  type FlagValues,
+  type Writer,
+} from './common.js';
 
 /** Returns the whole of stdin as text. */
 export type StdinReader = () => Promise<string>;
@@ -28,20 +37,39 @@ export type StdinReader = () => Promise<string>;
 export const EVAL_IMPLS = ['reference', 'fast'] as const;
 export type EvalImpl = (typeof EVAL_IMPLS)[number];
 
+export const EVAL_FLAGS = {
+  command: 'eval',
+  flags: {
+    op: { value: 'NAME', help: 'the operation, e.g. svd.dense.train (--list shows them all)' },
+    impl: { value: 'I', help: 'reference (float64, default) or fast (float32, TensorFlow.js)' },
+    profile: {
+      value: 'P',
+      help:
+        'the profile (default: molchanov2017, or kingma2015 for vd.* ops); ' +
+        `one of ${PROFILE_NAMES.join(', ')}`,
+    },
+    backend: {
+      value: 'B',
+      help: 'with --impl fast only: tensorflow, wasm or cpu (default: the first that loads, or $VDSPEC_BACKEND)',
+    },
+    list: { help: 'print the catalogue: operations, profiles, inputs, outputs' },
+    help: HELP_FLAG,
+  },
+  unknown: (arg, flag) =>
+    arg.startsWith('-')
+      ? `unknown option ${flag} (see vdspec eval --help)`
+      : `unexpected argument "${arg}": the inputs are read from stdin`,
+} as const satisfies FlagSpec;
+
+type EvalOptions = FlagValues<typeof EVAL_FLAGS.flags>;
+
 const HELP = `Usage: vdspec eval --op NAME [--impl reference|fast] [--profile P] [--backend B] < inputs.json
        vdspec eval --list
 
 Run one operation of the catalogue (spec/ops.md) on the inputs given as one
 JSON object on stdin, and write its outputs as one JSON object on stdout.
 
-  --op NAME      the operation, e.g. svd.dense.train (--list shows them all)
-  --impl I       reference (float64, default) or fast (float32, TensorFlow.js)
-  --profile P    the profile (default: molchanov2017, or kingma2015 for vd.* ops);
-                 one of ${PROFILE_NAMES.join(', ')}
-  --backend B    with --impl fast only: tensorflow, wasm or cpu (default: the
-                 first that loads, or $VDSPEC_BACKEND)
-  --list         print the catalogue: operations, profiles, inputs, outputs
-  -h, --help     this text
+${optionList(EVAL_FLAGS.flags)}
 
 Tensors are {"shape": [...], "data": [...]} in row-major order (a scalar has
 shape []); NaN, Infinity, -Infinity and -0 are written as the strings
@@ -52,42 +80,6 @@ Example:
 Exit status: 0 success; 2 a bad call (unknown operation, profile, backend or
 option, missing or malformed input, bad shape, bad JSON on stdin); 1 an
 internal error. Errors are one line on stderr.`;
-
-interface EvalOptions {
-  op?: string;
-  impl?: string;
-  profile?: string;
-  backend?: string;
-  list: boolean;
-  help: boolean;
-}
-
-const VALUE_FLAGS = {
-  '--op': 'op',
-  '--impl': 'impl',
-  '--profile': 'profile',
-  '--backend': 'backend',
-} as const;
-
-const FLAGS: FlagSpec = {
-  command: 'eval',
-  values: Object.keys(VALUE_FLAGS),
-  booleans: ['--list', '-h', '--help'],
-  unknown: (arg, flag) =>
-    arg.startsWith('-')
-      ? `unknown option ${flag} (vdspec eval --help lists the options)`
-      : `unexpected argument "${arg}": the inputs are read from stdin`,
-};
-
-function parseArgs(argv: readonly string[]): EvalOptions {
-  const options: EvalOptions = { list: false, help: false };
-  scanFlags(argv, FLAGS, (flag, value) => {
-    if (flag === '--list') options.list = true;
-    else if (flag === '-h' || flag === '--help') options.help = true;
-    else options[VALUE_FLAGS[flag as keyof typeof VALUE_FLAGS]] = value;
-  });
-  return options;
-}
 
 /** Edit distance, for "did you mean". */
 function distance(a: string, b: string): number {
@@ -272,7 +264,7 @@ export async function runEvalCommand(
   readStdin: StdinReader = readProcessStdin,
 ): Promise<number> {
   return runCommand('eval', err, async () => {
-    const options = parseArgs(argv);
+    const options = parseFlags(argv, EVAL_FLAGS).values;
     if (options.help) {
       out(HELP);
       return 0;

@@ -10,8 +10,10 @@ import {
   type GenerateHooks,
 } from '../golden/generate.js';
 import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
   runCommand,
-  scanFlags,
   splitList,
   UsageError,
   type FlagSpec,
@@ -20,6 +22,43 @@ import {
 
 /** Where files go without --out (the repository's own set is written by `npm run golden`). */
 export const DEFAULT_GOLDEN_OUT = './golden';
+
+/** --profile: known profile names, comma-separated. */
+function parseProfiles(flag: string, text: string): string[] {
+  const names = splitList(flag, text);
+  for (const n of names) {
+    if (!(PROFILE_NAMES as readonly string[]).includes(n)) {
+      throw new UsageError(`unknown profile "${n}"; known profiles: ${PROFILE_NAMES.join(', ')}`);
+    }
+  }
+  return names;
+}
+
+export const GOLDEN_FLAGS = {
+  command: 'golden',
+  flags: {
+    out: {
+      value: 'DIR',
+      needs: 'a directory',
+      help:
+        `output directory (default ${DEFAULT_GOLDEN_OUT}; this repository's committed set ` +
+        'is test/golden: npm run golden)',
+    },
+    profile: {
+      value: 'P',
+      parse: parseProfiles,
+      help: `only these profiles (comma-separated); known: ${PROFILE_NAMES.join(', ')}`,
+    },
+    op: {
+      value: 'PATTERN',
+      parse: splitList,
+      help:
+        'only ops matching these globs (comma-separated; * any characters, ? one), ' +
+        "e.g. 'svd.dense.*' or 'kl.*,schedule.*'",
+    },
+    help: HELP_FLAG,
+  },
+} as const satisfies FlagSpec;
 
 const HELP = `Usage: vdspec golden [--out DIR] [--profile P[,P...]] [--op PATTERN[,PATTERN...]]
 
@@ -31,12 +70,7 @@ bytes. Files are staged and renamed into place only once all are written, so a
 failed run leaves the previous set as it was.
 
 Options:
-  --out DIR        output directory (default ${DEFAULT_GOLDEN_OUT}; this repository's
-                   committed set is test/golden: npm run golden)
-  --profile P      only these profiles (comma-separated); known: ${PROFILE_NAMES.join(', ')}
-  --op PATTERN     only ops matching these globs (comma-separated; * any characters,
-                   ? one), e.g. 'svd.dense.*' or 'kl.*,schedule.*'
-  -h, --help       this text
+${optionList(GOLDEN_FLAGS.flags)}
 
 With --profile or --op, the files of other ops already in DIR are kept and stay
 in the manifest (when they still match their recorded sha256).
@@ -46,51 +80,6 @@ is written and DIR stays as it was (exit 130, 143 for SIGTERM). Once the
 renames have begun they finish: the run says it wrote the files and exits 0.
 Exit codes: 0 written, 2 bad arguments or an --out that cannot be written
 (nothing written), 130 / 143 interrupted (nothing written), 1 anything else.`;
-
-interface GoldenOptions {
-  out: string;
-  profiles?: string[];
-  ops?: string[];
-  help: boolean;
-}
-
-const FLAGS: FlagSpec = {
-  command: 'golden',
-  values: ['--out', '--profile', '--op'],
-  booleans: ['-h', '--help'],
-  needs: { '--out': 'a directory' },
-};
-
-function parseArgs(argv: readonly string[]): GoldenOptions {
-  const options: GoldenOptions = { out: DEFAULT_GOLDEN_OUT, help: false };
-  scanFlags(argv, FLAGS, (flag, value) => {
-    switch (flag) {
-      case '--out':
-        options.out = value;
-        break;
-      case '--profile': {
-        const names = splitList(flag, value);
-        for (const n of names) {
-          if (!(PROFILE_NAMES as readonly string[]).includes(n)) {
-            throw new UsageError(
-              `unknown profile "${n}"; known profiles: ${PROFILE_NAMES.join(', ')}`,
-            );
-          }
-        }
-        options.profiles = names;
-        break;
-      }
-      case '--op':
-        options.ops = splitList(flag, value);
-        break;
-      case '-h':
-      case '--help':
-        options.help = true;
-        break;
-    }
-  });
-  return options;
-}
 
 export interface GoldenCommandIo {
   /**
@@ -113,7 +102,8 @@ async function run(
   err: Writer,
   io: GoldenCommandIo,
 ): Promise<number> {
-  const options = parseArgs(argv);
+  const flags = parseFlags(argv, GOLDEN_FLAGS).values;
+  const options = { ...flags, out: flags.out ?? DEFAULT_GOLDEN_OUT };
   if (options.help) {
     out(HELP);
     return 0;
@@ -139,8 +129,8 @@ async function run(
     summary = await generateGoldenInterruptible(
       options.out,
       {
-        ...(options.profiles === undefined ? {} : { profiles: options.profiles }),
-        ...(options.ops === undefined ? {} : { ops: options.ops }),
+        ...(options.profile === undefined ? {} : { profiles: options.profile }),
+        ...(options.op === undefined ? {} : { ops: options.op }),
       },
       { shouldStop: () => signal !== null, ...(io.hooks === undefined ? {} : { hooks: io.hooks }) },
     );

