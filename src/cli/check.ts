@@ -41,7 +41,7 @@ export const MAX_TIMEOUT_SECONDS = 86_400;
 export const DEFAULT_GOLDEN_DIR = fileURLToPath(new URL('../../test/golden', import.meta.url));
 
 /** --timeout: seconds in (0, a day]: plenty for one message, and far below setTimeout's 2^31 - 1 ms, beyond which Node fires at once. */
-function parseTimeout(flag: string, text: string): number {
+export function parseTimeout(flag: string, text: string): number {
   const seconds = parseNumberFlag(flag, text);
   if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
     throw new UsageError(`${flag} must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${text}"`);
@@ -49,7 +49,7 @@ function parseTimeout(flag: string, text: string): number {
   return seconds;
 }
 
-function parseCount(flag: string, text: string): number {
+export function parseCount(flag: string, text: string): number {
   const count = parseIntegerFlag(flag, text);
   if (count < 0) throw new UsageError(`${flag} expects a non-negative integer, got "${text}"`);
   return count;

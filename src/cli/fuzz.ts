@@ -30,12 +30,13 @@ import {
 import { inputFlags } from '../golden/cases.js';
 import { getOp, OPS } from '../ops.js';
 import { getProfile, isProfileName, PROFILE_NAMES } from '../profiles.js';
-import { DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS } from './check.js';
+import { DEFAULT_TIMEOUT_SECONDS, parseCount, parseTimeout } from './check.js';
 import {
+  HELP_FLAG,
+  optionList,
+  parseFlags,
   parseIntegerFlag,
-  parseNumberFlag,
   runCommand,
-  scanFlags,
   UsageError,
   type FlagSpec,
   type Writer,
@@ -44,27 +45,84 @@ import { DEFAULT_FUZZ_RUNS, FUZZ_REPORT_SCHEMA, runFuzz, type FuzzReport } from 
 
 export const DEFAULT_FUZZ_SEED = 42;
 
+function parseRuns(flag: string, text: string): number {
+  const n = parseIntegerFlag(flag, text);
+  if (n < 1 || n > 1e7) throw new UsageError(`${flag} must be in [1, 10000000], got "${text}"`);
+  return n;
+}
+
+function parseSeed(flag: string, text: string): number {
+  const n = parseIntegerFlag(flag, text);
+  if (n < -(2 ** 31) || n >= 2 ** 32) {
+    throw new UsageError(`${flag} must be a 32-bit integer, got "${text}"`);
+  }
+  return n;
+}
+
+function parsePath(flag: string, text: string): string {
+  if (!/^\d+(:\d+)*$/.test(text)) {
+    throw new UsageError(`${flag} expects fast-check's path (digits and colons), got "${text}"`);
+  }
+  return text;
+}
+
+export const FUZZ_FLAGS = {
+  command: 'fuzz',
+  flags: {
+    port: { value: '"COMMAND"', help: 'run COMMAND (with sh -c), protocol vdspec-port/1' },
+    profile: { value: 'P', help: 'the profile to hold the port to (default: the one it declares)' },
+    op: {
+      value: 'PATTERN',
+      help: "only these ops: comma-separated globs ('svd.dense.*,kl.approx')",
+    },
+    runs: { value: 'N', parse: parseRuns, help: `cases per op (default ${DEFAULT_FUZZ_RUNS})` },
+    seed: {
+      value: 'S',
+      parse: parseSeed,
+      help: `the run's seed, an integer (default ${DEFAULT_FUZZ_SEED}); same seed, same cases`,
+    },
+    'time-limit': {
+      value: 'T',
+      parse: parseTimeout,
+      help: 'stop drawing new cases after T seconds in all (a failure found is still shrunk)',
+    },
+    path: {
+      value: 'PATH',
+      parse: parsePath,
+      help: "replay one failure: fast-check's path, printed with it (needs one --op)",
+    },
+    timeout: {
+      value: 'SEC',
+      parse: parseTimeout,
+      help: `seconds per message before the port counts as hung (default ${DEFAULT_TIMEOUT_SECONDS})`,
+    },
+    json: { help: 'the report as JSON on stdout' },
+    junit: { value: 'FILE', help: 'also write the report as JUnit XML to FILE' },
+    'save-failures': {
+      value: 'DIR',
+      help:
+        'write the minimal failing cases as golden files (DIR/<profile>/<op>.json and ' +
+        'DIR/manifest.json), for vdspec check --golden DIR',
+    },
+    'max-failures': {
+      value: 'N',
+      parse: parseCount,
+      help: `failed ops shown in detail (default ${DEFAULT_MAX_FAILURES})`,
+    },
+    help: HELP_FLAG,
+  },
+  unknown: (arg) => `unknown option "${arg}" (see vdspec fuzz --help)`,
+} as const satisfies FlagSpec;
+
 const HELP = `Usage: vdspec fuzz --port "COMMAND" [options]
 
 Fuzz a port of VD / Sparse VD (spec/fuzz.md): cases drawn by fast-check,
 compared with the float64 reference under the golden tolerance model; a
 failure is shrunk to a minimal case.
 
-  --port "COMMAND"      run COMMAND (with sh -c), protocol vdspec-port/1
+${optionList(FUZZ_FLAGS.flags, ['port'])}
 Options:
-  --profile P           the profile to hold the port to (default: the one it declares)
-  --op PATTERN          only these ops: comma-separated globs ('svd.dense.*,kl.approx')
-  --runs N              cases per op (default ${DEFAULT_FUZZ_RUNS})
-  --seed S              the run's seed, an integer (default ${DEFAULT_FUZZ_SEED}); same seed, same cases
-  --time-limit T        stop drawing new cases after T seconds in all (a failure found is still shrunk)
-  --path P              replay one failure: fast-check's path, printed with it (needs one --op)
-  --timeout SEC         seconds per message before the port counts as hung (default ${DEFAULT_TIMEOUT_SECONDS})
-  --json                the report as JSON on stdout
-  --junit FILE          also write the report as JUnit XML to FILE
-  --save-failures DIR   write the minimal failing cases as golden files (DIR/<profile>/<op>.json
-                        and DIR/manifest.json), for vdspec check --golden DIR
-  --max-failures N      failed ops shown in detail (default ${DEFAULT_MAX_FAILURES})
-  -h, --help            this text
+${optionList(FUZZ_FLAGS.flags, Object.keys(FUZZ_FLAGS.flags).slice(1))}
 
 Exit codes: 0 every drawn case passed, 1 some op failed, 2 the fuzzing could
 not be carried out.`;
@@ -85,111 +143,23 @@ interface FuzzArgs {
   help: boolean;
 }
 
-const FLAGS: FlagSpec = {
-  command: 'fuzz',
-  values: [
-    '--port',
-    '--profile',
-    '--op',
-    '--runs',
-    '--seed',
-    '--time-limit',
-    '--path',
-    '--timeout',
-    '--junit',
-    '--save-failures',
-    '--max-failures',
-  ],
-  booleans: ['-h', '--help', '--json'],
-  unknown: (arg) => `unknown option "${arg}"`,
-};
-
 function parseArgs(argv: readonly string[]): FuzzArgs {
+  const given = parseFlags(argv, FUZZ_FLAGS).values;
   const args: FuzzArgs = {
-    runs: DEFAULT_FUZZ_RUNS,
-    seed: DEFAULT_FUZZ_SEED,
-    timeLimitSeconds: null,
-    timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
-    json: false,
-    maxFailures: DEFAULT_MAX_FAILURES,
-    help: false,
+    ...(given.port === undefined ? {} : { port: given.port }),
+    ...(given.profile === undefined ? {} : { profile: given.profile }),
+    ...(given.op === undefined ? {} : { op: given.op }),
+    ...(given.path === undefined ? {} : { path: given.path }),
+    ...(given.junit === undefined ? {} : { junit: given.junit }),
+    ...(given['save-failures'] === undefined ? {} : { saveFailures: given['save-failures'] }),
+    runs: given.runs ?? DEFAULT_FUZZ_RUNS,
+    seed: given.seed ?? DEFAULT_FUZZ_SEED,
+    timeLimitSeconds: given['time-limit'] ?? null,
+    timeoutSeconds: given.timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    json: given.json === true,
+    maxFailures: given['max-failures'] ?? DEFAULT_MAX_FAILURES,
+    help: given.help === true,
   };
-  scanFlags(argv, FLAGS, (flag, value) => {
-    switch (flag) {
-      case '-h':
-      case '--help':
-        args.help = true;
-        break;
-      case '--json':
-        args.json = true;
-        break;
-      case '--port':
-        args.port = value;
-        break;
-      case '--profile':
-        args.profile = value;
-        break;
-      case '--op':
-        args.op = value;
-        break;
-      case '--path':
-        if (!/^\d+(:\d+)*$/.test(value)) {
-          throw new UsageError(
-            `--path expects fast-check's path (digits and colons), got "${value}"`,
-          );
-        }
-        args.path = value;
-        break;
-      case '--junit':
-        args.junit = value;
-        break;
-      case '--save-failures':
-        args.saveFailures = value;
-        break;
-      case '--runs': {
-        const n = parseIntegerFlag(flag, value);
-        if (n < 1 || n > 1e7)
-          throw new UsageError(`--runs must be in [1, 10000000], got "${value}"`);
-        args.runs = n;
-        break;
-      }
-      case '--seed': {
-        const n = parseIntegerFlag(flag, value);
-        if (n < -(2 ** 31) || n >= 2 ** 32) {
-          throw new UsageError(`--seed must be a 32-bit integer, got "${value}"`);
-        }
-        args.seed = n;
-        break;
-      }
-      case '--time-limit': {
-        const t = parseNumberFlag(flag, value);
-        if (!(t > 0 && t <= MAX_TIMEOUT_SECONDS)) {
-          throw new UsageError(
-            `--time-limit must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${value}"`,
-          );
-        }
-        args.timeLimitSeconds = t;
-        break;
-      }
-      case '--timeout': {
-        const t = parseNumberFlag(flag, value);
-        if (!(t > 0 && t <= MAX_TIMEOUT_SECONDS)) {
-          throw new UsageError(
-            `--timeout must be in (0, ${MAX_TIMEOUT_SECONDS}] seconds, got "${value}"`,
-          );
-        }
-        args.timeoutSeconds = t;
-        break;
-      }
-      case '--max-failures': {
-        const n = parseIntegerFlag(flag, value);
-        if (n < 0)
-          throw new UsageError(`--max-failures expects a non-negative integer, got "${value}"`);
-        args.maxFailures = n;
-        break;
-      }
-    }
-  });
   if (args.help) return args;
   if (args.port === undefined) throw new UsageError('--port "COMMAND" is required');
   if (args.profile !== undefined && !isProfileName(args.profile)) {

@@ -9,6 +9,7 @@ import { CHECK_FLAGS } from '../../src/cli/check.js';
 import { parseFlags, UsageError, type FlagSpec } from '../../src/cli/common.js';
 import { COMPARE_FLAGS } from '../../src/cli/compare.js';
 import { EVAL_FLAGS } from '../../src/cli/eval.js';
+import { FUZZ_FLAGS } from '../../src/cli/fuzz.js';
 import { GOLDEN_FLAGS } from '../../src/cli/golden.js';
 import { KL_FLAGS } from '../../src/cli/kl.js';
 import { main } from '../../src/cli/main.js';
@@ -19,6 +20,7 @@ const SPECS: Record<string, FlagSpec> = {
   check: CHECK_FLAGS,
   compare: COMPARE_FLAGS,
   eval: EVAL_FLAGS,
+  fuzz: FUZZ_FLAGS,
   golden: GOLDEN_FLAGS,
   kl: KL_FLAGS,
   pictures: PICTURES_FLAGS,
