@@ -51,15 +51,9 @@ import { denseTrainTf, fastDenseTrain } from '../fast/dense.js';
 import { fusedWeightsTf, maxPool2x2Tf, plainLinearTf } from '../fast/model.js';
 import { seededNormals } from '../fast/normals.js';
 import { ParallelTrainer } from '../fast/parallel.js';
-import {
-  adamUpdateTf,
-  createAdamSlots,
-  createFastModel,
-  LENET_300_100,
-  LENET_5_CAFFE,
-  type FastLayerSpec,
-  type FastModel,
-} from '../fast/train.js';
+import { adamUpdateTf, createAdamSlots } from '../fast/adam.js';
+import { createFastModel, type FastModel } from '../fast/fast-model.js';
+import { LENET_300_100, LENET_5_CAFFE, type FastLayerSpec } from '../fast/networks.js';
 import { PROFILES } from '../profiles.js';
 import { denseTrain } from '../reference/dense.js';
 import type { Tensor } from '../tensor.js';

@@ -27,7 +27,7 @@ import {
   sha256,
   type ManifestEntry,
 } from '../golden/generate.js';
-import { inputFlags } from '../golden/cases.js';
+import { inputFlags } from '../golden/cases/flags.js';
 import { getOp, OPS } from '../ops.js';
 import { getProfile, isProfileName, PROFILE_NAMES } from '../profiles.js';
 import { DEFAULT_TIMEOUT_SECONDS, parseCount, parseTimeout } from './check.js';

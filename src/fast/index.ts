@@ -71,16 +71,12 @@ export {
   type FastSgvbObjective,
 } from './objective.js';
 export { FAST_UNSUPPORTED_OPS, fastRun, type FastOutputs } from './run.js';
-export {
-  LENET_300_100,
-  LENET_5_CAFFE,
-  adamUpdateTf,
-  createAdamSlots,
-  createFastModel,
-  type FastLayerSpec,
-  type FastModel,
-  type FastModelOptions,
-  type FastModelState,
-  type FastNetworkLayer,
-  type FastStateTensor,
-} from './train.js';
+export { LENET_300_100, LENET_5_CAFFE, type FastLayerSpec } from './networks.js';
+export { adamUpdateTf, createAdamSlots } from './adam.js';
+export { createFastModel, type FastModel } from './fast-model.js';
+export type {
+  FastModelOptions,
+  FastModelState,
+  FastNetworkLayer,
+  FastStateTensor,
+} from './model-types.js';

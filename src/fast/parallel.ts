@@ -18,7 +18,8 @@ import * as tf from '@tensorflow/tfjs';
 
 import { VdspecError, type VdspecErrorCode } from '../errors.js';
 import { activeBackend } from './backend.js';
-import type { FastModel, FastModelOptions, FastShard, FastTrainStepResult } from './train.js';
+import type { FastModel } from './fast-model.js';
+import type { FastModelOptions, FastShard, FastTrainStepResult } from './model-types.js';
 
 /** What a worker is started with. */
 export interface ParallelWorkerInit {

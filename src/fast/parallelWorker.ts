@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { isVdspecError } from '../errors.js';
 import { initBackend } from './backend.js';
 import type { ParallelStepRequest, ParallelWorkerInit, ParallelWorkerReply } from './parallel.js';
-import { createFastModel, type FastModel } from './train.js';
+import { createFastModel, type FastModel } from './fast-model.js';
 
 const port = parentPort!;
 const init = workerData as ParallelWorkerInit;

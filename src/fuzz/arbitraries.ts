@@ -15,17 +15,16 @@
  * and theta = 0 and -0.
  */
 import fc from 'fast-check';
+import { family, orderedInputs } from '../golden/cases/draft.js';
 import {
   avoidEdges,
   exactAtUnitTheta,
   exactNoiseFor,
-  family,
   logThetaTerm,
   noiseFor,
-  orderedInputs,
   EDGE_MARGIN,
   LOG_ALPHA_EDGES,
-} from '../golden/cases.js';
+} from '../golden/cases/values.js';
 import { NOISE, type OpSpec } from '../ops.js';
 import type { LayerKind, Profile } from '../profiles.js';
 import type { Conv2dStride } from '../reference/conv2d.js';

@@ -14,7 +14,7 @@ import { runCheck, type CheckReport } from '../check/runner.js';
 import { noiseTranslation } from '../check/translate.js';
 import { isVdspecError } from '../errors.js';
 import { caseScale, packageVersion } from '../golden/generate.js';
-import { inputFlags } from '../golden/cases.js';
+import { inputFlags } from '../golden/cases/flags.js';
 import { fnv1a32 } from '../golden/prng.js';
 import { GOLDEN_TOLERANCE } from '../golden/scale.js';
 import type { OpSpec } from '../ops.js';

@@ -22,7 +22,9 @@ import { OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
 import { run, type Outputs } from '../reference/run.js';
 import { sizeOf, type Tensor } from '../tensor.js';
-import { draftCases, family, type CaseSpec } from './cases.js';
+import { family } from './cases/draft.js';
+import { draftCases } from './cases/index.js';
+import type { CaseSpec } from './cases/values.js';
 import { encodeNumber, encodeTensor, stringifyGolden, type Json } from './encoding.js';
 import { GOLDEN_BASE_SEED, goldenSeed } from './prng.js';
 import {

@@ -16,7 +16,7 @@ import {
   sparseStats,
   writeSparseModel,
 } from '../export/sparse.js';
-import type { FastModel } from '../fast/train.js';
+import type { FastModel } from '../fast/fast-model.js';
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
 import { PROFILES } from '../profiles.js';
 import { sizeOf } from '../tensor.js';

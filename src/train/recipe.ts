@@ -12,7 +12,7 @@ import {
 } from '../constants.js';
 import { MNIST_PIXELS, MNIST_SIDE } from '../data/mnist.js';
 import { VdspecError } from '../errors.js';
-import { LENET_300_100, LENET_5_CAFFE, type FastLayerSpec } from '../fast/train.js';
+import { LENET_300_100, LENET_5_CAFFE, type FastLayerSpec } from '../fast/networks.js';
 import {
   klWeightSchedule,
   learningRateSchedule,

@@ -24,13 +24,8 @@ import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
 import { makeDirectories, writeFileAtomic } from '../files.js';
 import { defaultThreads, ParallelTrainer } from '../fast/parallel.js';
-import {
-  createFastModel,
-  type FastModel,
-  type FastModelOptions,
-  type FastModelState,
-  type VdLogAlphaShape,
-} from '../fast/train.js';
+import { createFastModel, type FastModel } from '../fast/fast-model.js';
+import type { FastModelOptions, FastModelState, VdLogAlphaShape } from '../fast/model-types.js';
 import { fnv1a32, Xorshift32 } from '../golden/prng.js';
 import {
   isProfileName,

@@ -40,7 +40,8 @@ import {
   type SparseModel,
 } from '../../src/export/sparse.js';
 import { initBackend } from '../../src/fast/backend.js';
-import { createFastModel, type FastLayerSpec } from '../../src/fast/train.js';
+import { createFastModel } from '../../src/fast/fast-model.js';
+import type { FastLayerSpec } from '../../src/fast/networks.js';
 import { fastKeepMask } from '../../src/fast/weights.js';
 import { PROFILES, type Profile } from '../../src/profiles.js';
 import { conv2dEval, denseEval, keepMask } from '../../src/reference/index.js';

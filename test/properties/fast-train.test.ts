@@ -1,5 +1,5 @@
 /**
- * spec/fast.md#training: the fast training step (src/fast/train.ts,
+ * spec/fast.md#training: the fast training step (src/fast/fast-model.ts,
  * src/fast/model.ts).
  *
  * - its gradients are the spec's: on every profile, on dense-first and
@@ -26,12 +26,9 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import type * as TF from '@tensorflow/tfjs';
 
-import type {
-  FastLayerSpec,
-  FastModel,
-  FastModelOptions,
-  FastTrainStepResult,
-} from '../../src/fast/train.js';
+import type { FastModel } from '../../src/fast/fast-model.js';
+import type { FastModelOptions, FastTrainStepResult } from '../../src/fast/model-types.js';
+import type { FastLayerSpec } from '../../src/fast/networks.js';
 import type { Profile } from '../../src/profiles.js';
 import type { Tensor } from '../../src/tensor.js';
 import { mulberry32 as prng } from './dense-cases.js';
@@ -47,7 +44,8 @@ afterAll(() => spies.forEach((s) => s.mockRestore()));
 
 const tf = await import('@tensorflow/tfjs');
 const { availableBackends, initBackend } = await import('../../src/fast/backend.js');
-const { createFastModel, LENET_300_100 } = await import('../../src/fast/train.js');
+const { createFastModel } = await import('../../src/fast/fast-model.js');
+const { LENET_300_100 } = await import('../../src/fast/networks.js');
 const { seededNormals } = await import('../../src/fast/normals.js');
 const { DENSE_INIT_THETA_STD } = await import('../../src/constants.js');
 const { fusedWeightsTf, maxPool2x2Tf, maxPoolImplementation } =

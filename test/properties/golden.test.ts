@@ -20,12 +20,8 @@ import { runGoldenCommand } from '../../src/cli/golden.js';
 import { main } from '../../src/cli/main.js';
 import { isVdspecError } from '../../src/errors.js';
 import { fastRun, initBackend } from '../../src/fast/index.js';
-import {
-  EDGE_MARGIN,
-  GOLDEN_FLAGS,
-  goldenFlagsTableMarkdown,
-  LOG_ALPHA_EDGES,
-} from '../../src/golden/cases.js';
+import { GOLDEN_FLAGS, goldenFlagsTableMarkdown } from '../../src/golden/cases/flags.js';
+import { EDGE_MARGIN, LOG_ALPHA_EDGES } from '../../src/golden/cases/values.js';
 import {
   decodeNumber,
   decodeTensor,

@@ -14,7 +14,8 @@ import { runCompareCommand } from '../../src/cli/compare.js';
 import { runTrainCommand } from '../../src/cli/train.js';
 import { SVD_INIT_LOG_SIGMA2 } from '../../src/constants.js';
 import { initBackend } from '../../src/fast/backend.js';
-import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
+import { createFastModel } from '../../src/fast/fast-model.js';
+import { LENET_300_100 } from '../../src/fast/networks.js';
 import { PROFILES } from '../../src/profiles.js';
 import {
   checkRecord,

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as TF from '@tensorflow/tfjs';
 
 import type { ParallelTrainer as ParallelTrainerClass } from '../../src/fast/parallel.js';
-import type { FastModel, FastModelOptions, FastTrainStepResult } from '../../src/fast/train.js';
+import type { FastModel } from '../../src/fast/fast-model.js';
+import type { FastModelOptions, FastTrainStepResult } from '../../src/fast/model-types.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let build = '';
@@ -34,7 +35,7 @@ beforeAll(async () => {
   tf = await import('@tensorflow/tfjs');
   await (await load('fast/backend.js')).initBackend({ backend: 'wasm' });
   ({ ParallelTrainer } = await load('fast/parallel.js'));
-  ({ createFastModel } = await load('fast/train.js'));
+  ({ createFastModel } = await load('fast/fast-model.js'));
 }, 120_000);
 afterAll(() => {
   if (build !== '') rmSync(build, { recursive: true, force: true });

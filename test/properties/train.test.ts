@@ -44,7 +44,8 @@ import {
 } from '../../src/constants.js';
 import { isVdspecError } from '../../src/errors.js';
 import { initBackend } from '../../src/fast/backend.js';
-import { createFastModel, LENET_300_100 } from '../../src/fast/train.js';
+import { createFastModel } from '../../src/fast/fast-model.js';
+import { LENET_300_100 } from '../../src/fast/networks.js';
 import { loadDataSet, MNIST_SPLIT_SEED, stratifiedSplit } from '../../src/data/mnist.js';
 import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
