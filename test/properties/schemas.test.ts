@@ -1,0 +1,119 @@
+/**
+ * spec/schemas/: every schema compiles under Ajv's strict mode, and real
+ * files of each format validate against it: a results file written from the
+ * shipped golden files, and both sides of a real port session (the NumPy
+ * example port run by `vdspec check` behind `tee`).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { runCheckCommand } from '../../src/cli/check.js';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const SCHEMAS = here('../../spec/schemas');
+const GOLDEN = here('../golden');
+const NUMPY_PORT = here('../../examples/ports/numpy/vdspec_port.py');
+const PYTHON = process.env['VDSPEC_PYTHON'] ?? 'python3';
+const HAS_NUMPY =
+  spawnSync(PYTHON, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+
+const ajv = new Ajv2020({ strict: true, allErrors: true, discriminator: true });
+ajv.addKeyword({ keyword: 'x-messages', schemaType: 'object' });
+for (const file of readdirSync(SCHEMAS)) {
+  ajv.addSchema(
+    JSON.parse(readFileSync(join(SCHEMAS, file), 'utf8')) as object,
+    file.replace(/\.schema\.json$/, ''),
+  );
+}
+function schema(key: string): ValidateFunction {
+  const v = ajv.getSchema(key);
+  if (v === undefined) throw new Error(`no schema ${key}`);
+  return v;
+}
+function expectValid(key: string, value: unknown, what: string): void {
+  const v = schema(key);
+  const ok = v(value);
+  expect(ok ? '' : `${what}: ${ajv.errorsText(v.errors)}`).toBe('');
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'vdspec-schemas-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('spec/schemas', () => {
+  it('every schema compiles in strict mode and names its format', () => {
+    const files = readdirSync(SCHEMAS);
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      expect(file).toMatch(/\.schema\.json$/);
+      const s = schema(file.replace(/\.schema\.json$/, '')).schema as Record<string, unknown>;
+      expect(s['$schema']).toBe('https://json-schema.org/draft/2020-12/schema');
+      expect(typeof s['title']).toBe('string');
+      expect(String(s['description'])).toMatch(/spec\/[a-z-]+\.md/);
+    }
+  });
+
+  it('spec/check.md#results-file: a results file answering every shipped molchanov2017 case validates, entries too', () => {
+    const results: Record<string, Record<string, unknown>> = {};
+    for (const file of readdirSync(join(GOLDEN, 'molchanov2017'))) {
+      const golden = JSON.parse(readFileSync(join(GOLDEN, 'molchanov2017', file), 'utf8')) as {
+        op: string;
+        cases: { id: number; outputs: unknown }[];
+      };
+      results[golden.op] = Object.fromEntries(
+        golden.cases.map((c, i) => [
+          String(c.id),
+          i === 0 ? { error: 'not implemented' } : { outputs: c.outputs },
+        ]),
+      );
+    }
+    const file = {
+      schema: 'vdspec-results/1',
+      dtype: 'float64',
+      profile: 'molchanov2017',
+      results,
+    };
+    expectValid('results', file, 'results file');
+    for (const [op, cases] of Object.entries(results)) {
+      for (const [id, entry] of Object.entries(cases)) {
+        expectValid('results#/$defs/entry', entry, `${op} case ${id}`);
+      }
+    }
+    expect(schema('results')({ ...file, results: {} })).toBe(false);
+    expect(schema('results#/$defs/entry')({ error: 3 })).toBe(false);
+  });
+
+  it('spec/check.md#protocol: every message of a real port session validates, in both directions', async (ctx: TestContext) => {
+    if (!HAS_NUMPY) ctx.skip(`${PYTHON} cannot import numpy`);
+    const toPort = join(dir, 'to-port.jsonl');
+    const fromPort = join(dir, 'from-port.jsonl');
+    const command = `tee "${toPort}" | "${PYTHON}" "${NUMPY_PORT}" | tee "${fromPort}"`;
+    const out: string[] = [];
+    const code = await runCheckCommand(
+      ['--port', command, '--golden', GOLDEN, '--op', 'kl.*,svd.mask', '--timeout', '60'],
+      (s) => out.push(s),
+      () => undefined,
+    );
+    expect(code, out.join('')).toBe(0);
+    const lines = (path: string) =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const sent = lines(toPort);
+    const answered = lines(fromPort);
+    expect(sent.map((m) => m['type'])).toEqual([
+      'hello',
+      ...Array<string>(sent.length - 2).fill('case'),
+      'bye',
+    ]);
+    expect(answered.length).toBe(sent.length - 1);
+    expectValid('port-message#/$defs/portHello', answered[0], 'the port hello');
+    for (const [i, m] of [...sent, ...answered].entries()) {
+      expectValid('port-message', m, `message ${i}`);
+    }
+  });
+});
