@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
 /** A schema of spec/schemas/, by file name without `.schema.json`. */
-export type SchemaName = 'results' | 'port-message';
+export type SchemaName = 'results' | 'port-message' | 'sparse-model';
 
 const ajv = new Ajv2020({ strict: true, verbose: true, discriminator: true });
 // A schema may word a keyword's failure itself: {"x-messages": {"minProperties": "holds no op"}}.
@@ -42,45 +42,101 @@ function show(value: unknown): string {
   return s === undefined ? String(value) : s.length > 80 ? `${s.slice(0, 80)}...` : s;
 }
 
-/** One violation in words: `/path: what is wrong`. */
-function describe(e: ErrorObject): string {
-  const path = e.instancePath === '' ? '/' : e.instancePath;
+/** The first violation of a schema: where (a JSON pointer, `/` for the root) and what. */
+export interface SchemaViolation {
+  readonly path: string;
+  readonly problem: string;
+  /** The schema keyword that failed (`type`, `required`, `minItems`, ...). */
+  readonly keyword: string;
+  /** The value at `path`. */
+  readonly data: unknown;
+}
+
+function violation(name: SchemaName, e: ErrorObject): SchemaViolation {
+  const p = e.params as Record<string, unknown>;
+  const base = { keyword: e.keyword, data: e.data };
+  const at = (key: unknown) => `${e.instancePath}/${String(key)}`;
   const own = (e.parentSchema as { 'x-messages'?: Record<string, string> } | undefined)?.[
     'x-messages'
   ]?.[e.keyword];
-  if (own !== undefined) return `${path}: ${own}`;
-  const p = e.params as Record<string, unknown>;
+  const path = e.instancePath === '' ? '/' : e.instancePath;
+  if (own !== undefined) return { ...base, path, problem: own };
   switch (e.keyword) {
     case 'required':
-      return `${path}: missing "${String(p['missingProperty'])}"`;
-    case 'additionalProperties':
-      return `${path}: unknown key "${String(p['additionalProperty'])}"`;
+      return { ...base, path: at(p['missingProperty']), problem: 'missing field' };
+    case 'additionalProperties': {
+      const allowed = Object.keys(
+        (e.parentSchema as { properties?: object } | undefined)?.properties ?? {},
+      );
+      return {
+        ...base,
+        path: at(p['additionalProperty']),
+        problem: `unknown field (allowed: ${allowed.join(', ')})`,
+      };
+    }
+    case 'discriminator': {
+      // Each branch is a {"$ref": "#/$defs/..."} whose tag property is a const.
+      const tag = String(p['tag']);
+      const allowed = ((e.parentSchema as { oneOf?: { $ref?: string }[] }).oneOf ?? []).map(
+        (branch) => {
+          const target = ajv.getSchema(`${name}${branch.$ref ?? ''}`)?.schema as
+            { properties?: Record<string, { const?: unknown }> } | undefined;
+          return show(target?.properties?.[tag]?.const);
+        },
+      );
+      return {
+        ...base,
+        path: at(tag),
+        problem: `unknown ${tag} ${show(p['tagValue'])} (expected one of ${allowed.join(', ')})`,
+      };
+    }
     case 'const':
-      return `${path}: ${show(e.data)}, expected ${show(p['allowedValue'])}`;
-    case 'enum':
-      return `${path}: ${show(e.data)}, expected ${(p['allowedValues'] as unknown[]).map(show).join(' or ')}`;
-    case 'type':
-      return `${path}: ${show(e.data)} is not ${/^[aeiou]/.test(String(p['type'])) ? 'an' : 'a'} ${String(p['type'])}`;
+      return { ...base, path, problem: `${show(e.data)}, expected ${show(p['allowedValue'])}` };
+    case 'enum': {
+      const allowed = (p['allowedValues'] as unknown[]).map(show).join(' or ');
+      return { ...base, path, problem: `${show(e.data)}, expected ${allowed}` };
+    }
+    case 'type': {
+      const type = String(p['type']).replace(/,/g, ' or ');
+      const article = /^[aeiou]/.test(type) ? 'an' : 'a';
+      return { ...base, path, problem: `${show(e.data)} is not ${article} ${type}` };
+    }
+    case 'minItems':
+    case 'maxItems': {
+      const bound = e.keyword === 'minItems' ? 'at least' : 'at most';
+      const got = Array.isArray(e.data) ? e.data.length : 0;
+      return {
+        ...base,
+        path,
+        problem: `expected ${bound} ${String(p['limit'])} entries, got ${got}`,
+      };
+    }
     default:
-      return `${path}: ${e.message ?? e.keyword}`;
+      return { ...base, path, problem: e.message ?? e.keyword };
   }
 }
 
-/**
- * Check `value` against a schema (or one of its `$defs`); null when it
- * conforms, else one line, `<what>: <JSON path>: <problem>`.
- */
+/** The first violation of a schema (or of one of its `$defs`: `def`) by `value`; null when it conforms. */
+export function schemaViolation(
+  name: SchemaName,
+  value: unknown,
+  def?: string,
+): SchemaViolation | null {
+  const validate = validator(name, def);
+  if (validate(value)) return null;
+  const first = validate.errors?.[0];
+  return first === undefined
+    ? { path: '/', problem: 'does not match its schema', keyword: '', data: value }
+    : violation(name, first);
+}
+
+/** As schemaViolation, in one line: `<what>: <JSON path>: <problem>`. */
 export function schemaProblem(
   name: SchemaName,
   value: unknown,
   what: string,
   def?: string,
 ): string | null {
-  const validate = validator(name, def);
-  if (validate(value)) return null;
-  const errors = validate.errors ?? [];
-  // The deepest error is the most specific one; ties go to the first reported.
-  let best = errors[0];
-  for (const e of errors) if (best && e.instancePath.length > best.instancePath.length) best = e;
-  return best === undefined ? `${what}: does not match its schema` : `${what}: ${describe(best)}`;
+  const v = schemaViolation(name, value, def);
+  return v === null ? null : `${what}: ${v.path}: ${v.problem}`;
 }

@@ -1,11 +1,12 @@
 /**
  * spec/schemas/: every schema compiles under Ajv's strict mode, and real
  * files of each format validate against it: a results file written from the
- * shipped golden files, and both sides of a real port session (the NumPy
- * example port run by `vdspec check` behind `tee`).
+ * shipped golden files, both sides of a real port session (the NumPy
+ * example port run by `vdspec check` behind `tee`), and the committed
+ * training runs' model.sparse.json.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,11 @@ import { runCheckCommand } from '../../src/cli/check.js';
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const SCHEMAS = here('../../spec/schemas');
 const GOLDEN = here('../golden');
+const RESULTS = here('../../results');
+const runFiles = (name: string) =>
+  readdirSync(RESULTS)
+    .map((run) => join(RESULTS, run, name))
+    .filter((path) => existsSync(path));
 const NUMPY_PORT = here('../../examples/ports/numpy/vdspec_port.py');
 const PYTHON = process.env['VDSPEC_PYTHON'] ?? 'python3';
 const HAS_NUMPY =
@@ -114,6 +120,14 @@ describe('spec/schemas', () => {
     expectValid('port-message#/$defs/portHello', answered[0], 'the port hello');
     for (const [i, m] of [...sent, ...answered].entries()) {
       expectValid('port-message', m, `message ${i}`);
+    }
+  });
+
+  it('spec/export.md#the-file: every committed model.sparse.json validates', () => {
+    const files = runFiles('model.sparse.json');
+    expect(files.length).toBeGreaterThan(0);
+    for (const path of files) {
+      expectValid('sparse-model', JSON.parse(readFileSync(path, 'utf8')), path);
     }
   });
 });
