@@ -13,6 +13,17 @@ import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { runCheckCommand } from '../../src/cli/check.js';
+import { DATA_SET_NAMES } from '../../src/data/mnist.js';
+import { PROFILE_NAMES } from '../../src/profiles.js';
+import { NETWORK_NAMES } from '../../src/train/recipe.js';
+import {
+  checkRecord,
+  NOISE_GENERATOR,
+  OLD_NOISE_GENERATOR,
+  VD_LOG_ALPHA_SHAPES,
+} from '../../src/train/trainer.js';
+
+type Json = Record<string, unknown>;
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const SCHEMAS = here('../../spec/schemas');
@@ -129,5 +140,35 @@ describe('spec/schemas', () => {
     for (const path of files) {
       expectValid('sparse-model', JSON.parse(readFileSync(path, 'utf8')), path);
     }
+  });
+
+  it("spec/train.md#results: every committed results.json validates; its enums are the code's", () => {
+    const files = runFiles('results.json');
+    expect(files.length).toBeGreaterThan(0);
+    for (const path of files) {
+      expectValid('train-record', JSON.parse(readFileSync(path, 'utf8')), path);
+    }
+    const config = (schema('train-record').schema as { $defs: Record<string, Json> }).$defs[
+      'config'
+    ]!['properties'] as Record<string, { enum: unknown[] }>;
+    expect(config['network']!.enum).toEqual([...NETWORK_NAMES]);
+    expect(config['profile']!.enum).toEqual([...PROFILE_NAMES]);
+    expect(config['data']!.enum).toEqual([...DATA_SET_NAMES]);
+    expect(config['vdLogAlpha']!.enum).toEqual([...VD_LOG_ALPHA_SHAPES, null]);
+    expect(config['noise']!.enum).toEqual([NOISE_GENERATOR, OLD_NOISE_GENERATOR]);
+  });
+
+  it('spec/train.md#results: a malformed record is one line naming the file and the JSON path', () => {
+    const path = runFiles('results.json')[0]!;
+    const record = JSON.parse(readFileSync(path, 'utf8')) as Json;
+    (record['config'] as Json)['network'] = 'lenet7';
+    expect(() => checkRecord(record, path)).toThrow(
+      `record: ${path}: /config/network: "lenet7", expected "lenet300" or "lenet5"`,
+    );
+    const tooMany = JSON.parse(readFileSync(path, 'utf8')) as Json;
+    (tooMany['config'] as Json)['epochs'] = 1;
+    expect(() => checkRecord(tooMany, path)).toThrow(
+      /: \/epochs: \d+ epochs recorded, 1 configured$/,
+    );
   });
 });
