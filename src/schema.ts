@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
 /** A schema of spec/schemas/, by file name without `.schema.json`. */
-export type SchemaName = 'results' | 'port-message' | 'sparse-model' | 'train-record';
+export type SchemaName =
+  'results' | 'port-message' | 'sparse-model' | 'train-record' | 'checkpoint-header';
 
 const ajv = new Ajv2020({ strict: true, verbose: true, discriminator: true });
 // A schema may word a keyword's failure itself: {"x-messages": {"minProperties": "holds no op"}}.

@@ -6,7 +6,7 @@
  * training runs' model.sparse.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { runCheckCommand } from '../../src/cli/check.js';
 import { DATA_SET_NAMES } from '../../src/data/mnist.js';
 import { PROFILE_NAMES } from '../../src/profiles.js';
+import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { NETWORK_NAMES } from '../../src/train/recipe.js';
 import {
   checkRecord,
@@ -169,6 +170,27 @@ describe('spec/schemas', () => {
     (tooMany['config'] as Json)['epochs'] = 1;
     expect(() => checkRecord(tooMany, path)).toThrow(
       /: \/epochs: \d+ epochs recorded, 1 configured$/,
+    );
+  });
+
+  it('spec/train.md#checkpoints: a checkpoint header validates, its record too; a bad one names the JSON path', () => {
+    const record = JSON.parse(readFileSync(runFiles('results.json')[0]!, 'utf8')) as Json;
+    const path = join(dir, 'checkpoint.bin');
+    const tensors = [{ name: 'dense0.theta', shape: [2, 3], data: new Float32Array(6) }];
+    writeCheckpoint(path, record, { step: 12, tensors });
+    const bytes = readFileSync(path);
+    const header = JSON.parse(bytes.toString('utf8', 12, 12 + bytes.readUInt32LE(8))) as Json;
+    expectValid('checkpoint-header', header, 'header');
+    expectValid('train-record', header['record'], 'header record');
+    expect(readCheckpoint(path, (r) => r).state.step).toBe(12);
+    const text = JSON.stringify({ ...header, step: -1 });
+    const bad = Buffer.alloc(12 + text.length);
+    bad.write('VDSPECK1', 0, 'ascii');
+    bad.writeUInt32LE(text.length, 8);
+    bad.write(text, 12, 'utf8');
+    writeFileSync(path, bad);
+    expect(() => readCheckpoint(path, (r) => r)).toThrow(
+      `${path} is not a usable vdspec checkpoint: its header: /step: must be >= 0`,
     );
   });
 });
