@@ -193,4 +193,51 @@ describe('spec/schemas', () => {
       `${path} is not a usable vdspec checkpoint: its header: /step: must be >= 0`,
     );
   });
+
+  it('spec/check.md#report: real --json reports validate (a failing results file, a check that cannot start)', async () => {
+    const results: Record<string, Record<string, unknown>> = {};
+    for (const file of readdirSync(join(GOLDEN, 'molchanov2017'))) {
+      const golden = JSON.parse(readFileSync(join(GOLDEN, 'molchanov2017', file), 'utf8')) as {
+        op: string;
+        cases: { id: number; outputs: Record<string, { shape: number[]; data: unknown[] }> }[];
+      };
+      if (!golden.op.startsWith('kl.') && golden.op !== 'svd.mask') continue;
+      results[golden.op] = Object.fromEntries(golden.cases.map((c) => [String(c.id), c]));
+    }
+    // One wrong value (compared, fingerprinted), one error answer, one missing entry, one unknown id.
+    const mask = Object.values(results['svd.mask']!)[0] as {
+      outputs: Record<string, { data: unknown[] }>;
+    };
+    const first = Object.values(mask.outputs)[0]!;
+    first.data[0] = first.data[0] === 1 ? 0 : 1;
+    results['kl.approx']![Object.keys(results['kl.approx']!)[0]!] = { error: 'diverged' };
+    const [, ...rest] = Object.entries(results['kl.layer']!);
+    results['kl.layer'] = Object.fromEntries(rest);
+    results['kl.approx']!['9999'] = { error: 'no such case' };
+    const path = join(dir, 'failing.json');
+    const file = {
+      schema: 'vdspec-results/1',
+      dtype: 'float64',
+      profile: 'molchanov2017',
+      results,
+    };
+    writeFileSync(path, JSON.stringify(file));
+    const json = async (argv: string[]) => {
+      const out: string[] = [];
+      const code = await runCheckCommand(
+        [...argv, '--golden', GOLDEN, '--json'],
+        (s) => out.push(s),
+        () => undefined,
+      );
+      return { code, report: JSON.parse(out.join('')) as Json };
+    };
+    const failing = await json(['--results', path]);
+    expect(failing.code).toBe(1);
+    expectValid('check-report', failing.report, 'failing report');
+    const cases = failing.report['cases'] as Json[];
+    expect(cases.some((c) => c['comparison'] !== null && c['status'] === 'failed')).toBe(true);
+    const broken = await json(['--results', join(dir, 'absent.json')]);
+    expect(broken.code).toBe(2);
+    expectValid('check-report', broken.report, 'report of a check that could not start');
+  });
 });
