@@ -2,7 +2,7 @@
  * The JSON Schemas of spec/schemas/, applied at run time (issue 12): every
  * file or message vdspec reads is checked against its format's schema, and
  * the first violation becomes one line naming the file and the JSON path,
- * e.g. `model.sparse.json: /layers/0/theta/shape: must be array`. Checks no
+ * e.g. `run/model.sparse.json: /layers/0/shape: expected at most 2 entries, got 3`. Checks no
  * schema can express (an index in range, a count that must match) stay with
  * the reader of the format.
  */
@@ -17,24 +17,14 @@ const ajv = new Ajv2020({ strict: true, verbose: true, discriminator: true });
 // A schema may word a keyword's failure itself: {"x-messages": {"minProperties": "holds no op"}}.
 ajv.addKeyword({ keyword: 'x-messages', schemaType: 'object' });
 
-const compiled = new Map<string, ValidateFunction>();
-
-function load(name: SchemaName): void {
-  if (ajv.getSchema(name) !== undefined) return;
-  const url = new URL(`../spec/schemas/${name}.schema.json`, import.meta.url);
-  ajv.addSchema(JSON.parse(readFileSync(url, 'utf8')) as object, name);
-}
-
-/** The validator of a schema, or of one of its definitions (`def`: a name in `$defs`). */
+/** The validator of a schema, or of one of its definitions (`def`: a name in `$defs`); Ajv caches it. */
 function validator(name: SchemaName, def?: string): ValidateFunction {
-  const key = def === undefined ? name : `${name}#/$defs/${def}`;
-  let v = compiled.get(key);
-  if (v === undefined) {
-    load(name);
-    v = ajv.getSchema(key);
-    if (v === undefined) throw new Error(`spec/schemas/${name}.schema.json has no ${key}`);
-    compiled.set(key, v);
+  if (ajv.getSchema(name) === undefined) {
+    const url = new URL(`../spec/schemas/${name}.schema.json`, import.meta.url);
+    ajv.addSchema(JSON.parse(readFileSync(url, 'utf8')) as object, name);
   }
+  const v = ajv.getSchema(def === undefined ? name : `${name}#/$defs/${def}`);
+  if (v === undefined) throw new Error(`spec/schemas/${name}.schema.json has no $defs/${def}`);
   return v;
 }
 
@@ -53,67 +43,57 @@ export interface SchemaViolation {
   readonly data: unknown;
 }
 
-function violation(name: SchemaName, e: ErrorObject): SchemaViolation {
+/** Where (a JSON pointer) and what, in words, for one Ajv error. */
+function words(name: SchemaName, e: ErrorObject): [string, string] {
   const p = e.params as Record<string, unknown>;
-  const base = { keyword: e.keyword, data: e.data };
-  const at = (key: unknown) => `${e.instancePath}/${String(key)}`;
-  const own = (e.parentSchema as { 'x-messages'?: Record<string, string> } | undefined)?.[
-    'x-messages'
-  ]?.[e.keyword];
   const path = e.instancePath === '' ? '/' : e.instancePath;
-  if (own !== undefined) return { ...base, path, problem: own };
+  const at = (key: unknown) => `${e.instancePath}/${String(key)}`;
+  const parent = e.parentSchema as {
+    'x-messages'?: Record<string, string>;
+    properties?: object;
+    oneOf?: { $ref?: string }[];
+  };
+  const own = parent['x-messages']?.[e.keyword];
+  if (own !== undefined) return [path, own];
   switch (e.keyword) {
     case 'required':
-      return { ...base, path: at(p['missingProperty']), problem: 'missing field' };
+      return [at(p['missingProperty']), 'missing field'];
     case 'additionalProperties': {
-      const allowed = Object.keys(
-        (e.parentSchema as { properties?: object } | undefined)?.properties ?? {},
-      );
-      return {
-        ...base,
-        path: at(p['additionalProperty']),
-        problem: `unknown field (allowed: ${allowed.join(', ')})`,
-      };
+      const allowed = Object.keys(parent.properties ?? {}).join(', ');
+      return [at(p['additionalProperty']), `unknown field (allowed: ${allowed})`];
     }
     case 'discriminator': {
       // Each branch is a {"$ref": "#/$defs/..."} whose tag property is a const.
       const tag = String(p['tag']);
-      const allowed = ((e.parentSchema as { oneOf?: { $ref?: string }[] }).oneOf ?? []).map(
-        (branch) => {
-          const target = ajv.getSchema(`${name}${branch.$ref ?? ''}`)?.schema as
-            { properties?: Record<string, { const?: unknown }> } | undefined;
-          return show(target?.properties?.[tag]?.const);
-        },
-      );
-      return {
-        ...base,
-        path: at(tag),
-        problem: `unknown ${tag} ${show(p['tagValue'])} (expected one of ${allowed.join(', ')})`,
-      };
+      const allowed = (parent.oneOf ?? []).map((branch) => {
+        const target = ajv.getSchema(`${name}${branch.$ref ?? ''}`)?.schema as
+          { properties?: Record<string, { const?: unknown }> } | undefined;
+        return show(target?.properties?.[tag]?.const);
+      });
+      return [
+        at(tag),
+        `unknown ${tag} ${show(p['tagValue'])} (expected one of ${allowed.join(', ')})`,
+      ];
     }
     case 'const':
-      return { ...base, path, problem: `${show(e.data)}, expected ${show(p['allowedValue'])}` };
-    case 'enum': {
-      const allowed = (p['allowedValues'] as unknown[]).map(show).join(' or ');
-      return { ...base, path, problem: `${show(e.data)}, expected ${allowed}` };
-    }
+      return [path, `${show(e.data)}, expected ${show(p['allowedValue'])}`];
+    case 'enum':
+      return [
+        path,
+        `${show(e.data)}, expected ${(p['allowedValues'] as unknown[]).map(show).join(' or ')}`,
+      ];
     case 'type': {
       const type = String(p['type']).replace(/,/g, ' or ');
-      const article = /^[aeiou]/.test(type) ? 'an' : 'a';
-      return { ...base, path, problem: `${show(e.data)} is not ${article} ${type}` };
+      return [path, `${show(e.data)} is not ${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`];
     }
     case 'minItems':
     case 'maxItems': {
       const bound = e.keyword === 'minItems' ? 'at least' : 'at most';
       const got = Array.isArray(e.data) ? e.data.length : 0;
-      return {
-        ...base,
-        path,
-        problem: `expected ${bound} ${String(p['limit'])} entries, got ${got}`,
-      };
+      return [path, `expected ${bound} ${String(p['limit'])} entries, got ${got}`];
     }
     default:
-      return { ...base, path, problem: e.message ?? e.keyword };
+      return [path, e.message ?? e.keyword];
   }
 }
 
@@ -126,9 +106,10 @@ export function schemaViolation(
   const validate = validator(name, def);
   if (validate(value)) return null;
   const first = validate.errors?.[0];
-  return first === undefined
-    ? { path: '/', problem: 'does not match its schema', keyword: '', data: value }
-    : violation(name, first);
+  if (first === undefined)
+    return { path: '/', problem: 'does not match', keyword: '', data: value };
+  const [path, problem] = words(name, first);
+  return { path, problem, keyword: first.keyword, data: first.data };
 }
 
 /** As schemaViolation, in one line: `<what>: <JSON path>: <problem>`. */

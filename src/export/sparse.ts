@@ -319,11 +319,16 @@ function requireJson(value: unknown, path: string): void {
     return;
   }
   if (Array.isArray(value)) {
-    value.forEach((v, i) => requireJson(v, `${path}[${i}]`));
+    // A JSON Pointer stays one (a parsed model); an argument path stays dotted (buildSparseModel's).
+    value.forEach((v, i) =>
+      requireJson(v, path.startsWith('/') ? `${path}/${i}` : `${path}[${i}]`),
+    );
     return;
   }
   if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    for (const [key, v] of Object.entries(value)) requireJson(v, `${path}.${key}`);
+    for (const [key, v] of Object.entries(value)) {
+      requireJson(v, path.startsWith('/') ? `${path}/${key}` : `${path}.${key}`);
+    }
     return;
   }
   throw new VdspecError(
@@ -605,9 +610,9 @@ export function parseSparseModel(json: unknown): SparseModel {
     (i) => (field) => `/layers/${i}${field === undefined ? '' : `/${field}`}`,
     '/layers',
   );
-  const meta = model.meta === undefined ? {} : requireMeta(model.meta, '/meta');
-  const copy = JSON.parse(JSON.stringify({ ...model, meta: {} })) as SparseModel;
-  return { ...copy, meta };
+  requireJson(model.meta, '/meta');
+  // A deep copy through JSON: the model owns its data and equals what a file gives back.
+  return JSON.parse(JSON.stringify({ ...model, meta: model.meta ?? {} })) as SparseModel;
 }
 
 // ---------------------------------------------------------------------------
