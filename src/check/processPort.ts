@@ -18,6 +18,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { CheckInfrastructureError } from './errors.js';
 import type { Dtype } from './golden.js';
 import type { Port, PortAnswer, PortCase, PortInfo } from './port.js';
+import { schemaProblem } from '../schema.js';
 
 export const PROTOCOL = 'vdspec-port/1';
 
@@ -269,27 +270,20 @@ class ProcessPort implements Port {
         `the port speaks protocol ${JSON.stringify(hello['protocol'])}; this runner speaks "${PROTOCOL}"`,
       );
     }
-    const ops = hello['ops'];
-    if (!Array.isArray(ops) || !ops.every((o) => typeof o === 'string')) {
-      fail('the port\'s hello has no "ops" array of op names');
-    }
-    const dtype = hello['dtype'];
-    if (dtype !== 'float64' && dtype !== 'float32') {
-      fail(
-        `the port's hello declares dtype ${JSON.stringify(dtype)}; expected "float64" or "float32"`,
-      );
-    }
-    const profile = hello['profile'];
-    if (profile !== undefined && profile !== null && typeof profile !== 'string') {
-      fail('the port\'s hello has a "profile" that is not a string');
-    }
+    const problem = schemaProblem('port-message', hello, "the port's hello", 'portHello');
+    if (problem !== null) fail(problem);
+    const { ops, dtype, profile } = hello as {
+      ops: string[];
+      dtype: Dtype;
+      profile?: string | null;
+    };
     this.info = {
       name: typeof hello['name'] === 'string' ? hello['name'] : this.options.command,
       source: this.options.command,
       kind: 'process',
-      ops: ops as string[],
-      profile: typeof profile === 'string' ? profile : null,
-      dtype: dtype as Dtype,
+      ops,
+      profile: profile ?? null,
+      dtype,
     };
   }
 
@@ -301,16 +295,14 @@ class ProcessPort implements Port {
     if (message['id'] !== id) {
       fail(`the port answered ${what} with id ${JSON.stringify(message['id'])}`);
     }
-    if (message['type'] === 'result') {
-      if (!isRecord(message['outputs']))
-        fail(`the port's result for ${what} has no "outputs" object`);
-      return { kind: 'outputs', outputs: message['outputs'] };
+    if (message['type'] !== 'result' && message['type'] !== 'error') {
+      fail(`the port answered ${what} with a "${String(message['type'])}" message`);
     }
-    if (message['type'] === 'error') {
-      const text = message['message'];
-      return { kind: 'error', message: typeof text === 'string' ? text : JSON.stringify(text) };
-    }
-    fail(`the port answered ${what} with a "${String(message['type'])}" message`);
+    const problem = schemaProblem('port-message', message, `the port's answer to ${what}`);
+    if (problem !== null) fail(problem);
+    return message['type'] === 'result'
+      ? { kind: 'outputs', outputs: message['outputs'] }
+      : { kind: 'error', message: message['message'] as string };
   }
 
   private killGroup(): void {

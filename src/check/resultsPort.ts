@@ -14,15 +14,13 @@
 import { readFileSync } from 'node:fs';
 import { CheckInfrastructureError, messageOf } from './errors.js';
 import type { Port, PortAnswer, PortCase } from './port.js';
+import type { Dtype } from './golden.js';
+import { schemaProblem } from '../schema.js';
 
 export const RESULTS_SCHEMA = 'vdspec-results/1';
 
 function fail(message: string): never {
   throw new CheckInfrastructureError('results', message);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 export function openResultsPort(path: string): Port {
@@ -38,32 +36,18 @@ export function openResultsPort(path: string): Port {
   } catch (e) {
     fail(`results file ${path} is not valid JSON: ${messageOf(e)}`);
   }
-  if (!isRecord(json)) fail(`results file ${path}: expected a JSON object`);
-  if (json['schema'] !== RESULTS_SCHEMA) {
-    fail(
-      `results file ${path}: schema ${JSON.stringify(json['schema'])}, expected "${RESULTS_SCHEMA}"`,
-    );
-  }
-  const dtype = json['dtype'];
-  if (dtype !== 'float64' && dtype !== 'float32') {
-    fail(`results file ${path}: "dtype" must be "float64" or "float32"`);
-  }
-  const profile = json['profile'];
-  if (typeof profile !== 'string') fail(`results file ${path}: "profile" must be a string`);
-  const results = json['results'];
-  if (!isRecord(results)) fail(`results file ${path}: "results" must be an object of ops`);
-  for (const [op, cases] of Object.entries(results)) {
-    if (!isRecord(cases))
-      fail(`results file ${path}: results["${op}"] must be an object of case ids`);
-  }
-  // An empty file would skip every case and pass: in a port's CI that hides everything.
-  if (Object.keys(results).length === 0) {
-    fail(`results file ${path}: "results" holds no op, so nothing could be checked`);
-  }
-  const byOp = results as Record<string, Record<string, unknown>>;
+  const problem = schemaProblem('results', json, `results file ${path}`);
+  if (problem !== null) fail(problem);
+  const { dtype, profile, results, name } = json as {
+    dtype: Dtype;
+    profile: string;
+    results: Record<string, Record<string, unknown>>;
+    name?: string;
+  };
+  const byOp = results;
   return {
     info: {
-      name: typeof json['name'] === 'string' ? json['name'] : path,
+      name: name ?? path,
       source: path,
       kind: 'results',
       ops: Object.keys(byOp),
@@ -80,17 +64,18 @@ export function openResultsPort(path: string): Port {
       if (entry === undefined) {
         return { kind: 'none', message: 'the results file has no entry for this case' };
       }
-      if (isRecord(entry) && Object.hasOwn(entry, 'outputs')) {
-        return { kind: 'outputs', outputs: entry['outputs'] };
+      const malformed = schemaProblem('results', entry, 'entry', 'entry');
+      if (malformed !== null) {
+        return {
+          kind: 'none',
+          message:
+            'the results file\'s entry for this case is malformed (expected {"outputs": {...}} or {"error": "..."})',
+        };
       }
-      if (isRecord(entry) && typeof entry['error'] === 'string') {
-        return { kind: 'error', message: entry['error'] };
-      }
-      return {
-        kind: 'none',
-        message:
-          'the results file\'s entry for this case is malformed (expected {"outputs": {...}} or {"error": "..."})',
-      };
+      const answer = entry as { outputs?: unknown; error?: string };
+      return answer.outputs !== undefined
+        ? { kind: 'outputs', outputs: answer.outputs }
+        : { kind: 'error', message: answer.error! };
     },
     caseIds: (op) => (Object.hasOwn(byOp, op) ? Object.keys(byOp[op]!) : []),
     async close() {},

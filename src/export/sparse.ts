@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { checkTensor, shapeToString, sizeOf, type Tensor } from '../tensor.js';
+import { schemaViolation, type SchemaViolation } from '../schema.js';
 
 /** The value of the file's `format` field. */
 export const SPARSE_FORMAT = 'vdspec-sparse';
@@ -297,35 +298,6 @@ function requireInteger(value: unknown, path: string, min: number, max = Infinit
   return value;
 }
 
-function requireFiniteNumber(value: unknown, path: string): number {
-  if (value === null) {
-    throw new VdspecError(
-      'non_finite',
-      'expected a finite number, got null (what JSON.stringify writes for NaN and infinities)',
-      path,
-    );
-  }
-  if (typeof value !== 'number') {
-    throw new VdspecError('invalid_argument', `expected a number, got ${describe(value)}`, path);
-  }
-  if (!Number.isFinite(value)) {
-    throw new VdspecError('non_finite', `expected a finite number, got ${value}`, path);
-  }
-  return value;
-}
-
-function requireShape(value: unknown, path: string, rank: number, what: string): number[] {
-  const shape = requireArray(value, path);
-  if (shape.length !== rank) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected ${rank} sizes ${what}, got ${shape.length}`,
-      path,
-    );
-  }
-  return shape.map((d, i) => requireInteger(d, `${path}[${i}]`, 1));
-}
-
 function requirePadding(value: unknown, path: string): SparsePadding {
   if (value !== 'valid' && value !== 'same') {
     throw new VdspecError(
@@ -347,11 +319,16 @@ function requireJson(value: unknown, path: string): void {
     return;
   }
   if (Array.isArray(value)) {
-    value.forEach((v, i) => requireJson(v, `${path}[${i}]`));
+    // A JSON Pointer stays one (a parsed model); an argument path stays dotted (buildSparseModel's).
+    value.forEach((v, i) =>
+      requireJson(v, path.startsWith('/') ? `${path}/${i}` : `${path}[${i}]`),
+    );
     return;
   }
   if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    for (const [key, v] of Object.entries(value)) requireJson(v, `${path}.${key}`);
+    for (const [key, v] of Object.entries(value)) {
+      requireJson(v, path.startsWith('/') ? `${path}/${key}` : `${path}.${key}`);
+    }
     return;
   }
   throw new VdspecError(
@@ -500,185 +477,146 @@ export function buildSparseModel(input: ExportInput): SparseModel {
 }
 
 // ---------------------------------------------------------------------------
-// Parsing and validating a document.
+// Parsing and validating a document: spec/schemas/sparse-model.schema.json for
+// the structure, then what a schema cannot say (lengths that follow from the
+// shape, row pointers and columns in range and in order, the layer sequence).
 
-function parseCsr(
-  layer: Record<string, unknown>,
-  rows: number,
-  cols: number,
-  path: string,
-): SparseCsr {
-  const columnsIn = requireArray(layer['columns'], `${path}.columns`);
-  const valuesIn = requireArray(layer['values'], `${path}.values`);
-  const pointersIn = requireArray(layer['rowPointers'], `${path}.rowPointers`);
-  const biasIn = requireArray(layer['bias'], `${path}.bias`);
-  const stored = columnsIn.length;
-  if (pointersIn.length !== rows + 1) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected rows + 1 = ${rows + 1} row pointers for a [${rows}, ${cols}] matrix, got ${pointersIn.length}`,
-      `${path}.rowPointers`,
-    );
-  }
-  if (valuesIn.length !== stored) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected one value per stored column index (${stored}), got ${valuesIn.length}`,
-      `${path}.values`,
-    );
-  }
-  if (biasIn.length !== cols) {
-    throw new VdspecError(
-      'shape_mismatch',
-      `expected ${cols} biases (one per column), got ${biasIn.length}`,
-      `${path}.bias`,
-    );
-  }
-  const rowPointers = pointersIn.map((p, r) =>
-    requireInteger(p, `${path}.rowPointers[${r}]`, 0, stored),
+/** A schema violation as a VdspecError: null, NaN or an infinity where a number belongs is non_finite. */
+function schemaError(v: SchemaViolation): VdspecError {
+  const nonFinite =
+    v.keyword === 'type' &&
+    (v.data === null || (typeof v.data === 'number' && !Number.isFinite(v.data)));
+  const rank = /^(minItems|maxItems)$/.test(v.keyword) && /\/(shape|stride)$/.test(v.path);
+  const problem =
+    nonFinite && v.data === null ? `${v.problem} (JSON's null for NaN and infinities)` : v.problem;
+  return new VdspecError(
+    nonFinite ? 'non_finite' : rank ? 'shape_mismatch' : 'invalid_argument',
+    problem,
+    v.path,
   );
-  if (rowPointers[0] !== 0) {
-    throw new VdspecError(
-      'invalid_argument',
-      `the first row pointer must be 0, got ${rowPointers[0]}`,
-      `${path}.rowPointers[0]`,
+}
+
+/** The CSR arrays' lengths, row pointers and columns against the matrix [rows, cols]. */
+function checkCsr(layer: SparseCsr, rows: number, cols: number, path: string): void {
+  const { rowPointers, columns, values, bias } = layer;
+  const stored = columns.length;
+  const fail = (code: 'shape_mismatch' | 'invalid_argument', message: string, at: string) => {
+    throw new VdspecError(code, message, `${path}/${at}`);
+  };
+  if (rowPointers.length !== rows + 1) {
+    fail(
+      'shape_mismatch',
+      `expected rows + 1 = ${rows + 1} row pointers for a [${rows}, ${cols}] matrix, got ${rowPointers.length}`,
+      'rowPointers',
     );
   }
-  for (let r = 1; r <= rows; r++) {
-    if (rowPointers[r]! < rowPointers[r - 1]!) {
-      throw new VdspecError(
+  if (values.length !== stored) {
+    fail(
+      'shape_mismatch',
+      `expected one value per stored column index (${stored}), got ${values.length}`,
+      'values',
+    );
+  }
+  if (bias.length !== cols) {
+    fail('shape_mismatch', `expected ${cols} biases (one per column), got ${bias.length}`, 'bias');
+  }
+  rowPointers.forEach((p, r) => {
+    if (p > stored) {
+      fail(
         'invalid_argument',
-        `row pointers must not decrease: ${rowPointers[r]} after ${rowPointers[r - 1]}`,
-        `${path}.rowPointers[${r}]`,
+        `expected an integer in [0, ${stored}], got ${p}`,
+        `rowPointers/${r}`,
       );
     }
-  }
+    if (r === 0 && p !== 0) {
+      fail('invalid_argument', `the first row pointer must be 0, got ${p}`, 'rowPointers/0');
+    }
+    if (r > 0 && p < rowPointers[r - 1]!) {
+      fail(
+        'invalid_argument',
+        `row pointers must not decrease: ${p} after ${rowPointers[r - 1]}`,
+        `rowPointers/${r}`,
+      );
+    }
+  });
   if (rowPointers[rows] !== stored) {
-    throw new VdspecError(
+    fail(
       'shape_mismatch',
       `the last row pointer must equal the number of stored entries (${stored}), got ${rowPointers[rows]}`,
-      `${path}.rowPointers[${rows}]`,
+      `rowPointers/${rows}`,
     );
   }
-  const columns = columnsIn.map((c, e) => requireInteger(c, `${path}.columns[${e}]`, 0, cols - 1));
   for (let r = 0; r < rows; r++) {
-    for (let e = rowPointers[r]! + 1; e < rowPointers[r + 1]!; e++) {
-      if (columns[e]! <= columns[e - 1]!) {
-        throw new VdspecError(
+    for (let e = rowPointers[r]!; e < rowPointers[r + 1]!; e++) {
+      if (columns[e]! >= cols) {
+        fail(
+          'invalid_argument',
+          `expected an integer in [0, ${cols - 1}], got ${columns[e]}`,
+          `columns/${e}`,
+        );
+      }
+      if (e > rowPointers[r]! && columns[e]! <= columns[e - 1]!) {
+        fail(
           'invalid_argument',
           `column indices must increase strictly within row ${r}: ${columns[e]} after ${columns[e - 1]}`,
-          `${path}.columns[${e}]`,
+          `columns/${e}`,
         );
       }
     }
   }
-  const values = valuesIn.map((v, e) => requireFiniteNumber(v, `${path}.values[${e}]`));
-  const bias = biasIn.map((v, j) => requireFiniteNumber(v, `${path}.bias[${j}]`));
-  return { rowPointers, columns, values, bias };
-}
-
-const DENSE_FIELDS = ['kind', 'shape', 'rowPointers', 'columns', 'values', 'bias'] as const;
-const CONV_FIELDS = [...DENSE_FIELDS, 'stride', 'padding'] as const;
-
-function parseLayer(value: unknown, path: string): SparseLayer {
-  const layer = requireObject(value, path, 'a layer object {kind, ...}');
-  const kind = layer['kind'];
-  if (kind === 'relu' || kind === 'maxPool2x2' || kind === 'flatten') {
-    requireKeys(layer, ['kind'], ['kind'], path);
-    return { kind };
-  }
-  if (kind === 'dense') {
-    requireKeys(layer, DENSE_FIELDS, DENSE_FIELDS, path);
-    const shape = requireShape(layer['shape'], `${path}.shape`, 2, '[in, out]') as [number, number];
-    return { kind, shape, ...parseCsr(layer, shape[0], shape[1], path) };
-  }
-  if (kind === 'conv2d') {
-    requireKeys(layer, CONV_FIELDS, CONV_FIELDS, path);
-    const shape = requireShape(
-      layer['shape'],
-      `${path}.shape`,
-      4,
-      '[kh, kw, cin, cout]',
-    ) as unknown as [number, number, number, number];
-    const stride = requireShape(
-      layer['stride'],
-      `${path}.stride`,
-      2,
-      '[strideHeight, strideWidth]',
-    );
-    const padding = requirePadding(layer['padding'], `${path}.padding`);
-    const [rows, cols] = csrSize(kind, shape);
-    return {
-      kind,
-      shape,
-      stride: stride as [number, number],
-      padding,
-      ...parseCsr(layer, rows, cols, path),
-    };
-  }
-  throw new VdspecError(
-    'invalid_argument',
-    `unknown layer kind ${describe(kind)} (expected one of ${LAYER_KINDS.join(', ')})`,
-    `${path}.kind`,
-  );
 }
 
 /**
  * Validate a parsed JSON document (or an in-memory model) and return a fresh
- * SparseModel. Every problem is a VdspecError whose argument is the JSON path
- * of the offending field (`$.layers[2].rowPointers[5]`).
+ * SparseModel. Every problem is a VdspecError whose argument is the JSON
+ * pointer of the offending field (`/layers/2/rowPointers/5`; `/`: the document).
  */
 export function parseSparseModel(json: unknown): SparseModel {
-  const root = requireObject(json, '$', 'a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new VdspecError('invalid_argument', `expected a JSON object, got ${describe(json)}`, '/');
+  }
+  const root = json as Record<string, unknown>;
   // Format and version first: a file of another format or version is named as such, not by
   // whichever of its fields this version does not know.
   if (root['format'] !== SPARSE_FORMAT) {
     throw new VdspecError(
       'invalid_argument',
       `expected ${JSON.stringify(SPARSE_FORMAT)}, got ${describe(root['format'])}: not a vdspec sparse model`,
-      '$.format',
+      '/format',
     );
   }
   if (root['version'] === undefined) {
-    throw new VdspecError('invalid_argument', 'missing field', '$.version');
+    throw new VdspecError('invalid_argument', 'missing field', '/version');
   }
   if (root['version'] !== SPARSE_FORMAT_VERSION) {
     throw new VdspecError(
       'unsupported',
       `version ${describe(root['version'])} is not supported (this reader knows version ${SPARSE_FORMAT_VERSION})`,
-      '$.version',
+      '/version',
     );
   }
-  requireKeys(
-    root,
-    ['format', 'version', 'inputShape', 'layers', 'meta'],
-    ['inputShape', 'layers'],
-    '$',
-  );
-  const inputShape = checkInputShape(root['inputShape'], '$.inputShape');
-  const layersIn = requireArray(root['layers'], '$.layers');
-  if (layersIn.length === 0) {
-    throw new VdspecError('invalid_argument', 'expected a non-empty list', '$.layers');
-  }
-  const layers = layersIn.map((l, i) => parseLayer(l, `$.layers[${i}]`));
+  const violation = schemaViolation('sparse-model', json);
+  if (violation !== null) throw schemaError(violation);
+  const model = json as SparseModel;
+  model.layers.forEach((layer, i) => {
+    if (layer.kind === 'dense' || layer.kind === 'conv2d') {
+      const [rows, cols] = csrSize(layer.kind, layer.shape);
+      checkCsr(layer, rows, cols, `/layers/${i}`);
+    }
+  });
   finalShape(
-    inputShape,
-    layers,
-    (i) => (field) => `$.layers[${i}]${field === undefined ? '' : `.${field}`}`,
-    '$.layers',
+    model.inputShape,
+    model.layers,
+    (i) => (field) => `/layers/${i}${field === undefined ? '' : `/${field}`}`,
+    '/layers',
   );
-  const meta = root['meta'] === undefined ? {} : requireMeta(root['meta'], '$.meta');
-  return { format: SPARSE_FORMAT, version: SPARSE_FORMAT_VERSION, inputShape, layers, meta };
+  requireJson(model.meta, '/meta');
+  // A deep copy through JSON: the model owns its data and equals what a file gives back.
+  return JSON.parse(JSON.stringify({ ...model, meta: model.meta ?? {} })) as SparseModel;
 }
 
 // ---------------------------------------------------------------------------
 // Files.
-
-/** The message without VdspecError's `argument: ` prefix. */
-function bareMessage(error: VdspecError): string {
-  const prefix = error.argument === undefined ? '' : `${error.argument}: `;
-  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-}
 
 function systemMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -724,13 +662,17 @@ export function readSparseModel(path: string): SparseModel {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new VdspecError('invalid_argument', `${path} is not JSON: ${systemMessage(error)}`, '$');
+    const e = new VdspecError('invalid_argument', 'not JSON', '/');
+    e.message = `${path}: not JSON: ${systemMessage(error)}`;
+    throw e;
   }
   try {
     return parseSparseModel(json);
   } catch (error) {
     if (!(error instanceof VdspecError)) throw error;
-    throw new VdspecError(error.code, `${bareMessage(error)} (in ${path})`, error.argument);
+    // `<file>: <JSON pointer>: <problem>`, the argument still the pointer.
+    error.message = `${path}: ${error.message}`;
+    throw error;
   }
 }
 

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
+import { schemaViolation } from '../schema.js';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { sizeOf } from '../tensor.js';
@@ -118,26 +119,12 @@ export function readCheckpoint<Header>(
   } catch {
     throw corrupt(path, 'the header is not JSON');
   }
-  if (
-    typeof stored !== 'object' ||
-    stored === null ||
-    !Number.isInteger(stored.step) ||
-    stored.step < 0 ||
-    !Array.isArray(stored.tensors)
-  ) {
-    throw corrupt(path, 'the header has no step or tensor list');
-  }
+  const problem = schemaViolation('checkpoint-header', stored);
+  if (problem !== null) throw corrupt(path, `its header: ${problem.path}: ${problem.problem}`);
   let offset = 12 + headerLength;
   offset += (4 - (offset % 4)) % 4;
   const tensors: FastStateTensor[] = [];
-  for (const [i, entry] of stored.tensors.entries()) {
-    if (
-      typeof entry?.name !== 'string' ||
-      !Array.isArray(entry.shape) ||
-      !(entry.shape as unknown[]).every((d) => Number.isInteger(d) && (d as number) >= 0)
-    ) {
-      throw corrupt(path, `tensor entry ${i} is malformed`);
-    }
+  for (const entry of stored.tensors) {
     const length = sizeOf(entry.shape);
     if (offset + 4 * length > end) {
       throw corrupt(path, `the data ends inside tensor ${entry.name} (the file is truncated)`);

@@ -20,6 +20,7 @@ import {
   type MnistSubset,
 } from '../data/mnist.js';
 import { SVD_INIT_LOG_SIGMA2 } from '../constants.js';
+import { schemaViolation } from '../schema.js';
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
 import { makeDirectories, writeFileAtomic } from '../files.js';
@@ -329,59 +330,26 @@ export function readRunConfig(outDir: string): TrainConfig {
 /** Validate a record read back from a checkpoint or results file. */
 export function checkRecord(value: unknown, where: string): TrainRecord {
   const bad = (why: string) => new VdspecError('invalid_checkpoint', `${where}: ${why}`, 'record');
-  if (typeof value !== 'object' || value === null) throw bad('not an object');
-  const r = value as Partial<TrainRecord>;
-  if (r.format !== TRAIN_RECORD_FORMAT || r.version !== TRAIN_RECORD_VERSION) {
-    throw bad(`expected format ${TRAIN_RECORD_FORMAT} version ${TRAIN_RECORD_VERSION}`);
+  const problem = schemaViolation('train-record', value);
+  if (problem !== null) throw bad(`${problem.path}: ${problem.problem}`);
+  const r = value as TrainRecord;
+  if (r.epochs.length > r.config.epochs) {
+    throw bad(`/epochs: ${r.epochs.length} epochs recorded, ${r.config.epochs} configured`);
   }
-  const c = r.config;
-  if (
-    typeof c !== 'object' ||
-    c === null ||
-    !isNetworkName(c.network) ||
-    !isProfileName(c.profile) ||
-    typeof c.baseline !== 'boolean' ||
-    !Number.isInteger(c.epochs) ||
-    !Number.isInteger(c.seed)
-  ) {
-    throw bad('the config is malformed');
-  }
-  // Records written before --data and --train-clip existed trained on the small split, with the profile's default.
-  const data: unknown = (c as Partial<TrainConfig>).data ?? 'mnist-small';
-  const trainClip: unknown = (c as Partial<TrainConfig>).trainClip ?? null;
-  const randomLabels: unknown = (c as Partial<TrainConfig>).randomLabels ?? null;
-  const vdLogAlpha: unknown = (c as Partial<TrainConfig>).vdLogAlpha ?? null;
-  // Records written before --threads and the seeded-normals generator ran on one thread with tf.randomNormal.
-  const threads: unknown = (c as Partial<TrainConfig>).threads ?? 1;
-  const noise: unknown = (c as Partial<TrainConfig>).noise ?? OLD_NOISE_GENERATOR;
-  const reparameterization: unknown = (c as Partial<TrainConfig>).reparameterization ?? 'additive';
-  if (
-    (reparameterization !== 'additive' && reparameterization !== 'multiplicative') ||
-    !Number.isInteger(threads) ||
-    (threads as number) < 1 ||
-    (noise !== NOISE_GENERATOR && noise !== OLD_NOISE_GENERATOR) ||
-    !isDataSetName(data) ||
-    (trainClip !== null && typeof trainClip !== 'boolean') ||
-    (randomLabels !== null && !Number.isInteger(randomLabels)) ||
-    (vdLogAlpha !== null && !VD_LOG_ALPHA_SHAPES.includes(vdLogAlpha as VdLogAlphaShape))
-  ) {
-    throw bad('the config is malformed');
-  }
-  if (!Array.isArray(r.epochs) || r.epochs.length > c.epochs) throw bad('the epochs are malformed');
-  if (!Array.isArray(r.backends) || typeof r.wallSeconds !== 'number') {
-    throw bad('the record is incomplete');
-  }
+  // Records written before --data, --train-clip, --threads, the seeded-normals generator, ...:
+  // what those runs did.
+  const c: Partial<TrainConfig> = r.config;
   return {
-    ...(r as TrainRecord),
+    ...r,
     config: {
-      ...c,
-      data,
-      trainClip,
-      randomLabels: randomLabels as number | null,
-      vdLogAlpha: vdLogAlpha as VdLogAlphaShape | null,
-      threads: threads as number,
-      noise: noise as string,
-      reparameterization: reparameterization as Reparameterization,
+      ...r.config,
+      data: c.data ?? 'mnist-small',
+      trainClip: c.trainClip ?? null,
+      randomLabels: c.randomLabels ?? null,
+      vdLogAlpha: c.vdLogAlpha ?? null,
+      threads: c.threads ?? 1,
+      noise: c.noise ?? OLD_NOISE_GENERATOR,
+      reparameterization: c.reparameterization ?? 'additive',
     },
   };
 }

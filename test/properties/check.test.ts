@@ -870,6 +870,11 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
       message: /answered case kl\.approx#0 with id "kl\.approx#0-other"/,
       stderr: /mode=wrong-id/,
     },
+    {
+      mode: 'outputs-list',
+      message: /the port's answer to case kl\.approx#0: \/outputs: \[1,2\] is not an object/,
+      stderr: /mode=outputs-list/,
+    },
   ];
   it.each(broken)(
     'spec/check.md#exit-codes: a port that $mode: report, exit 2, child killed',
@@ -893,6 +898,11 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     {
       mode: 'old-protocol',
       message: /the port speaks protocol "vdspec-port\/0"; this runner speaks "vdspec-port\/1"/,
+    },
+    {
+      mode: 'float16-hello',
+      message:
+        /^vdspec check: the port's hello: \/dtype: "float16", expected "float64" or "float32"/,
     },
   ];
   it.each(handshake)(
@@ -1135,7 +1145,9 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
       resultsFile('schema.json', () => undefined, { schema: 'vdspec-results/9' }),
     ]);
     expect(schema.code).toBe(2);
-    expect(schema.err).toMatch(/schema "vdspec-results\/9", expected "vdspec-results\/1"/);
+    expect(schema.err).toMatch(
+      /^vdspec check: results file .*schema\.json: \/schema: "vdspec-results\/9", expected "vdspec-results\/1"$/m,
+    );
     // No op at all: every case would be skipped and the check would pass.
     const emptyPath = join(dir, 'empty.json');
     writeFileSync(
@@ -1149,7 +1161,7 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     );
     const empty = await check(['--results', emptyPath]);
     expect(empty.code).toBe(2);
-    expect(empty.err).toMatch(/"results" holds no op, so nothing could be checked/);
+    expect(empty.err).toMatch(/empty\.json: \/results: holds no op, so nothing could be checked/);
     expect(empty.out).not.toMatch(/PASS/);
   });
 });

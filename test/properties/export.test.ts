@@ -699,19 +699,19 @@ describe('spec/export.md#validation: malformed files give clear VdspecErrors nam
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const textCases: [string, (text: string) => string, string, string][] = [
-    ['truncated file', (t) => t.slice(0, Math.floor(t.length / 2)), 'invalid_argument', '$'],
-    ['empty file', () => '', 'invalid_argument', '$'],
+    ['truncated file', (t) => t.slice(0, Math.floor(t.length / 2)), 'invalid_argument', '/'],
+    ['empty file', () => '', 'invalid_argument', '/'],
     [
       'a bare NaN (not JSON)',
       (t) => t.replace('"values":[1,2', '"values":[NaN,2'),
       'invalid_argument',
-      '$',
+      '/',
     ],
     [
       '1e999 (parses to Infinity)',
       (t) => t.replace('"values":[1,2', '"values":[1e999,2'),
       'non_finite',
-      '$.layers[0].values[0]',
+      '/layers/0/values/0',
     ],
   ];
   it.each(textCases)('%s', (_name, edit, code, argument) => {
@@ -725,129 +725,129 @@ describe('spec/export.md#validation: malformed files give clear VdspecErrors nam
   });
 
   const jsonCases: [string, (j: Json) => unknown, string, string][] = [
-    ['not an object', () => [1, 2], 'invalid_argument', '$'],
-    ['wrong format', (j) => ({ ...j, format: 'onnx' }), 'invalid_argument', '$.format'],
-    ['wrong version', (j) => ({ ...j, version: 2 }), 'unsupported', '$.version'],
-    ['missing version', (j) => ({ ...j, version: undefined }), 'invalid_argument', '$.version'],
-    ['unknown top-level field', (j) => ({ ...j, weights: [] }), 'invalid_argument', '$.weights'],
-    ['missing layers', (j) => ({ ...j, layers: undefined }), 'invalid_argument', '$.layers'],
-    ['empty layers', (j) => ({ ...j, layers: [] }), 'invalid_argument', '$.layers'],
-    ['bad inputShape', (j) => ({ ...j, inputShape: [3.5] }), 'invalid_argument', '$.inputShape[0]'],
+    ['not an object', () => [1, 2], 'invalid_argument', '/'],
+    ['wrong format', (j) => ({ ...j, format: 'onnx' }), 'invalid_argument', '/format'],
+    ['wrong version', (j) => ({ ...j, version: 2 }), 'unsupported', '/version'],
+    ['missing version', (j) => ({ ...j, version: undefined }), 'invalid_argument', '/version'],
+    ['unknown top-level field', (j) => ({ ...j, weights: [] }), 'invalid_argument', '/weights'],
+    ['missing layers', (j) => ({ ...j, layers: undefined }), 'invalid_argument', '/layers'],
+    ['empty layers', (j) => ({ ...j, layers: [] }), 'invalid_argument', '/layers'],
+    ['bad inputShape', (j) => ({ ...j, inputShape: [3.5] }), 'invalid_argument', '/inputShape/0'],
     [
       'unknown layer kind',
       (j) => (((j['layers'] as Json[])[1] = { kind: 'tanh' }), j),
       'invalid_argument',
-      '$.layers[1].kind',
+      '/layers/1/kind',
     ],
     [
       'unknown layer field',
       (j) => ((layer0(j)['keep'] = []), j),
       'invalid_argument',
-      '$.layers[0].keep',
+      '/layers/0/keep',
     ],
     [
       'missing values',
       (j) => (delete layer0(j)['values'], j),
       'invalid_argument',
-      '$.layers[0].values',
+      '/layers/0/values',
     ],
     [
       'row pointer out of range',
       (j) => (((layer0(j)['rowPointers'] as number[])[2] = 9), j),
       'invalid_argument',
-      '$.layers[0].rowPointers[2]',
+      '/layers/0/rowPointers/2',
     ],
     [
       'row pointers decreasing',
       (j) => (((layer0(j)['rowPointers'] as number[])[2] = 1), j),
       'invalid_argument',
-      '$.layers[0].rowPointers[2]',
+      '/layers/0/rowPointers/2',
     ],
     [
       'first row pointer not 0',
       (j) => (((layer0(j)['rowPointers'] as number[])[0] = 1), j),
       'invalid_argument',
-      '$.layers[0].rowPointers[0]',
+      '/layers/0/rowPointers/0',
     ],
     [
       'last row pointer short of the entries',
       (j) => (((layer0(j)['rowPointers'] as number[])[3] = 3), j),
       'shape_mismatch',
-      '$.layers[0].rowPointers[3]',
+      '/layers/0/rowPointers/3',
     ],
     [
       'truncated rowPointers',
       (j) => ((layer0(j)['rowPointers'] as number[]).pop(), j),
       'shape_mismatch',
-      '$.layers[0].rowPointers',
+      '/layers/0/rowPointers',
     ],
     [
       'truncated values',
       (j) => ((layer0(j)['values'] as number[]).pop(), j),
       'shape_mismatch',
-      '$.layers[0].values',
+      '/layers/0/values',
     ],
     [
       'truncated bias',
       (j) => ((layer2(j)['bias'] as number[]).pop(), j),
       'shape_mismatch',
-      '$.layers[2].bias',
+      '/layers/2/bias',
     ],
     [
       'column out of range',
       (j) => (((layer0(j)['columns'] as number[])[1] = 2), j),
       'invalid_argument',
-      '$.layers[0].columns[1]',
+      '/layers/0/columns/1',
     ],
     [
       'column repeated in a row',
       (j) => (((layer0(j)['columns'] as number[])[1] = 0), j),
       'invalid_argument',
-      '$.layers[0].columns[1]',
+      '/layers/0/columns/1',
     ],
     [
       'fractional column',
       (j) => (((layer0(j)['columns'] as number[])[1] = 0.5), j),
       'invalid_argument',
-      '$.layers[0].columns[1]',
+      '/layers/0/columns/1',
     ],
     [
       'NaN value (JSON null)',
       (j) => (((layer0(j)['values'] as unknown[])[2] = null), j),
       'non_finite',
-      '$.layers[0].values[2]',
+      '/layers/0/values/2',
     ],
     [
       'string value',
       (j) => (((layer0(j)['values'] as unknown[])[2] = '3'), j),
       'invalid_argument',
-      '$.layers[0].values[2]',
+      '/layers/0/values/2',
     ],
     [
       'NaN bias',
       (j) => (((layer2(j)['bias'] as unknown[])[0] = null), j),
       'non_finite',
-      '$.layers[2].bias[0]',
+      '/layers/2/bias/0',
     ],
     [
       'layer shape mismatch',
       (j) => ((layer2(j)['shape'] = [3, 2]), j),
       'shape_mismatch',
-      '$.layers[2].rowPointers',
+      '/layers/2/rowPointers',
     ],
     [
       'dense shape rank',
       (j) => ((layer0(j)['shape'] = [3, 2, 1]), j),
       'shape_mismatch',
-      '$.layers[0].shape',
+      '/layers/0/shape',
     ],
-    ['meta not an object', (j) => ({ ...j, meta: [1] }), 'invalid_argument', '$.meta'],
+    ['meta not an object', (j) => ({ ...j, meta: [1] }), 'invalid_argument', '/meta'],
   ];
   it.each(jsonCases)('%s', (_name, edit, code, argument) => {
     const path = join(dir, 'bad.json');
     writeFileSync(path, JSON.stringify(edit(validJson())));
     const error = expectVdspecError(() => readSparseModel(path), code, argument);
-    expect(error.message).toContain(path);
+    expect(error.message.startsWith(`${path}: ${argument}: `), error.message).toBe(true);
     expectVdspecError(() => parseSparseModel(edit(validJson())), code, argument);
   });
 
@@ -859,7 +859,7 @@ describe('spec/export.md#validation: malformed files give clear VdspecErrors nam
     second['rowPointers'] = [0, 2, 4, 6];
     second['columns'] = [0, 1, 0, 1, 0, 1];
     second['values'] = [1, 2, 3, 4, 5, 6];
-    expectVdspecError(() => parseSparseModel(j), 'shape_mismatch', '$.layers[2].shape');
+    expectVdspecError(() => parseSparseModel(j), 'shape_mismatch', '/layers/2/shape');
     const conv = {
       ...validJson(),
       inputShape: [4, 4, 2],
@@ -877,24 +877,20 @@ describe('spec/export.md#validation: malformed files give clear VdspecErrors nam
         { kind: 'flatten' },
       ],
     };
-    expectVdspecError(() => parseSparseModel(conv), 'shape_mismatch', '$.layers[0].shape');
+    expectVdspecError(() => parseSparseModel(conv), 'shape_mismatch', '/layers/0/shape');
     const pooledTooFar = {
       ...conv,
       inputShape: [1, 5, 3],
       layers: [{ kind: 'maxPool2x2' }, ...conv.layers],
     };
-    expectVdspecError(() => parseSparseModel(pooledTooFar), 'shape_mismatch', '$.layers[0]');
+    expectVdspecError(() => parseSparseModel(pooledTooFar), 'shape_mismatch', '/layers/0');
     const noFlatten = { ...conv, inputShape: [4, 4, 3], layers: conv.layers.slice(0, 1) };
-    expectVdspecError(() => parseSparseModel(noFlatten), 'shape_mismatch', '$.layers');
+    expectVdspecError(() => parseSparseModel(noFlatten), 'shape_mismatch', '/layers');
     const badPadding = {
       ...conv,
       layers: [{ ...conv.layers[0], padding: 'SAME' }, conv.layers[1]],
     };
-    expectVdspecError(
-      () => parseSparseModel(badPadding),
-      'invalid_argument',
-      '$.layers[0].padding',
-    );
+    expectVdspecError(() => parseSparseModel(badPadding), 'invalid_argument', '/layers/0/padding');
   });
 
   it('a missing file or a directory is named', () => {
@@ -921,12 +917,12 @@ describe('spec/export.md#writing: nothing half-written', () => {
     expectVdspecError(
       () => writeSparseModel(broken as unknown as SparseModel, path),
       'non_finite',
-      '$.layers[0].values[0]',
+      '/layers/0/values/0',
     );
     expectVdspecError(
       () => writeSparseModel(broken as unknown as SparseModel, join(dir, 'new.json')),
       'non_finite',
-      '$.layers[0].values[0]',
+      '/layers/0/values/0',
     );
     expect(readFileSync(path, 'utf8')).toBe(before);
     expect(readdirSync(dir)).toEqual(['model.json']);

@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { functionPort } from '../../src/check/port.js';
 import { runCheckCommand } from '../../src/cli/check.js';
@@ -30,6 +31,16 @@ const PYTHON = process.env['VDSPEC_PYTHON'] ?? 'python3';
 const HAS_NUMPY = spawnSync(PYTHON, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
 if (!HAS_NUMPY && process.env['VDSPEC_REQUIRE_NUMPY'] === '1') {
   throw new Error(`VDSPEC_REQUIRE_NUMPY=1 but ${PYTHON} has no numpy`);
+}
+/** spec/schemas/fuzz-report.schema.json (with the check report it refers to): real reports must match it. */
+const reportSchemas = new Ajv2020({ strict: true, allErrors: true });
+for (const name of ['check-report', 'fuzz-report']) {
+  const url = new URL(`../../spec/schemas/${name}.schema.json`, import.meta.url);
+  reportSchemas.addSchema(JSON.parse(readFileSync(url, 'utf8')) as object, name);
+}
+function expectReportSchema(report: unknown): void {
+  const validate = reportSchemas.getSchema('fuzz-report')!;
+  expect(validate(report) ? '' : reportSchemas.errorsText(validate.errors)).toBe('');
 }
 const numpy = (...args: string[]) => `"${PYTHON}" "${NUMPY_PORT}" ${args.join(' ')}`;
 
@@ -82,6 +93,7 @@ describe.skipIf(!HAS_NUMPY)('vdspec fuzz: the NumPy example port (spec/fuzz.md)'
       const r = await fuzz(['--port', numpy('--profile', profile), '--runs', '15', '--json']);
       const report = JSON.parse(r.out) as JsonReport;
       expect(r.code, r.out).toBe(0);
+      expectReportSchema(report);
       expect(report.ops.length).toBeGreaterThan(10);
       for (const o of report.ops) {
         expect(o.status, o.op).toBe('passed');
@@ -104,6 +116,7 @@ describe.skipIf(!HAS_NUMPY)('vdspec fuzz: the NumPy example port (spec/fuzz.md)'
       const r = await fuzz(['--port', numpy('--bug', bug), '--op', op, '--json']);
       expect(r.code, r.out).toBe(1);
       const report = JSON.parse(r.out) as JsonReport;
+      expectReportSchema(report);
       const o = report.ops.find((x) => x.op === op)!;
       expect(o.status).toBe('failed');
       expect(elements(o.minimal!), JSON.stringify(o.minimal)).toBeLessThanOrEqual(max);

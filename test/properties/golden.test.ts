@@ -122,10 +122,10 @@ describe('spec/golden.md: the committed golden set', () => {
     expect(manifest.generator.seed).toBe(GOLDEN_BASE_SEED);
   });
 
-  it('spec/golden.md#format: every committed file and the manifest validate against spec/golden.schema.json', () => {
+  it('spec/golden.md#format: every committed file and the manifest validate against spec/schemas/golden.schema.json', () => {
     const ajv = new Ajv2020({ allErrors: true, strict: true });
     const schema = JSON.parse(
-      readFileSync(join(ROOT, 'spec/golden.schema.json'), 'utf8'),
+      readFileSync(join(ROOT, 'spec/schemas/golden.schema.json'), 'utf8'),
     ) as object;
     const validate = ajv.compile(schema);
     const failures: string[] = [];
