@@ -20,7 +20,7 @@ import { schemaViolation } from '../schema.js';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { sizeOf } from '../tensor.js';
-import type { FastModelState, FastStateTensor } from '../fast/train.js';
+import type { FastModelState, FastStateTensor } from '../fast/model-types.js';
 
 export const CHECKPOINT_MAGIC = 'VDSPECK2';
 /** The layout before the checksum: read, but nothing to verify it with. */
