@@ -119,7 +119,27 @@ function parseArgs(argv: readonly string[]): CheckArgs {
  * Refuse a report path that cannot be written before the check runs (a run
  * can take minutes): not a directory, in an existing directory we may write.
  */
-function checkReportPath(flag: string, path: string): void {
+/**
+ * How check and fuzz end when they cannot be carried out: the message on
+ * stderr, with --json also a report holding only it, and exit 2.
+ */
+export function infrastructureReporter(
+  command: string,
+  schema: string,
+  json: boolean,
+  out: Writer,
+  err: Writer,
+): (message: string) => number {
+  return (message) => {
+    err(`vdspec ${command}: ${message}`);
+    if (json) {
+      out(JSON.stringify({ schema, infrastructureError: message, exitCode: 2 }, null, 2));
+    }
+    return 2;
+  };
+}
+
+export function checkReportPath(flag: string, path: string): void {
   if (existsSync(path) && statSync(path).isDirectory()) {
     throw new VdspecError('invalid_argument', `${flag} ${path} is a directory: give a file name`);
   }
@@ -165,19 +185,13 @@ export async function runCheckCommand(argv: string[], out: Writer, err: Writer):
  * means failed cases): its own boundary reports it, as JSON too with --json.
  */
 async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number> {
-  const infrastructure = (message: string): number => {
-    err(`vdspec check: ${message}`);
-    if (args.json) {
-      out(
-        JSON.stringify(
-          { schema: REPORT_SCHEMA, infrastructureError: message, exitCode: 2 },
-          null,
-          2,
-        ),
-      );
-    }
-    return 2;
-  };
+  const infrastructure = infrastructureReporter(
+    'check',
+    REPORT_SCHEMA,
+    args.json === true,
+    out,
+    err,
+  );
 
   let port: Port | null = null;
   try {

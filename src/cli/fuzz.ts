@@ -30,7 +30,13 @@ import {
 import { inputFlags } from '../golden/cases/flags.js';
 import { getOp, OPS } from '../ops.js';
 import { getProfile, isProfileName, PROFILE_NAMES } from '../profiles.js';
-import { DEFAULT_TIMEOUT_SECONDS, parseCount, parseTimeout } from './check.js';
+import {
+  checkReportPath,
+  DEFAULT_TIMEOUT_SECONDS,
+  infrastructureReporter,
+  parseCount,
+  parseTimeout,
+} from './check.js';
 import {
   HELP_FLAG,
   optionList,
@@ -173,17 +179,14 @@ function parseArgs(argv: readonly string[]): FuzzArgs {
   if (args.path !== undefined && (args.op === undefined || !OPS.some((o) => o.name === args.op))) {
     throw new UsageError('--path replays one op: give its exact name with --op');
   }
-  if (args.junit !== undefined) checkWritable('--junit', args.junit, 'file');
-  if (args.saveFailures !== undefined) checkWritable('--save-failures', args.saveFailures, 'dir');
+  if (args.junit !== undefined) checkReportPath('--junit', args.junit);
+  if (args.saveFailures !== undefined) checkFailuresDir('--save-failures', args.saveFailures);
   return args;
 }
 
-/** Refuse a path we could not write, before the port starts (a run can take minutes). */
-function checkWritable(flag: string, path: string, kind: 'file' | 'dir'): void {
-  if (kind === 'file' && existsSync(path) && statSync(path).isDirectory()) {
-    throw new VdspecError('invalid_argument', `${flag} ${path} is a directory: give a file name`);
-  }
-  if (kind === 'dir' && existsSync(path) && !statSync(path).isDirectory()) {
+/** Refuse a --save-failures path that is a file, before the port starts (a run can take minutes). */
+function checkFailuresDir(flag: string, path: string): void {
+  if (existsSync(path) && !statSync(path).isDirectory()) {
     throw new VdspecError('invalid_argument', `${flag} ${path} is a file, not a directory`);
   }
 }
@@ -378,19 +381,7 @@ function saveFailures(dir: string, report: FuzzReport): string[] {
 }
 
 async function fuzz(args: FuzzArgs, out: Writer, err: Writer): Promise<number> {
-  const infrastructure = (message: string): number => {
-    err(`vdspec fuzz: ${message}`);
-    if (args.json) {
-      out(
-        JSON.stringify(
-          { schema: FUZZ_REPORT_SCHEMA, infrastructureError: message, exitCode: 2 },
-          null,
-          2,
-        ),
-      );
-    }
-    return 2;
-  };
+  const infrastructure = infrastructureReporter('fuzz', FUZZ_REPORT_SCHEMA, args.json, out, err);
   let port: Port | null = null;
   try {
     port = await openProcessPort({ command: args.port!, timeoutMs: args.timeoutSeconds * 1000 });

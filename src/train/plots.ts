@@ -811,11 +811,7 @@ export async function writeTrainingPlots(
   outDir: string,
   beforeEachRender: () => Promise<void> = () => Promise.resolve(),
 ): Promise<string[]> {
-  if (typeof outDir !== 'string' || outDir.length === 0) {
-    throw invalid('outDir', 'expected a directory path');
-  }
-  // Fail before the rendering's second or so when the directory cannot be one.
-  rejectNonDirectory(outDir);
+  // writePlotFiles checks outDir before any rendering.
   return writePlotFiles(trainingPlotSpecs(input), outDir, beforeEachRender);
 }
 
