@@ -25,6 +25,8 @@
  * - PyTorch: the same LeNet-300-100 and LeNet-5 steps (bench/torch_svd_step.py)
  *   on one thread and on T, interleaved with the rounds, when `import torch`
  *   works; which BLAS it loaded is printed, with a warning for the reference one;
+ * - the products alone: the matrix-product and convolution kernels of one
+ *   profiled fused step (LeNet-300-100, LeNet-5), their summed time;
  * - the training noise: seededNormals against tf.randomNormal;
  * - start-up: `vdspec eval --op kl.approx` (reference) and `vdspec kl`, start
  *   to exit, as child processes.
@@ -421,12 +423,61 @@ async function benchBackend(
     const scale = 1 / (c.perCall ?? 1);
     return { name: c.name, median: median(s) * scale, min: Math.min(...s) * scale };
   });
+  rows.push(
+    await productsAlone(
+      'LeNet-300-100',
+      () => void lenetFused.trainStep(batch10, stepOptions),
+      rounds,
+    ),
+    await productsAlone(
+      'LeNet-5',
+      () => void lenet5Fused.trainStep(batchImages, stepOptions),
+      rounds,
+    ),
+  );
   await Promise.all(trainers.map((t) => t.close()));
   for (const m of models) m.dispose();
   plainStock.dispose();
   plainFast.dispose();
   tf.dispose([x, images, labels300, eps, tfInputs.theta, tfInputs.noise, tfInputs.bias]);
   return rows;
+}
+
+/**
+ * The kernels that multiply matrices or convolve: the part of a step that is
+ * the backend's arithmetic, not vdspec's, and whose time no change to vdspec's
+ * step can lower. Depthwise convolutions (the patches of spec/fast.md#kernel-paths)
+ * are left out, so the sum is a lower bound.
+ */
+const PRODUCT_KERNELS = new Set([
+  'BatchMatMul',
+  '_FusedMatMul',
+  'Conv2D',
+  'FusedConv2D',
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+]);
+
+/**
+ * The time of one fused step's product kernels, from tf.profile (each kernel
+ * timed on its own, so the sum leaves out everything between them), median
+ * and minimum over `rounds` profiled steps.
+ */
+async function productsAlone(network: string, step: () => void, rounds: number): Promise<Row> {
+  const sums: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const profile = await tf.profile(step);
+    let sum = 0;
+    for (const k of profile.kernels) {
+      if (PRODUCT_KERNELS.has(k.name) && typeof k.kernelTimeMs === 'number') sum += k.kernelTimeMs;
+    }
+    sums.push(sum);
+  }
+  return {
+    name: `${network} SVD step, fused: its products alone`,
+    median: median(sums),
+    min: Math.min(...sums),
+  };
 }
 
 /**
@@ -547,6 +598,16 @@ function report(backend: string, rows: Row[], threads: number): void {
     `LeNet-5 SVD step, fused, ${t}`,
     `LeNet-5 SVD step, PyTorch, ${t}`,
     `LeNet-5 fused / PyTorch, ${t} each`,
+  );
+  ratio(
+    'LeNet-300-100 SVD step, fused: its products alone',
+    'LeNet-300-100 SVD step, PyTorch, 1 thread',
+    'LeNet-300-100 fused products alone / PyTorch whole step, 1 thread each',
+  );
+  ratio(
+    'LeNet-5 SVD step, fused: its products alone',
+    'LeNet-5 SVD step, PyTorch, 1 thread',
+    'LeNet-5 fused products alone / PyTorch whole step, 1 thread each',
   );
   ratio(
     'LeNet-300-100 SVD step, fused',
