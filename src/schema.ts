@@ -11,7 +11,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 
 /** A schema of spec/schemas/, by file name without `.schema.json`. */
 export type SchemaName =
-  'results' | 'port-message' | 'sparse-model' | 'train-record' | 'checkpoint-header';
+  'golden' | 'results' | 'port-message' | 'sparse-model' | 'train-record' | 'checkpoint-header';
 
 const ajv = new Ajv2020({ strict: true, verbose: true, discriminator: true });
 // A schema may word a keyword's failure itself: {"x-messages": {"minProperties": "holds no op"}}.
@@ -105,9 +105,19 @@ export function schemaViolation(
 ): SchemaViolation | null {
   const validate = validator(name, def);
   if (validate(value)) return null;
-  const first = validate.errors?.[0];
-  if (first === undefined)
+  const errors = validate.errors ?? [];
+  if (errors[0] === undefined)
     return { path: '/', problem: 'does not match', keyword: '', data: value };
+  // The first error of a failed anyOf/oneOf is its first branch's ("not an object"). Where the
+  // schema worded a combinator at that place itself, the outermost one's words (Ajv reports a
+  // combinator after its branches) say what was expected.
+  const worded = errors.filter(
+    (e) =>
+      e.instancePath === errors[0]!.instancePath &&
+      (e.parentSchema as { 'x-messages'?: Record<string, string> })['x-messages']?.[e.keyword] !==
+        undefined,
+  );
+  const first = worded[worded.length - 1] ?? errors[0];
   const [path, problem] = words(name, first);
   return { path, problem, keyword: first.keyword, data: first.data };
 }

@@ -12,7 +12,7 @@
  * Cases (batch 100, Adam, KL weight 1, the molchanov2017 profile):
  * - plain dense 784x300 step: x @ W + b, N * mean CE over 300 classes, Adam on W
  *   and b; once with tf.matMul's own gradient ("stock"), once with the
- *   transpose-free products of src/fast/model.ts;
+ *   transpose-free products of src/fast/fused-kernels.ts;
  * - SVD dense 784x300 step: a one-layer FastModel, fused and autodiff;
  * - LeNet-300-100 SVD step: fused and autodiff, absolute times;
  * - LeNet-5 (Caffe) SVD step, fused: conv 20@5x5, relu, max-pool, conv 50@5x5,
@@ -50,7 +50,7 @@ import {
 } from '../constants.js';
 import { availableBackends, initBackend, type FastBackend } from '../fast/backend.js';
 import { denseTrainTf, fastDenseTrain } from '../fast/dense.js';
-import { fusedWeightsTf, maxPool2x2Tf, plainLinearTf } from '../fast/model.js';
+import { fusedWeightsTf, maxPool2x2Tf, plainLinearTf } from '../fast/fused-kernels.js';
 import { seededNormals } from '../fast/normals.js';
 import { ParallelTrainer } from '../fast/parallel.js';
 import { adamUpdateTf, createAdamSlots } from '../fast/adam.js';

@@ -15,6 +15,7 @@
  * in its own process group, and the group is killed on every exit path.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { CheckInfrastructureError } from './errors.js';
 import type { Dtype } from './golden.js';
 import type { Port, PortAnswer, PortCase, PortInfo } from './port.js';
@@ -93,9 +94,15 @@ class ProcessPort implements Port {
 
   constructor(private readonly options: ProcessPortOptions) {
     const detached = process.platform !== 'win32';
+    // A port kit validates its messages against the schema of the runner it talks to
+    // (spec/check.md#port-kit), wherever the kit was copied.
+    const schema = fileURLToPath(
+      new URL('../../spec/schemas/port-message.schema.json', import.meta.url),
+    );
     this.child = spawn(options.command, {
       shell: true,
       stdio: ['pipe', 'pipe', 'pipe'],
+      env: { VDSPEC_PORT_SCHEMA: schema, ...process.env },
       detached,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     });

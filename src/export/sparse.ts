@@ -126,15 +126,8 @@ export interface SparseStats {
   readonly overall: SparseLayerStats;
 }
 
-const PARAMETER_FREE = ['relu', 'maxPool2x2', 'flatten'] as const;
-const LAYER_KINDS = ['dense', 'conv2d', ...PARAMETER_FREE] as const;
-
 // ---------------------------------------------------------------------------
-// Shapes through the layer sequence, shared by build and parse so that both
-// accept exactly the same networks. `where(field)` names the argument at
-// fault: a JSON path when parsing, an argument name when building.
-
-type Where = (field?: string) => string;
+// Shapes through the layer sequence (step 5 of spec/export.md#validation).
 
 /** A conv2d output axis: TensorFlow's 'valid' / 'same' rule (spec/conv2d.md#padding). */
 function convAxis(
@@ -158,10 +151,10 @@ type ShapedLayer =
       readonly stride: readonly [number, number];
       readonly padding: SparsePadding;
     }
-  | { readonly kind: (typeof PARAMETER_FREE)[number] };
+  | { readonly kind: 'relu' | 'maxPool2x2' | 'flatten' };
 
-/** One example's shape after `layer`, given its shape before. */
-function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): number[] {
+/** One example's shape after `layer` (at JSON pointer `path`), given its shape before. */
+function nextShape(shape: readonly number[], layer: ShapedLayer, path: string): number[] {
   switch (layer.kind) {
     case 'relu':
       return [...shape];
@@ -172,7 +165,7 @@ function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): 
         throw new VdspecError(
           'shape_mismatch',
           `maxPool2x2 needs [height >= 2, width >= 2, channels], the previous layer gives ${shapeToString(shape)}`,
-          where(),
+          path,
         );
       }
       return [Math.floor(shape[0]! / 2), Math.floor(shape[1]! / 2), shape[2]!];
@@ -182,7 +175,7 @@ function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): 
         throw new VdspecError(
           'shape_mismatch',
           `a dense layer of shape ${shapeToString(layer.shape)} needs the input [${rows}], the previous layer gives ${shapeToString(shape)}`,
-          where('shape'),
+          `${path}/shape`,
         );
       }
       return [cols];
@@ -193,7 +186,7 @@ function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): 
         throw new VdspecError(
           'shape_mismatch',
           `a conv2d layer of shape ${shapeToString(layer.shape)} needs the input [height, width, ${cin}], the previous layer gives ${shapeToString(shape)}`,
-          where('shape'),
+          `${path}/shape`,
         );
       }
       const [height, width] = shape as [number, number];
@@ -201,7 +194,7 @@ function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): 
         throw new VdspecError(
           'shape_mismatch',
           `'valid' padding needs the input at least as large as the kernel: input ${height}x${width}, kernel ${kh}x${kw}`,
-          where('shape'),
+          `${path}/shape`,
         );
       }
       const rows = convAxis(height, kh, layer.stride[0], layer.padding);
@@ -212,24 +205,19 @@ function nextShape(shape: readonly number[], layer: ShapedLayer, where: Where): 
 }
 
 /** The output shape of the whole sequence; it must be a vector of logits and include parameters. */
-function finalShape(
-  inputShape: readonly number[],
-  layers: readonly ShapedLayer[],
-  layerWhere: (i: number) => Where,
-  listName: string,
-): number[] {
+function finalShape(inputShape: readonly number[], layers: readonly ShapedLayer[]): number[] {
   let shape = [...inputShape];
   layers.forEach((layer, i) => {
-    shape = nextShape(shape, layer, layerWhere(i));
+    shape = nextShape(shape, layer, `/layers/${i}`);
   });
   if (!layers.some((l) => l.kind === 'dense' || l.kind === 'conv2d')) {
-    throw new VdspecError('invalid_argument', 'the model needs a dense or conv2d layer', listName);
+    throw new VdspecError('invalid_argument', 'the model needs a dense or conv2d layer', '/layers');
   }
   if (shape.length !== 1) {
     throw new VdspecError(
       'shape_mismatch',
       `the last layer gives ${shapeToString(shape)}: expected a vector of logits [classes] (end with a dense layer or a flatten)`,
-      listName,
+      '/layers',
     );
   }
   return shape;
@@ -241,72 +229,11 @@ function csrSize(kind: 'dense' | 'conv2d', shape: readonly number[]): [number, n
   return [shape[0]! * shape[1]! * shape[2]!, shape[3]!];
 }
 
-// ---------------------------------------------------------------------------
-// Small checks, each naming the place at fault.
-
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return JSON.stringify(value);
   return typeof value === 'object' ? 'an object' : String(value);
-}
-
-function requireObject(value: unknown, path: string, expected: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new VdspecError('invalid_argument', `expected ${expected}, got ${describe(value)}`, path);
-  }
-  return value as Record<string, unknown>;
-}
-
-function requireArray(value: unknown, path: string): unknown[] {
-  if (!Array.isArray(value)) {
-    throw new VdspecError('invalid_argument', `expected an array, got ${describe(value)}`, path);
-  }
-  return value;
-}
-
-function requireKeys(
-  object: Record<string, unknown>,
-  allowed: readonly string[],
-  required: readonly string[],
-  path: string,
-): void {
-  for (const key of Object.keys(object)) {
-    if (!allowed.includes(key)) {
-      throw new VdspecError(
-        'invalid_argument',
-        `unknown field (allowed: ${allowed.join(', ')})`,
-        `${path}.${key}`,
-      );
-    }
-  }
-  for (const key of required) {
-    if (!(key in object)) {
-      throw new VdspecError('invalid_argument', 'missing field', `${path}.${key}`);
-    }
-  }
-}
-
-function requireInteger(value: unknown, path: string, min: number, max = Infinity): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new VdspecError('invalid_argument', `expected an integer, got ${describe(value)}`, path);
-  }
-  if (value < min || value > max) {
-    const range = max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`;
-    throw new VdspecError('invalid_argument', `expected an integer ${range}, got ${value}`, path);
-  }
-  return value;
-}
-
-function requirePadding(value: unknown, path: string): SparsePadding {
-  if (value !== 'valid' && value !== 'same') {
-    throw new VdspecError(
-      'invalid_argument',
-      `expected "valid" or "same", got ${describe(value)}`,
-      path,
-    );
-  }
-  return value;
 }
 
 /** Plain JSON only (objects, arrays, strings, finite numbers, booleans, null): meta must survive a file. */
@@ -319,16 +246,11 @@ function requireJson(value: unknown, path: string): void {
     return;
   }
   if (Array.isArray(value)) {
-    // A JSON Pointer stays one (a parsed model); an argument path stays dotted (buildSparseModel's).
-    value.forEach((v, i) =>
-      requireJson(v, path.startsWith('/') ? `${path}/${i}` : `${path}[${i}]`),
-    );
+    value.forEach((v, i) => requireJson(v, `${path}/${i}`));
     return;
   }
   if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    for (const [key, v] of Object.entries(value)) {
-      requireJson(v, path.startsWith('/') ? `${path}/${key}` : `${path}.${key}`);
-    }
+    for (const [key, v] of Object.entries(value)) requireJson(v, `${path}/${key}`);
     return;
   }
   throw new VdspecError(
@@ -338,13 +260,6 @@ function requireJson(value: unknown, path: string): void {
   );
 }
 
-function requireMeta(value: unknown, path: string): Record<string, unknown> {
-  const meta = requireObject(value, path, 'an object');
-  requireJson(meta, path);
-  // A deep copy through JSON: the model owns its meta and equals what a file gives back.
-  return JSON.parse(JSON.stringify(meta)) as Record<string, unknown>;
-}
-
 /** JSON writes -0 as 0: storing +0 keeps a model equal to its own file. */
 function positiveZero(v: number): number {
   return v === 0 ? 0 : v;
@@ -352,26 +267,6 @@ function positiveZero(v: number): number {
 
 // ---------------------------------------------------------------------------
 // Building from a trained network.
-
-function checkInputShape(value: unknown, name: string): number[] {
-  const shape = requireArray(value, name);
-  if (shape.length === 0) {
-    throw new VdspecError('invalid_argument', 'expected a non-empty shape', name);
-  }
-  return shape.map((d, i) => requireInteger(d, `${name}[${i}]`, 1));
-}
-
-function checkStride(value: unknown, name: string): [number, number] {
-  const stride = requireArray(value, name);
-  if (stride.length !== 2) {
-    throw new VdspecError(
-      'invalid_argument',
-      `expected [strideHeight, strideWidth], got ${stride.length} values`,
-      name,
-    );
-  }
-  return [requireInteger(stride[0], `${name}[0]`, 1), requireInteger(stride[1], `${name}[1]`, 1)];
-}
 
 /** theta's kept entries (keep = 1, or all when keep is null), row by row. */
 function toCsr(
@@ -396,84 +291,54 @@ function toCsr(
   return { rowPointers, columns, values, bias: bias.data.map(positiveZero) };
 }
 
-function buildParameterLayer(
-  layerIn: Record<string, unknown>,
-  kind: 'dense' | 'conv2d',
-  name: string,
-): SparseDenseLayer | SparseConv2dLayer {
-  const allowed =
-    kind === 'dense'
-      ? ['kind', 'theta', 'bias', 'keep']
-      : ['kind', 'theta', 'bias', 'keep', 'stride', 'padding'];
-  requireKeys(layerIn, allowed, allowed, name);
-  const theta = checkTensor(`${name}.theta`, layerIn['theta'], { rank: kind === 'dense' ? 2 : 4 });
-  theta.shape.forEach((d, i) => requireInteger(d, `${name}.theta.shape[${i}]`, 1));
-  const cols = theta.shape[theta.shape.length - 1]!;
-  const bias = checkTensor(`${name}.bias`, layerIn['bias'], { shape: [cols] });
-  let keep: Tensor | null = null;
-  if (layerIn['keep'] !== null) {
-    keep = checkTensor(`${name}.keep`, layerIn['keep'], { shape: theta.shape });
-    const bad = keep.data.findIndex((v) => v !== 0 && v !== 1);
-    if (bad >= 0) {
-      throw new VdspecError(
-        'invalid_argument',
-        `keep values must be 0 or 1, got ${keep.data[bad]} at ${bad}`,
-        `${name}.keep`,
-      );
-    }
-  }
-  const [rows] = csrSize(kind, theta.shape);
-  const csr = toCsr(theta, keep, bias, rows, cols);
-  if (kind === 'dense') {
-    return { kind, shape: theta.shape as [number, number], ...csr };
-  }
-  const stride = checkStride(layerIn['stride'], `${name}.stride`);
-  const padding = requirePadding(layerIn['padding'], `${name}.padding`);
-  return {
-    kind,
-    shape: theta.shape as [number, number, number, number],
-    stride,
-    padding,
-    ...csr,
-  };
-}
-
 /**
  * The sparse model of a trained network: each dense / conv2d layer keeps the
  * weights where `keep` is 1 (all of them when keep is null), in CSR. A kept
  * weight is stored even when its value is 0, so the stored count is the
- * number of kept weights.
+ * number of kept weights. Only what the CSR conversion relies on is checked
+ * here (theta's rank, bias and keep of its shape, keep 0 or 1, finite
+ * numbers); the model built then goes through parseSparseModel, so the input
+ * shape, strides, paddings, layer kinds, the layer sequence and meta are
+ * held to the file format's rules. Every error names a JSON pointer into
+ * `input` (`/layers/0/keep`, `/meta/accuracy`; a layer's `shape` is its
+ * theta's).
  */
 export function buildSparseModel(input: ExportInput): SparseModel {
-  const o = requireObject(input, 'input', 'an object {inputShape, layers, meta?}');
-  const inputShape = checkInputShape(o['inputShape'], 'inputShape');
-  const layersIn = requireArray(o['layers'], 'layers');
-  if (layersIn.length === 0) {
-    throw new VdspecError('invalid_argument', 'expected a non-empty list', 'layers');
-  }
-  const layers = layersIn.map((layerIn, i): SparseLayer => {
-    const name = `layers[${i}]`;
-    const layer = requireObject(layerIn, name, 'a layer object {kind, ...}');
-    const kind = layer['kind'];
-    if (kind === 'dense' || kind === 'conv2d') return buildParameterLayer(layer, kind, name);
-    if (kind === 'relu' || kind === 'maxPool2x2' || kind === 'flatten') {
-      requireKeys(layer, ['kind'], ['kind'], name);
-      return { kind };
+  const layers = input.layers.map((layer, i): SparseLayer => {
+    if (layer.kind !== 'dense' && layer.kind !== 'conv2d') return layer;
+    const at = `/layers/${i}`;
+    const rank = layer.kind === 'dense' ? 2 : 4;
+    const theta = checkTensor(`${at}/theta`, layer.theta, { rank });
+    const cols = theta.shape[rank - 1]!;
+    const bias = checkTensor(`${at}/bias`, layer.bias, { shape: [cols] });
+    let keep: Tensor | null = null;
+    if (layer.keep !== null) {
+      keep = checkTensor(`${at}/keep`, layer.keep, { shape: theta.shape });
+      const bad = keep.data.findIndex((v) => v !== 0 && v !== 1);
+      if (bad >= 0) {
+        throw new VdspecError(
+          'invalid_argument',
+          `keep values must be 0 or 1, got ${keep.data[bad]} at ${bad}`,
+          `${at}/keep`,
+        );
+      }
     }
-    throw new VdspecError(
-      'invalid_argument',
-      `unknown layer kind ${describe(kind)} (expected one of ${LAYER_KINDS.join(', ')})`,
-      `${name}.kind`,
-    );
+    const csr = toCsr(theta, keep, bias, csrSize(layer.kind, theta.shape)[0], cols);
+    if (layer.kind === 'dense') {
+      return { kind: 'dense', shape: theta.shape as [number, number], ...csr };
+    }
+    const { stride, padding } = layer;
+    const shape = theta.shape as [number, number, number, number];
+    return { kind: 'conv2d', shape, stride, padding, ...csr };
   });
-  finalShape(
+  const { inputShape, meta = {} } = input;
+  return parseSparseModel({
+    format: SPARSE_FORMAT,
+    version: SPARSE_FORMAT_VERSION,
     inputShape,
     layers,
-    (i) => (field) => `layers[${i}]${field === 'shape' ? '.theta' : ''}`,
-    'layers',
-  );
-  const meta = o['meta'] === undefined ? {} : requireMeta(o['meta'], 'meta');
-  return { format: SPARSE_FORMAT, version: SPARSE_FORMAT_VERSION, inputShape, layers, meta };
+    meta,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -604,12 +469,7 @@ export function parseSparseModel(json: unknown): SparseModel {
       checkCsr(layer, rows, cols, `/layers/${i}`);
     }
   });
-  finalShape(
-    model.inputShape,
-    model.layers,
-    (i) => (field) => `/layers/${i}${field === undefined ? '' : `/${field}`}`,
-    '/layers',
-  );
+  finalShape(model.inputShape, model.layers);
   requireJson(model.meta, '/meta');
   // A deep copy through JSON: the model owns its data and equals what a file gives back.
   return JSON.parse(JSON.stringify({ ...model, meta: model.meta ?? {} })) as SparseModel;

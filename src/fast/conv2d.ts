@@ -12,7 +12,7 @@
  * `auto` (the default) runs forwards on `native` everywhere, and VJPs on
  * `native` with tfjs-node, on `patches` with wasm and cpu (see resolvePath).
  *
- * The training step's fused layer (fusedConv2dTf in model.ts) needs neither
+ * The training step's fused layer (fusedConv2dTf in fused-kernels.ts) needs neither
  * path's gradient: for stride 1 it writes the filter and input gradients as
  * forward convolutions (convFilterGradientTf, convInputGradientTf), which
  * every backend has.

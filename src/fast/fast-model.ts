@@ -45,7 +45,7 @@ import type {
   FastTrainStepOptions,
   FastTrainStepResult,
 } from './model-types.js';
-import { fusable } from './model.js';
+import { fusable } from './fused-kernels.js';
 import { lossAndGradients, noiseShapes, type StepModel } from './sgvb-step.js';
 import { logAlphaTf } from './weights.js';
 

@@ -18,9 +18,9 @@ import {
   plainConv2dTf,
   plainLinearTf,
   type FusedWeightsTf,
-} from './model.js';
+} from './fused-kernels.js';
 
-/** relu, flatten, or the 2x2 max-pool (whose gradient needs care on wasm: model.ts). */
+/** relu, flatten, or the 2x2 max-pool (whose gradient needs care on wasm: fused-kernels.ts). */
 export function fixedLayer(
   kind: 'relu' | 'maxPool2x2' | 'flatten',
   h: tf.Tensor,
@@ -126,7 +126,7 @@ export function evalLogits(
 
 /**
  * The forward of a deterministic network (x @ theta + b, convolution
- * alike, no mask), with the hand-written backward of model.ts (wasm has
+ * alike, no mask), with the hand-written backward of fused-kernels.ts (wasm has
  * no conv filter gradient, and its transposed matMul is slow).
  */
 export function plainLogits(

@@ -19,7 +19,7 @@ import type {
   FastTrainStepOptions,
   FastTrainStepResult,
 } from './model-types.js';
-import { fusedKlTf, fusedWeightsTf } from './model.js';
+import { fusedKlTf, fusedWeightsTf } from './fused-kernels.js';
 import { seededNormals } from './normals.js';
 import { crossEntropyOneHotTf } from './objective.js';
 

@@ -3,13 +3,18 @@
  * (examples/ports/kit, Python and Node), a Node port on it, and the PyTorch port
  * (examples/ports/torch), each run by `vdspec check` against the shipped golden files.
  *
+ * The kits validate their messages against spec/schemas/port-message.schema.json; the Python
+ * kit's validation is tested with an interpreter that can `import jsonschema` (VDSPEC_PYTHON or
+ * /usr/bin/python3), skipped with that reason otherwise (VDSPEC_REQUIRE_JSONSCHEMA=1, set by
+ * .ci/run, makes the skip a failure).
+ *
  * The PyTorch tests run when some interpreter can `import torch` (VDSPEC_TORCH_PYTHON,
  * VDSPEC_PYTHON, python3, /usr/bin/python3, first that can); otherwise they are skipped with
  * that reason. VDSPEC_REQUIRE_TORCH=1 (set by .ci/run once it installed python3-torch) turns
  * the skip into a failure.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +33,17 @@ const PYTHON = process.env['VDSPEC_PYTHON'] ?? 'python3';
 const works = (py: string, code: string) =>
   spawnSync(py, ['-c', code], { stdio: 'ignore', timeout: 60_000 }).status === 0;
 const HAS_PYTHON = works(PYTHON, 'import json');
+
+const JSONSCHEMA_PYTHON = [PYTHON, '/usr/bin/python3'].find((py) => works(py, 'import jsonschema'));
+const JSONSCHEMA_SKIP_REASON = `no python with jsonschema (tried ${PYTHON}, /usr/bin/python3; Debian: apt-get install python3-jsonschema)`;
+if (JSONSCHEMA_PYTHON === undefined && process.env['VDSPEC_REQUIRE_JSONSCHEMA'] === '1') {
+  throw new Error(`VDSPEC_REQUIRE_JSONSCHEMA=1 but ${JSONSCHEMA_SKIP_REASON}`);
+}
+function needsJsonschema(ctx: TestContext): string {
+  if (JSONSCHEMA_PYTHON === undefined)
+    ctx.skip(`the Python kit's validation: ${JSONSCHEMA_SKIP_REASON}`);
+  return JSONSCHEMA_PYTHON!;
+}
 
 const torchCandidates = [
   process.env['VDSPEC_TORCH_PYTHON'],
@@ -58,18 +74,59 @@ async function checkJson(argv: string[]): Promise<CheckReport> {
   return JSON.parse(out.join('')) as CheckReport;
 }
 
-/** One protocol session with a kit-based port: the lines it answers to `messages`. */
-function session(command: string[], messages: object[]): Record<string, unknown>[] {
+/** One protocol session with a kit-based port: its exit code, answers and stderr. */
+function run(
+  command: string[],
+  messages: object[],
+  env: Record<string, string> = {},
+): { status: number | null; answers: Record<string, unknown>[]; stderr: string } {
   const r = spawnSync(command[0]!, command.slice(1), {
     input: messages.map((m) => `${JSON.stringify(m)}\n`).join(''),
     encoding: 'utf8',
     timeout: 60_000,
+    env: { ...process.env, ...env },
   });
-  expect(r.status, r.stderr).toBe(0);
-  return r.stdout
+  const answers = r.stdout
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { status: r.status, answers, stderr: r.stderr };
+}
+
+/** As run, for a session that must end with exit code 0: the answers. */
+function session(
+  command: string[],
+  messages: object[],
+  env: Record<string, string> = {},
+): Record<string, unknown>[] {
+  const r = run(command, messages, env);
+  expect(r.status, r.stderr).toBe(0);
+  return r.answers;
+}
+
+// A port whose 'bad' op returns an output that is no encoded tensor, sent to a kit that must
+// validate (VDSPEC_KIT_VALIDATE=1): the kit answers the case with its own error, naming the place.
+const MALFORMED_MESSAGES = [
+  { type: 'hello', protocol: 'vdspec-port/1' },
+  { type: 'case', id: 'bad#1', op: 'bad', inputs: {} },
+  { type: 'case', id: 'good#1', op: 'good', inputs: {} },
+  { type: 'bye' },
+];
+const VALIDATE = { VDSPEC_KIT_VALIDATE: '1' };
+
+function expectMalformedCaught(answers: Record<string, unknown>[], place: string): void {
+  expect(answers.map((a) => a['type'])).toEqual(['hello', 'error', 'result']);
+  expect(answers[1]!['id']).toBe('bad#1');
+  expect(answers[1]!['message']).toMatch(
+    new RegExp(
+      `^vdspec_kit: protocol error: this port's result does not match port-message\\.schema\\.json at ${place}: `,
+    ),
+  );
+  expect(answers[2]).toEqual({
+    type: 'result',
+    id: 'good#1',
+    outputs: { t: { shape: [1], data: [0.5] } },
+  });
 }
 
 // A case of every kind the kits must handle: special numbers in and out, a PortError, a missing
@@ -141,6 +198,118 @@ describe('spec/check.md#port-kit: the Python kit', () => {
   );
 });
 
+describe('spec/check.md#port-kit: the Python kit validates its messages against spec/schemas/port-message.schema.json', () => {
+  const port = (dtype: string, bad: string) =>
+    [
+      'import sys',
+      `sys.path.insert(0, ${JSON.stringify(KIT_DIR)})`,
+      'from vdspec_kit import Tensor, serve',
+      `sys.exit(serve({"bad": lambda i: {"t": ${bad}}, "good": lambda i: {"t": Tensor((1,), [0.5])}},`,
+      `                name="kit-test", profile="molchanov2017", dtype=${JSON.stringify(dtype)}))`,
+    ].join('\n');
+
+  it("an output that is no encoded tensor (a shape of -1) is answered with the kit's error naming the place", (ctx) => {
+    const python = needsJsonschema(ctx);
+    const answers = session(
+      [python, '-c', port('float64', 'Tensor((-1,), [1.0, 2.0])')],
+      MALFORMED_MESSAGES,
+      VALIDATE,
+    );
+    expectMalformedCaught(answers, '/outputs/t/shape/0');
+  });
+
+  it('a hello the schema refuses, or a runner message it refuses, ends the port with exit code 2 and one line', (ctx) => {
+    const python = needsJsonschema(ctx);
+    const hello = run([python, '-c', port('float16', '0.5')], MALFORMED_MESSAGES, VALIDATE);
+    expect(hello.status).toBe(2);
+    expect(hello.answers).toEqual([]);
+    expect(hello.stderr).toMatch(
+      /vdspec_kit: protocol error: this port's hello does not match port-message\.schema\.json at \/dtype: /,
+    );
+    const incoming = run(
+      [python, '-c', port('float64', '0.5')],
+      [MALFORMED_MESSAGES[0]!, { type: 'case', id: 'good#1', op: 'good' }],
+      VALIDATE,
+    );
+    expect(incoming.status).toBe(2);
+    expect(incoming.answers.map((a) => a['type'])).toEqual(['hello']);
+    expect(incoming.stderr).toMatch(
+      /vdspec_kit: protocol error: the runner's case message does not match port-message\.schema\.json at \/: .*inputs/,
+    );
+  });
+
+  it.skipIf(!HAS_PYTHON)(
+    'without jsonschema: one line on stderr and no validation; VDSPEC_KIT_VALIDATE=1 makes it exit 2; =0 is silent',
+    () => {
+      // A module that fails to import stands in for a missing jsonschema on any interpreter.
+      const dir = mkdtempSync(join(tmpdir(), 'vdspec-kit-nojsonschema-'));
+      try {
+        writeFileSync(join(dir, 'jsonschema.py'), 'raise ImportError("hidden by the test")\n');
+        const hidden = { PYTHONPATH: dir };
+        const command = [PYTHON, '-c', port('float64', 'Tensor((-1,), [1.0, 2.0])')];
+        const lenient = run(command, MALFORMED_MESSAGES, hidden);
+        expect(lenient.status).toBe(0);
+        expect(lenient.answers.map((a) => a['type'])).toEqual(['hello', 'result', 'result']);
+        const notes = lenient.stderr.split('\n').filter((l) => l.startsWith('vdspec_kit:'));
+        expect(notes).toEqual([
+          expect.stringMatching(
+            /^vdspec_kit: messages are not validated: the jsonschema module cannot be imported .*hidden by the test/,
+          ) as unknown,
+        ]);
+        const strict = run(command, MALFORMED_MESSAGES, { ...hidden, ...VALIDATE });
+        expect(strict.status).toBe(2);
+        expect(strict.answers).toEqual([]);
+        expect(strict.stderr).toMatch(
+          /^vdspec_kit: protocol error: VDSPEC_KIT_VALIDATE=1, but the jsonschema module cannot be imported/m,
+        );
+        const off = run(command, MALFORMED_MESSAGES, { ...hidden, VDSPEC_KIT_VALIDATE: '0' });
+        expect(off.status).toBe(0);
+        expect(off.stderr).toBe('');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it("vdspec check: a copied kit, with no schema beside it, validates against the schema the runner names; the malformed case fails with the kit's message", async (ctx) => {
+    const python = needsJsonschema(ctx);
+    const dir = mkdtempSync(join(tmpdir(), 'vdspec-kit-copied-'));
+    try {
+      copyFileSync(join(KIT_DIR, 'vdspec_kit.py'), join(dir, 'vdspec_kit.py'));
+      const file = join(dir, 'port.py');
+      writeFileSync(
+        file,
+        [
+          'import sys',
+          'sys.path.insert(0, sys.argv[1])',
+          'from vdspec_kit import Tensor, serve',
+          'def kl(i):',
+          '    n = len(i["log_alpha"].data)',
+          '    return {"kl": Tensor((-1,), [0.0] * n), "dkl_dlog_alpha": Tensor((-1,), [0.0] * n)}',
+          'sys.exit(serve({"kl.approx": kl}, name="malformed", profile="molchanov2017"))',
+        ].join('\n'),
+      );
+      const report = await checkJson([
+        '--port',
+        `VDSPEC_KIT_VALIDATE=1 "${python}" "${file}" "${dir}"`,
+        '--op',
+        'kl.approx',
+      ]);
+      expect(report.infrastructureError).toBeNull();
+      expect(report.exitCode).toBe(1);
+      const failed = report.cases.filter((c) => c.status === 'failed');
+      expect(failed.length).toBe(report.ops.find((o) => o.op === 'kl.approx')!.cases);
+      for (const c of failed) {
+        expect(c.portError).toMatch(
+          /^vdspec_kit: protocol error: this port's result does not match port-message\.schema\.json at \/outputs\/(kl|dkl_dlog_alpha)\/shape\/0: /,
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 const NUMPY_PYTHON = [PYTHON, '/usr/bin/python3'].find((py) => works(py, 'import numpy'));
 
 describe("spec/check.md#port-kit: the page's example port", () => {
@@ -183,6 +352,47 @@ describe('spec/check.md#port-kit: the Node kit and its example port', () => {
     expectKitAnswers(
       session([process.execPath, '--input-type=module', '-e', script], KIT_MESSAGES),
       /missing input t/,
+    );
+  });
+
+  const nodePort = (dtype: string, bad: string) => [
+    process.execPath,
+    '--input-type=module',
+    '-e',
+    [
+      `import { serve } from ${JSON.stringify(`${KIT_DIR}/vdspec_kit.mjs`)};`,
+      `await serve({ name: "kit-test", profile: "molchanov2017", dtype: ${JSON.stringify(dtype)}, ops: {`,
+      `  bad: () => ({ t: ${bad} }),`,
+      '  good: () => ({ t: { shape: [1], data: [0.5] } }),',
+      '} });',
+    ].join('\n'),
+  ];
+
+  it("validates its messages (ajv): an output that is no encoded tensor (a number as a string) is answered with the kit's error naming the place", () => {
+    const answers = session(
+      nodePort('float64', '{ shape: [2], data: [1, "2"] }'),
+      MALFORMED_MESSAGES,
+      VALIDATE,
+    );
+    expectMalformedCaught(answers, '/outputs/t/data/1');
+  });
+
+  it('a hello the schema refuses, or a runner message it refuses, ends serve() with exit code 2 and one line', () => {
+    const hello = run(nodePort('float16', '0.5'), MALFORMED_MESSAGES, VALIDATE);
+    expect(hello.status).toBe(2);
+    expect(hello.answers).toEqual([]);
+    expect(hello.stderr).toMatch(
+      /vdspec_kit: protocol error: this port's hello does not match port-message\.schema\.json at \/dtype: /,
+    );
+    const incoming = run(
+      nodePort('float64', '0.5'),
+      [MALFORMED_MESSAGES[0]!, { type: 'case', id: 'good#1', op: 'good' }],
+      VALIDATE,
+    );
+    expect(incoming.status).toBe(2);
+    expect(incoming.answers.map((a) => a['type'])).toEqual(['hello']);
+    expect(incoming.stderr).toMatch(
+      /vdspec_kit: protocol error: the runner's case message does not match port-message\.schema\.json at \/: .*inputs/,
     );
   });
 

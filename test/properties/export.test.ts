@@ -959,25 +959,25 @@ describe('bad arguments to buildSparseModel and sparseForward', () => {
       'keep not 0/1',
       { inputShape: [3], layers: [dense({ shape: [3, 2], data: [1, 0.5, 0, 1, 1, 1] })] },
       'invalid_argument',
-      'layers[0].keep',
+      '/layers/0/keep',
     ],
     [
       'keep of the wrong shape',
       { inputShape: [3], layers: [dense({ shape: [2, 3], data: [1, 1, 1, 1, 1, 1] })] },
       'shape_mismatch',
-      'layers[0].keep',
+      '/layers/0/keep',
     ],
     [
       'bias of the wrong shape',
       { inputShape: [3], layers: [dense(null, { shape: [3], data: [0, 0, 0] })] },
       'shape_mismatch',
-      'layers[0].bias',
+      '/layers/0/bias',
     ],
     [
       'input size mismatch',
       { inputShape: [4], layers: [dense(null)] },
       'shape_mismatch',
-      'layers[0].theta',
+      '/layers/0/shape',
     ],
     [
       'a non-finite weight',
@@ -986,13 +986,13 @@ describe('bad arguments to buildSparseModel and sparseForward', () => {
         layers: [{ ...dense(null), theta: { shape: [3, 2], data: [1, 2, 3, 4, 5, Infinity] } }],
       },
       'non_finite',
-      'layers[0].theta',
+      '/layers/0/theta',
     ],
     [
       'unknown kind',
       { inputShape: [3], layers: [{ kind: 'softmax' }] },
       'invalid_argument',
-      'layers[0].kind',
+      '/layers/0/kind',
     ],
     [
       'conv stride',
@@ -1011,19 +1011,19 @@ describe('bad arguments to buildSparseModel and sparseForward', () => {
         ],
       },
       'invalid_argument',
-      'layers[0].stride[0]',
+      '/layers/0/stride/0',
     ],
     [
       'meta with NaN',
       { inputShape: [3], layers: [dense(null)], meta: { accuracy: Number.NaN } },
       'non_finite',
-      'meta.accuracy',
+      '/meta/accuracy',
     ],
     [
       'meta with a function',
       { inputShape: [3], layers: [dense(null)], meta: { f: () => 1 } },
       'invalid_argument',
-      'meta.f',
+      '/meta/f',
     ],
   ] as [string, unknown, string, string][])('%s', (_name, input, code, argument) => {
     expectVdspecError(

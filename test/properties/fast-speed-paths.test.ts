@@ -1,6 +1,6 @@
 /**
  * The fast code paths of the training step (src/fast/conv2d.ts,
- * src/fast/model.ts) against the plain ones they replace, on every backend:
+ * src/fast/fused-kernels.ts) against the plain ones they replace, on every backend:
  *
  * - patchesTf (depthwise 0/1 convolutions on wasm for stride 1) is the
  *   slice-and-concat patch matrix exactly, for every finite input, and its
@@ -28,7 +28,7 @@ import {
   fusedWeightsTf,
   plainConv2dTf,
   plainLinearTf,
-} from '../../src/fast/model.js';
+} from '../../src/fast/fused-kernels.js';
 import { PROFILES } from '../../src/profiles.js';
 
 const backends = (await availableBackends()).filter((b) => b !== 'tensorflow');

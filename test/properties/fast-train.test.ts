@@ -1,6 +1,6 @@
 /**
  * spec/fast.md#training: the fast training step (src/fast/fast-model.ts,
- * src/fast/model.ts).
+ * src/fast/fused-kernels.ts).
  *
  * - its gradients are the spec's: on every profile, on dense-first and
  *   conv-first models, on every backend, with the fused and the autodiff
@@ -49,7 +49,7 @@ const { LENET_300_100 } = await import('../../src/fast/networks.js');
 const { seededNormals } = await import('../../src/fast/normals.js');
 const { DENSE_INIT_THETA_STD } = await import('../../src/constants.js');
 const { fusedWeightsTf, maxPool2x2Tf, maxPoolImplementation } =
-  await import('../../src/fast/model.js');
+  await import('../../src/fast/fused-kernels.js');
 const { fastWeightVariance } = await import('../../src/fast/weights.js');
 const { PROFILES, PROFILE_NAMES } = await import('../../src/profiles.js');
 const { SVD_INIT_LOG_SIGMA2, SVD_PRUNE_THRESHOLD } = await import('../../src/constants.js');

@@ -124,6 +124,7 @@ describe('spec/golden.md: the committed golden set', () => {
 
   it('spec/golden.md#format: every committed file and the manifest validate against spec/schemas/golden.schema.json', () => {
     const ajv = new Ajv2020({ allErrors: true, strict: true });
+    ajv.addKeyword({ keyword: 'x-messages', schemaType: 'object' });
     const schema = JSON.parse(
       readFileSync(join(ROOT, 'spec/schemas/golden.schema.json'), 'utf8'),
     ) as object;
@@ -561,7 +562,7 @@ describe('spec/golden.md#loading: malformed files are rejected with a VdspecErro
       if (isVdspecError(e)) {
         expect(e.argument).toBe(argument);
         expect(e.code).toBe(code);
-        expect(e.message).toContain('bad.json');
+        expect(e.message.startsWith(`bad.json: ${argument}: `), e.message).toBe(true);
       }
       return;
     }
@@ -575,67 +576,89 @@ describe('spec/golden.md#loading: malformed files are rejected with a VdspecErro
   });
 
   it('bad schema tag, op, tolerance', () => {
-    rejects((g) => (g.schema = 'vdspec-golden/2'), 'schema');
-    rejects((g) => (g.op = 'svd.dense.frobnicate'), 'op');
-    rejects((g) => (g.tolerance.float32.rel = -1), 'tolerance.float32.rel');
+    rejects((g) => (g.schema = 'vdspec-golden/2'), '/schema');
+    rejects((g) => (g.op = 'svd.dense.frobnicate'), '/op');
+    rejects((g) => (g.tolerance.float32.rel = -1), '/tolerance/float32/rel');
   });
 
   it('a bad number string or a non-number in data', () => {
-    rejects((g) => (g.cases[0]!.outputs['mean']!.data[1] = 'nan'), 'cases[0].outputs.mean.data[1]');
-    rejects((g) => (g.cases[0]!.outputs['mean']!.data[0] = null), 'cases[0].outputs.mean.data[0]');
+    rejects((g) => (g.cases[0]!.outputs['mean']!.data[1] = 'nan'), '/cases/0/outputs/mean/data/1');
+    rejects((g) => (g.cases[0]!.outputs['mean']!.data[0] = null), '/cases/0/outputs/mean/data/0');
     rejects(
       (g) => ((g.cases[1]!.inputs['x'] as RawTensor).data[2] = '1e400'),
-      'cases[1].inputs.x.data[2]',
+      '/cases/1/inputs/x/data/2',
     );
   });
 
   it('missing or extra outputs and inputs', () => {
-    rejects((g) => delete g.cases[0]!.outputs['variance'], 'cases[0].outputs.variance');
+    rejects((g) => delete g.cases[0]!.outputs['variance'], '/cases/0/outputs/variance');
     rejects(
       (g) => (g.cases[0]!.outputs['extra'] = g.cases[0]!.outputs['mean']!),
-      'cases[0].outputs.extra',
+      '/cases/0/outputs/extra',
     );
-    rejects((g) => delete g.cases[2]!.inputs['x'], 'cases[2].inputs.x');
+    rejects((g) => delete g.cases[2]!.inputs['x'], '/cases/2/inputs/x');
     rejects(
       (g) => (g.cases[0]!.inputs['log_alpha'] = g.cases[0]!.inputs['log_sigma2']),
-      'cases[0].inputs.log_alpha',
+      '/cases/0/inputs/log_alpha',
     );
-    rejects((g) => (g.cases[0]!.inputs['train_clip'] = 'yes'), 'cases[0].inputs.train_clip');
+    rejects((g) => (g.cases[0]!.inputs['train_clip'] = 'yes'), '/cases/0/inputs/train_clip');
+    // A valid input of another kind: only the op says train_clip is a boolean.
+    rejects((g) => (g.cases[0]!.inputs['train_clip'] = 'valid'), '/cases/0/inputs/train_clip');
+  });
+
+  it('a value that fits none of several forms is told what was expected, not why the first form failed', () => {
+    const parse = (mutate: (g: RawFile) => void) => () => {
+      const g = JSON.parse(text) as RawFile;
+      mutate(g);
+      parseGoldenFile(JSON.stringify(g), 'bad.json');
+    };
+    expect(parse((g) => (g.cases[0]!.inputs['train_clip'] = 'yes'))).toThrow(
+      /^bad\.json: \/cases\/0\/inputs\/train_clip: expected a tensor \{"shape", "data"\}, an encoded number, a boolean, /,
+    );
+    expect(parse((g) => (g.cases[0]!.outputs['mean']!.data[1] = 'nan'))).toThrow(
+      /^bad\.json: \/cases\/0\/outputs\/mean\/data\/1: expected a number or one of "NaN", "Infinity", "-Infinity", "-0"$/,
+    );
   });
 
   it('wrong shapes: data not filling its shape, a scale of another shape', () => {
     rejects(
       (g) => (g.cases[0]!.outputs['mean']!.shape = [3, 3]),
-      'cases[0].outputs.mean',
+      '/cases/0/outputs/mean',
       'shape_mismatch',
     );
-    rejects((g) => (g.cases[0]!.outputs['mean']!.shape = [2, -2]), 'cases[0].outputs.mean.shape');
+    rejects((g) => (g.cases[0]!.outputs['mean']!.shape = [2, -2]), '/cases/0/outputs/mean/shape/1');
     rejects(
       (g) => (g.cases[0]!.scale!['mean']!.shape = [4]),
-      'cases[0].scale.mean',
+      '/cases/0/scale/mean',
       'shape_mismatch',
     );
-    rejects((g) => (g.cases[0]!.scale!['mean']!.data[0] = -1), 'cases[0].scale.mean.data[0]');
+    rejects((g) => (g.cases[0]!.scale!['mean']!.data[0] = -1), '/cases/0/scale/mean/data/0');
   });
 
   it('duplicate case ids, and text that is not JSON', () => {
-    rejects((g) => (g.cases[1]!.id = g.cases[0]!.id), 'cases[1].id');
-    expect(() => parseGoldenFile('{"schema": ', 'bad.json')).toThrow(/not JSON.*bad\.json/);
+    rejects((g) => (g.cases[1]!.id = g.cases[0]!.id), '/cases/1/id');
+    expect(() => parseGoldenFile('{"schema": ', 'bad.json')).toThrow(/^bad\.json: not JSON: /);
   });
 
   it('manifest: unsorted paths, a bad hash, and a file that no longer matches its sha256', () => {
     const manifest = readFileSync(join(GOLDEN, MANIFEST_NAME), 'utf8');
     const m = JSON.parse(manifest) as { files: { path: string; sha256: string }[] };
     const swapped = { ...m, files: [m.files[1], m.files[0], ...m.files.slice(2)] };
-    expect(() => parseManifest(JSON.stringify(swapped), 'm.json')).toThrow(/sorted/);
+    expect(() => parseManifest(JSON.stringify(swapped), 'm.json')).toThrow(
+      /^m\.json: \/files\/1\/path: paths must be sorted and unique$/,
+    );
     const badHash = { ...m, files: [{ ...m.files[0]!, sha256: 'abc' }, ...m.files.slice(1)] };
-    expect(() => parseManifest(JSON.stringify(badHash), 'm.json')).toThrow(/hex/);
+    expect(() => parseManifest(JSON.stringify(badHash), 'm.json')).toThrow(
+      /^m\.json: \/files\/0\/sha256: expected 64 lowercase hex digits$/,
+    );
 
     const dir = tempDir();
     generateGolden(dir, { profiles: ['kingma2015'], ops: ['schedule.*'] });
     const path = join(dir, 'kingma2015/schedule.kl_weight.json');
     writeFileSync(path, readFileSync(path, 'utf8').replace('"id": 1,', '"id": 99,'));
-    expect(() => readGoldenSet(dir)).toThrow(/does not match its sha256/);
+    expect(() => readGoldenSet(dir)).toThrow(
+      /manifest\.json: \/files\/0\/sha256: kingma2015\/schedule\.kl_weight\.json does not match its sha256/,
+    );
   });
 });
 

@@ -133,6 +133,17 @@ describe('spec/schemas', () => {
     for (const [i, m] of [...sent, ...answered].entries()) {
       expectValid('port-message', m, `message ${i}`);
     }
+    // What the kits hold their ports to: every output an encoded tensor.
+    for (const m of answered.slice(1)) {
+      expectValid('port-message#/$defs/portResult', m, `the answer to ${String(m['id'])}`);
+    }
+    const tensor = { shape: [1], data: ['NaN'] };
+    const result = (t: unknown) => ({ type: 'result', id: 'kl.approx#0', outputs: { kl: t } });
+    expect(schema('port-message#/$defs/portResult')(result(tensor))).toBe(true);
+    expect(schema('port-message#/$defs/portResult')(result([1, 2]))).toBe(false);
+    expect(schema('port-message#/$defs/portResult')(result({ ...tensor, data: ['nan'] }))).toBe(
+      false,
+    );
   });
 
   it('spec/export.md#the-file: every committed model.sparse.json validates', () => {

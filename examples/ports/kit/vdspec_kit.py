@@ -27,11 +27,23 @@ floats) builds your array type: `lambda s, v: numpy.array(v).reshape(s)`, or
 tensor is a `Tensor(shape, data)` named tuple. An output may be anything with
 `.shape` and `.tolist()` (NumPy arrays, torch tensors), a `Tensor`, or a plain
 number (shape []).
+
+Validation (spec/check.md#port-kit): when the `jsonschema` module can be
+imported, every message received and sent is checked against
+spec/schemas/port-message.schema.json, found at $VDSPEC_PORT_SCHEMA (`vdspec
+check` sets it for its port), next to this file, or in the vdspec tree this
+file sits in. An answer that does not match (an output that is not an encoded
+tensor) is sent as that case's error, naming the place; a bad hello, or a
+runner message that does not match, stops the port with exit code 2. Without
+jsonschema the kit says so once on stderr and does not validate.
+VDSPEC_KIT_VALIDATE=1 makes that an error (exit 2), VDSPEC_KIT_VALIDATE=0
+turns validation off.
 """
 
 import collections
 import json
 import math
+import os
 import sys
 import traceback
 
@@ -44,6 +56,78 @@ _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "-0":
 
 class PortError(Exception):
     """An input the port rejects: answered as the case's error, not a crash."""
+
+
+class ProtocolError(Exception):
+    """A message that does not match the protocol's schema, or validation that cannot be done."""
+
+
+SCHEMA_FILE = "port-message.schema.json"
+
+# The schema's definition of each message, by type: as the runner sends it, as a port sends it.
+_RECEIVED = {"hello": "hello", "case": "case", "bye": "bye"}
+_SENT = {"hello": "portHello", "result": "portResult", "error": "error"}
+
+
+def _schema_path():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.environ.get("VDSPEC_PORT_SCHEMA"), os.path.join(here, SCHEMA_FILE),
+                 os.path.join(here, "..", "..", "..", "spec", "schemas", SCHEMA_FILE)):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+class Validator:
+    """Checks messages against one definition of the port-message schema each."""
+
+    def __init__(self, jsonschema, schema):
+        self._jsonschema = jsonschema
+        self._schema = schema
+        self._validators = {}
+
+    def problem(self, message, definition):
+        """None when `message` matches `$defs/<definition>`, else "<JSON pointer>: <what>"."""
+        validator = self._validators.get(definition)
+        if validator is None:
+            # A root that is just the definition, so that its $refs resolve in the same $defs.
+            root = {"$schema": self._schema.get("$schema"), "$defs": self._schema["$defs"],
+                    "$ref": "#/$defs/" + definition}
+            validator = self._jsonschema.Draft202012Validator(root)
+            self._validators[definition] = validator
+        error = self._jsonschema.exceptions.best_match(validator.iter_errors(message))
+        if error is None:
+            return None
+        path = "".join("/" + str(p).replace("~", "~0").replace("/", "~1")
+                       for p in error.absolute_path)
+        what = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        return "%s: %s" % (path or "/", what)
+
+
+def load_validator(mode=None, stderr=None):
+    """The Validator, or None when validation is off or cannot be done (said once on stderr).
+
+    mode: "1" validation required (ProtocolError when it cannot be done), "0" off, anything
+    else: when possible. None reads $VDSPEC_KIT_VALIDATE.
+    """
+    mode = os.environ.get("VDSPEC_KIT_VALIDATE", "") if mode is None else str(mode)
+    if mode == "0":
+        return None
+    try:
+        import jsonschema
+    except ImportError as e:
+        missing = "the jsonschema module cannot be imported (%s)" % e
+    else:
+        path = _schema_path()
+        if path is not None:
+            with open(path, encoding="utf-8") as f:
+                return Validator(jsonschema, json.load(f))
+        missing = "%s was not found (set VDSPEC_PORT_SCHEMA to its path)" % SCHEMA_FILE
+    if mode == "1":
+        raise ProtocolError("VDSPEC_KIT_VALIDATE=1, but %s" % missing)
+    print("vdspec_kit: messages are not validated: %s; VDSPEC_KIT_VALIDATE=0 silences this"
+          % missing, file=sys.stderr if stderr is None else stderr)
+    return None
 
 
 class Inputs(dict):
@@ -135,8 +219,7 @@ def _send(stdout, message):
     stdout.flush()
 
 
-def answer(ops, message, array=Tensor):
-    """The answer to one case message: a result or an error."""
+def _answer(ops, message, array):
     case_id, op = message.get("id"), message.get("op")
     try:
         if op not in ops:
@@ -152,23 +235,58 @@ def answer(ops, message, array=Tensor):
                 "message": "internal error: %s: %s" % (type(e).__name__, e)}
 
 
-def serve(ops, name, profile, dtype="float64", array=Tensor, stdin=None, stdout=None):
-    """Speak the protocol on stdin/stdout until "bye" (or end of input); returns 0."""
+def answer(ops, message, array=Tensor, validator=None):
+    """The answer to one case message: a result or an error; checked when a validator is given."""
+    reply = _answer(ops, message, array)
+    problem = validator and validator.problem(reply, _SENT[reply["type"]])
+    if not problem:
+        return reply
+    # vdspec would only see a malformed output; here the port learns which and where.
+    text = "vdspec_kit: protocol error: this port's %s does not match %s at %s" % (
+        reply["type"], SCHEMA_FILE, problem)
+    print(text, file=sys.stderr)
+    return {"type": "error", "id": message.get("id"), "message": text}
+
+
+def serve(ops, name, profile, dtype="float64", array=Tensor, stdin=None, stdout=None,
+          validate=None):
+    """Speak the protocol on stdin/stdout until "bye" (or end of input).
+
+    Returns 0, or 2 after a protocol error (said on stderr). `validate`: see load_validator.
+    """
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
+
+    def protocol_error(text):
+        print("vdspec_kit: protocol error: %s" % text, file=sys.stderr)
+        return 2
+
+    try:
+        validator = load_validator(validate)
+    except ProtocolError as e:
+        return protocol_error(str(e))
     for line in stdin:
         if not line.strip():
             continue
         message = json.loads(line)
         kind = message.get("type")
+        problem = validator and kind in _RECEIVED and validator.problem(message, _RECEIVED[kind])
+        if problem:
+            return protocol_error("the runner's %s message does not match %s at %s"
+                                  % (kind, SCHEMA_FILE, problem))
         if kind == "hello":
             if message.get("protocol") != PROTOCOL:
                 print("vdspec_kit: the runner speaks %r, this kit %r"
                       % (message.get("protocol"), PROTOCOL), file=sys.stderr)
-            _send(stdout, {"type": "hello", "protocol": PROTOCOL, "name": name,
-                           "ops": sorted(ops), "profile": profile, "dtype": dtype})
+            hello = {"type": "hello", "protocol": PROTOCOL, "name": name,
+                     "ops": sorted(ops), "profile": profile, "dtype": dtype}
+            problem = validator and validator.problem(hello, "portHello")
+            if problem:
+                return protocol_error("this port's hello does not match %s at %s"
+                                      % (SCHEMA_FILE, problem))
+            _send(stdout, hello)
         elif kind == "case":
-            _send(stdout, answer(ops, message, array))
+            _send(stdout, answer(ops, message, array, validator))
         elif kind == "bye":
             break
     return 0
