@@ -6,7 +6,9 @@
  * with the port's answer under the golden file's tolerance for the port's dtype:
  *
  * - known bugs, computed here: true defects no published profile has on
- *   purpose (the standard deviation from sigma^4, the bias inside the variance);
+ *   purpose (the standard deviation from sigma^4, the bias inside the variance),
+ *   and common mistakes of a first port (the KL's sign, the eval forward
+ *   without its mask, no eps in the square root, ...);
  * - one convention changed: the profile with a single field (clip, eps in the
  *   log, variance form, `>` or `>=` at the threshold, the KL constant, ...) set
  *   to the value another published profile of the same algorithm uses. A
@@ -127,10 +129,13 @@ function shown(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : String(value);
 }
 
-/** What a port with `value` at `path` does, in the words of the spec. */
-function describe(path: ConventionPath, value: unknown, profile: Profile): string {
+/**
+ * What a port with `value` at `path` does, in the words of the spec; `layers`
+ * names the layer kinds when one diagnosis stands for both.
+ */
+function describe(path: ConventionPath, value: unknown, profile: Profile, layers?: string): string {
   const [first] = path.split('.');
-  const layer = first === 'dense' || first === 'conv2d' ? first : '';
+  const layer = layers ?? (first === 'dense' || first === 'conv2d' ? first : '');
   switch (path) {
     case 'dense.logAlpha.form':
     case 'conv2d.logAlpha.form':
@@ -176,7 +181,10 @@ function describe(path: ConventionPath, value: unknown, profile: Profile): strin
         ? `your ${layer} training forward masks the variance as well as the mean`
         : `your ${layer} training forward masks the mean only`;
     case 'sqrtEps':
-      return `your training forward adds ${String(value)} (not the profile's eps) inside the square root`;
+      // An eps far below the variances cannot be told from none: say so rather than claim the value.
+      return (value as number) < profile.sqrtEps
+        ? `your training forward adds ${String(value)} or less (none at all included) inside the square root, not the profile's ${profile.sqrtEps}`
+        : `your training forward adds ${String(value)} inside the square root, not the profile's ${profile.sqrtEps}`;
     case 'prune.comparison': {
       const threshold = profile.prune?.threshold ?? 'the threshold';
       return `your mask uses ${String(value)} at the threshold: a weight at exactly log_alpha = ${threshold} is ${value === '>=' ? 'pruned' : 'kept'}`;
@@ -213,6 +221,79 @@ function conventionText(profile: Profile, path: ConventionPath, value: unknown):
   return `convention: ${describe(path, value, profile)} (${path} = ${shown(value)}; ${profile.name} has ${shown(
     getPath(profile, path),
   )})${like.length > 0 ? `, like ${like.join(', ')}` : ''}`;
+}
+
+/** The same field at the same value for both layer kinds, e.g. both log_alphas clipped to [-10, 10]. */
+function bothLayersText(profile: Profile, field: string, value: unknown): string {
+  const paths = (['dense', 'conv2d'] as const).map((l) => `${l}.${field}` as ConventionPath);
+  const like = PROFILE_NAMES.filter((name) =>
+    paths.every((p) => profilesWith(p, value, profile.algorithm).includes(name)),
+  );
+  const ours = paths.map(
+    (p) => `${profile.name} has ${shown(getPath(profile, p))} for ${p.split('.')[0]}`,
+  );
+  return `convention: ${describe(paths[0]!, value, profile, 'dense and conv2d')} (${paths.join(' and ')} = ${shown(
+    value,
+  )}; ${ours.join(', ')})${like.length > 0 ? `, like ${like.join(', ')}` : ''}`;
+}
+
+/** `convention:<layer>.<field>=<value>` of a per-layer candidate, split; null for any other id. */
+function perLayerId(id: string): { layer: LayerKind; field: string; value: string } | null {
+  const m = /^convention:(dense|conv2d)\.([^=]+)=(.*)$/s.exec(id);
+  return m === null ? null : { layer: m[1] as LayerKind, field: m[2]!, value: m[3]! };
+}
+
+/** A diagnosis counted over an op's fingerprinted failed cases. */
+export interface TallyEntry extends Diagnosis {
+  /** Failed cases it matched, of `checked` fingerprinted ones. */
+  readonly matched: number;
+  readonly checked: number;
+}
+
+/**
+ * Per-op tally entries of one convention at one value for each layer kind (a
+ * case has one layer kind, so it matches at most one of them) become one
+ * entry for both, their counts added: a port that clips both log_alphas to
+ * [-10, 10] has one cause, not a dense half and a conv2d half that a whole
+ * other profile outranks.
+ */
+export function mergeLayerHalves(profile: Profile, tally: readonly TallyEntry[]): TallyEntry[] {
+  const out: TallyEntry[] = [];
+  const merged = new Set<string>();
+  for (const entry of tally) {
+    if (merged.has(entry.id)) continue;
+    const mine = perLayerId(entry.id);
+    const twin =
+      mine === null
+        ? undefined
+        : tally.find((t) => {
+            const other = perLayerId(t.id);
+            return (
+              other?.layer !== mine.layer &&
+              other?.field === mine.field &&
+              other.value === mine.value
+            );
+          });
+    if (mine === null || twin === undefined) {
+      out.push(entry);
+      continue;
+    }
+    merged.add(twin.id);
+    out.push({
+      kind: 'convention',
+      id: `convention:dense+conv2d.${mine.field}=${mine.value}`,
+      text: bothLayersText(profile, mine.field, JSON.parse(mine.value) as unknown),
+      matched: entry.matched + twin.matched,
+      checked: entry.checked,
+    });
+  }
+  return out;
+}
+
+/** The candidate ids a (possibly merged) diagnosis id stands for. */
+export function candidateIds(id: string): string[] {
+  const m = /^convention:dense\+conv2d\.(.*)$/s.exec(id);
+  return m === null ? [id] : [`convention:dense.${m[1]!}`, `convention:conv2d.${m[1]!}`];
 }
 
 // ---------------------------------------------------------------------------
@@ -346,7 +427,71 @@ function knownBugs(profile: Profile): Candidate[] {
       return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
     },
   });
+  bugs.push(...commonMistakes(profile));
   return bugs;
+}
+
+function negated(outputs: Outputs): Outputs {
+  return Object.fromEntries(
+    Object.entries(outputs).map(([name, t]) => [
+      name,
+      { shape: t.shape, data: t.data.map((v) => -v) },
+    ]),
+  );
+}
+
+/**
+ * Mistakes a first port makes that no upstream code ships: labelled
+ * `common mistake: ...` (kind `bug`), computed from the reference.
+ */
+function commonMistakes(profile: Profile): Candidate[] {
+  return [
+    ...([true, false] as const).map((withGradient): Candidate => ({
+      kind: 'bug',
+      id: withGradient ? 'bug:kl_sign' : 'bug:kl_sign_value_only',
+      text: `common mistake: your KL has the opposite sign (-KL, the term as it appears in the lower bound; the ops return the KL itself)${
+        withGradient ? ', and so has its gradient' : '; its gradient has the right sign'
+      }`,
+      applies: (op) => op.name.startsWith('kl.') || op.name.endsWith('.kl'),
+      evaluate(op, inputs) {
+        const correct = run(op.name, inputs, profile);
+        const outputs = withGradient
+          ? negated(correct)
+          : { ...correct, ...negated({ kl: correct['kl']! }) };
+        return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
+      },
+    })),
+    {
+      kind: 'bug',
+      id: 'bug:no_sqrt_eps',
+      text: `common mistake: your training forward has no eps inside the square root (the profile's is ${profile.sqrtEps}; without it the gradient is infinite where the variance is 0)`,
+      applies: (op) => op.layer !== null,
+      evaluate: (op, inputs) => evaluateUnder(op, withPath(profile, 'sqrtEps', 0), inputs),
+    },
+    {
+      kind: 'bug',
+      id: 'bug:eval_without_mask',
+      text: 'common mistake: your eval forward does not apply the keep mask (its answer is the unmasked eval forward, every weight at its mean)',
+      applies: (op) => op.algorithm === 'svd' && op.layer !== null && op.name.endsWith('.eval'),
+      evaluate: (op, inputs) =>
+        evaluateUnder(getOp(`svd.${op.layer!}.eval_unmasked`), profile, inputs),
+    },
+    {
+      kind: 'bug',
+      id: 'bug:sqrt_eps_in_variance',
+      text: `common mistake: your variance output includes the square root's eps (${profile.sqrtEps}), which belongs inside the square root only`,
+      applies: (op) => isTrainForward(op),
+      evaluate(op, inputs) {
+        const correct = run(op.name, inputs, profile);
+        const variance = correct['variance']!;
+        const outputs = {
+          ...correct,
+          variance: { shape: variance.shape, data: variance.data.map((v) => v + profile.sqrtEps) },
+        };
+        return { outputs, scale: scaleUnder(op, profile, inputs, outputs) };
+      },
+    },
+  ];
 }
 
 function conventionCandidates(profile: Profile): Candidate[] {
@@ -433,6 +578,57 @@ function profileCandidates(profile: Profile): Candidate[] {
 /** Every candidate for ops under `profile`, bugs first, whole profiles last. */
 export function fingerprintCandidates(profile: Profile): readonly Candidate[] {
   return [...knownBugs(profile), ...conventionCandidates(profile), ...profileCandidates(profile)];
+}
+
+/** A case the port passed: its inputs, the port's answer and the tolerance it passed under. */
+export interface PassedCase {
+  readonly op: string;
+  readonly caseId: number;
+  readonly inputs: Inputs;
+  readonly answer: unknown;
+  readonly tolerance: Tolerance;
+}
+
+/**
+ * The passed cases that contradict a diagnosis of op `opName`'s failures:
+ * under the candidate's conventions the reference answers differently from
+ * the port on a case the port got right. A diagnosis that explains every failure but contradicts the
+ * passes (the whole other profile, when only its clip differs) is the less
+ * likely cause. `cache` keeps each (candidate, case) evaluation for the other ops.
+ */
+export function contradictingCases(
+  id: string,
+  opName: string,
+  passed: readonly PassedCase[],
+  candidates: readonly Candidate[],
+  cache: Map<string, boolean> = new Map(),
+): PassedCase[] {
+  const parts = candidateIds(id)
+    .map((part) => candidates.find((c) => c.id === part))
+    .filter((c): c is Candidate => c !== undefined);
+  // A convention or another profile is a setting of the whole port, which every op shows; a
+  // bug or a mistake sits in one op's code, so only that op's passes speak against it.
+  const own = parts.every((c) => c.kind === 'bug') ? opName : null;
+  return passed.filter((p) => {
+    if (own !== null && p.op !== own) return false;
+    const op = getOp(p.op);
+    const layer = layerOf(op, p.inputs);
+    return parts.some((c) => {
+      if (!c.applies(op, layer)) return false;
+      const key = `${c.id}\u0000${p.op}#${p.caseId}`;
+      let contradicts = cache.get(key);
+      if (contradicts === undefined) {
+        try {
+          const e = c.evaluate(op, p.inputs);
+          contradicts = !compareOutputs(e.outputs, e.scale, p.answer, p.tolerance).ok;
+        } catch {
+          contradicts = false;
+        }
+        cache.set(key, contradicts);
+      }
+      return contradicts;
+    });
+  });
 }
 
 /**

@@ -174,7 +174,11 @@ export function renderText(report: CheckReport, maxFailures = DEFAULT_MAX_FAILUR
         continue;
       }
       for (const f of o.fingerprint) {
-        lines.push(`  ${o.op}: ${f.matched} of ${f.checked} failed cases: ${f.text}`);
+        const against =
+          f.contradicted === 0
+            ? ''
+            : ` [contradicted by ${f.contradicted} passed case${f.contradicted === 1 ? '' : 's'} of ${f.contradictedIn.join(', ')}]`;
+        lines.push(`  ${o.op}: ${f.matched} of ${f.checked} failed cases: ${f.text}${against}`);
       }
     }
   }

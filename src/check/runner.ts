@@ -8,7 +8,15 @@ import type { Profile } from '../profiles.js';
 import type { Tensor } from '../tensor.js';
 import { compareOutputs, type CaseComparison } from './compare.js';
 import { CheckInfrastructureError, messageOf } from './errors.js';
-import { fingerprintCandidates, fingerprintCase, type Diagnosis } from './fingerprint.js';
+import {
+  contradictingCases,
+  fingerprintCandidates,
+  fingerprintCase,
+  mergeLayerHalves,
+  type Diagnosis,
+  type PassedCase,
+  type TallyEntry,
+} from './fingerprint.js';
 import type { GoldenCase, GoldenFile, GoldenSet, Tolerance } from './golden.js';
 import type { Port, PortCase, PortInfo } from './port.js';
 import { formatNumber } from './format.js';
@@ -49,13 +57,11 @@ export interface CaseResult {
   readonly translated: readonly string[] | null;
 }
 
-export interface FingerprintTally {
-  readonly id: string;
-  readonly kind: Diagnosis['kind'];
-  readonly text: string;
-  /** Failed cases it matched, of `checked` fingerprinted ones. */
-  readonly matched: number;
-  readonly checked: number;
+export interface FingerprintTally extends TallyEntry {
+  /** Sampled passed cases (of every op) whose answer the diagnosis gets wrong. */
+  readonly contradicted: number;
+  /** Their ops. */
+  readonly contradictedIn: readonly string[];
 }
 
 export type OpStatus = 'passed' | 'failed' | 'skipped' | 'not_run' | 'empty';
@@ -214,18 +220,60 @@ function opResult(
   };
 }
 
+/** Passed cases per op whose answers test each diagnosis: the smallest, so the reference is quick. */
+const PASSED_CASES_PER_OP = 3;
+
+function inputSize(inputs: Readonly<Record<string, unknown>>): number {
+  let n = 0;
+  for (const v of Object.values(inputs)) {
+    if (typeof v === 'object' && v !== null && 'data' in v) n += (v as Tensor).data.length;
+  }
+  return n;
+}
+
+/** The few smallest passed cases of every op, with the port's answers. */
+function passedSample(
+  perFile: readonly { file: GoldenFile; passedAnswers: Map<number, unknown> }[],
+  dtype: PortInfo['dtype'],
+): PassedCase[] {
+  return perFile.flatMap(({ file, passedAnswers }) =>
+    file.cases
+      .filter((c) => passedAnswers.has(c.id))
+      .sort((a, b) => inputSize(a.inputs) - inputSize(b.inputs))
+      .slice(0, PASSED_CASES_PER_OP)
+      .map((c) => ({
+        op: file.op.name,
+        caseId: c.id,
+        inputs: c.inputs,
+        answer: passedAnswers.get(c.id),
+        tolerance: file.tolerance[dtype],
+      })),
+  );
+}
+
+const FLOAT32_ARITHMETIC: Diagnosis = {
+  kind: 'bug',
+  id: 'bug:float32_arithmetic',
+  text: 'common mistake: the answer is within the float32 tolerance, not the float64 one: computed in float32 while declaring float64? (declare "dtype": "float32"; it is PyTorch\'s default)',
+};
+
 /**
  * Fingerprint up to `limit` failed cases of one op (those answered with
- * outputs; an error answer has nothing to match) and tally the diagnoses.
+ * outputs; an error answer has nothing to match) and tally the diagnoses;
+ * each is then tested on the sampled passed cases of every op, and those it
+ * contradicts rank after those it does not.
  */
 function fingerprintOp(
   file: GoldenFile,
   profile: Profile,
   results: CaseResult[],
   answers: Map<number, unknown>,
-  tolerance: Tolerance,
+  dtype: PortInfo['dtype'],
   limit: number,
+  passed: readonly PassedCase[],
+  cache: Map<string, boolean>,
 ): { tally: FingerprintTally[]; checked: number } {
+  const tolerance = file.tolerance[dtype];
   const candidates = fingerprintCandidates(profile);
   const byId = new Map(file.cases.map((c) => [c.id, c]));
   const counts = new Map<string, { d: Diagnosis; n: number }>();
@@ -234,14 +282,17 @@ function fingerprintOp(
     const r = results[i]!;
     if (r.status !== 'failed' || !answers.has(r.caseId)) continue;
     const c = byId.get(r.caseId)!;
-    const matches = fingerprintCase(
-      file.op.name,
-      profile,
-      c.inputs,
-      answers.get(r.caseId),
-      tolerance,
-      candidates,
-    );
+    const answer = answers.get(r.caseId);
+    const matches = fingerprintCase(file.op.name, profile, c.inputs, answer, tolerance, candidates);
+    // A fallback: any small defect also passes the wider tolerance, so it is offered only
+    // when nothing more specific matched.
+    if (
+      matches.length === 0 &&
+      dtype === 'float64' &&
+      compareOutputs(c.outputs, c.scale, answer, file.tolerance.float32).ok
+    ) {
+      matches.push(FLOAT32_ARITHMETIC);
+    }
     results[i] = { ...r, fingerprint: matches };
     checked++;
     for (const d of matches) {
@@ -251,9 +302,31 @@ function fingerprintOp(
     }
   }
   const order = { bug: 0, convention: 1, profile: 2 } as const;
-  const tally = [...counts.values()]
-    .map(({ d, n }) => ({ id: d.id, kind: d.kind, text: d.text, matched: n, checked }))
-    .sort((a, b) => b.matched - a.matched || order[a.kind] - order[b.kind]);
+  const merged = mergeLayerHalves(
+    profile,
+    [...counts.values()].map(({ d, n }) => ({
+      id: d.id,
+      kind: d.kind,
+      text: d.text,
+      matched: n,
+      checked,
+    })),
+  );
+  const tally = merged
+    .map((entry) => {
+      const against = contradictingCases(entry.id, file.op.name, passed, candidates, cache);
+      return {
+        ...entry,
+        contradicted: against.length,
+        contradictedIn: [...new Set(against.map((p) => p.op))],
+      };
+    })
+    .sort(
+      (a, b) =>
+        Number(a.contradicted > 0) - Number(b.contradicted > 0) ||
+        b.matched - a.matched ||
+        order[a.kind] - order[b.kind],
+    );
   return { tally, checked };
 }
 
@@ -295,12 +368,18 @@ export async function runCheck(
   }
 
   let infrastructureError: string | null = null;
-  const perFile: { file: GoldenFile; results: CaseResult[]; answers: Map<number, unknown> }[] = [];
+  const perFile: {
+    file: GoldenFile;
+    results: CaseResult[];
+    answers: Map<number, unknown>;
+    passedAnswers: Map<number, unknown>;
+  }[] = [];
   try {
     for (const file of golden.files) {
       const results: CaseResult[] = [];
       const answers = new Map<number, unknown>();
-      perFile.push({ file, results, answers });
+      const passedAnswers = new Map<number, unknown>();
+      perFile.push({ file, results, answers, passedAnswers });
       const tolerance = file.tolerance[dtype];
       for (const c of file.cases) {
         if (!declared.has(file.op.name)) {
@@ -336,7 +415,7 @@ export async function runCheck(
             results.push(caseResult(file, c, 'failed', null, answer.message, translated));
           } else {
             const comparison = compareOutputs(c.outputs, c.scale, answer.outputs, tolerance);
-            if (!comparison.ok) answers.set(c.id, answer.outputs);
+            (comparison.ok ? passedAnswers : answers).set(c.id, answer.outputs);
             results.push(
               caseResult(
                 file,
@@ -362,18 +441,41 @@ export async function runCheck(
   }
   notes.push(...port.notes);
 
-  const ops = perFile.map(({ file, results, answers }) => {
+  const passed = passedSample(perFile, dtype);
+  const cache = new Map<string, boolean>();
+  const fingerprinted = perFile.map(({ file, results, answers }) => {
     const tolerance = file.tolerance[dtype];
     const { tally, checked } = fingerprintOp(
       file,
       golden.profile,
       results,
       answers,
-      tolerance,
+      dtype,
       limit,
+      passed,
+      cache,
     );
+    return { file, results, tolerance, tally, checked };
+  });
+  // Ties within an op go to the diagnosis that explains more failed cases over all ops: the
+  // deepbayes variance explains its train_vjp failures too, an unclipped log_alpha fewer.
+  const support = new Map<string, number>();
+  for (const o of fingerprinted) {
+    for (const t of o.tally) support.set(t.id, (support.get(t.id) ?? 0) + t.matched);
+  }
+  const ops = fingerprinted.map(({ file, results, tolerance, tally, checked }) => {
+    const ranked = tally
+      .map((t, i) => ({ t, i }))
+      .sort(
+        (a, b) =>
+          Number(a.t.contradicted > 0) - Number(b.t.contradicted > 0) ||
+          b.t.matched - a.t.matched ||
+          support.get(b.t.id)! - support.get(a.t.id)! ||
+          a.i - b.i,
+      )
+      .map(({ t }) => t);
     return {
-      op: opResult(file, results, declared.has(file.op.name), tolerance, tally, checked),
+      op: opResult(file, results, declared.has(file.op.name), tolerance, ranked, checked),
       results,
     };
   });

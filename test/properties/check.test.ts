@@ -741,6 +741,49 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       ops: ['svd.dense.train', 'svd.conv2d.train'],
       text: /your variance includes the bias/,
     },
+    {
+      bug: 'kl-sign-flipped',
+      id: 'bug:kl_sign_value_only',
+      label: 'common mistake',
+      ops: ['kl.approx'],
+      text: /your KL has the opposite sign \(-KL.*; its gradient has the right sign/,
+    },
+    {
+      bug: 'eval-without-mask',
+      id: 'bug:eval_without_mask',
+      label: 'common mistake',
+      ops: ['svd.dense.eval', 'svd.conv2d.eval'],
+      text: /your eval forward does not apply the keep mask/,
+    },
+    {
+      bug: 'no-sqrt-eps',
+      id: 'bug:no_sqrt_eps',
+      label: 'common mistake',
+      ops: ['svd.dense.train', 'svd.conv2d.train'],
+      text: /your training forward has no eps inside the square root \(the profile's is 1e-8/,
+    },
+    {
+      bug: 'sqrt-eps-in-variance',
+      id: 'bug:sqrt_eps_in_variance',
+      label: 'common mistake',
+      ops: ['svd.dense.train', 'svd.conv2d.train'],
+      text: /your variance output includes the square root's eps \(1e-8\)/,
+    },
+    {
+      bug: 'float32-kl',
+      id: 'bug:float32_arithmetic',
+      label: 'common mistake',
+      ops: ['kl.approx'],
+      text: /the answer is within the float32 tolerance, not the float64 one/,
+    },
+    {
+      // One clip range in both layer kinds is one cause: svd.log_alpha and kl.layer see both kinds.
+      bug: 'log-alpha-clip-10',
+      id: 'convention:dense+conv2d.logAlpha.clip={"min":-10,"max":10,"gradientAtBound":1}',
+      label: 'convention',
+      ops: ['svd.log_alpha', 'kl.layer'],
+      text: /your dense and conv2d log_alpha is clipped to \[-10, 10\] \(dense\.logAlpha\.clip and conv2d\.logAlpha\.clip = \[-10, 10\]; molchanov2017 has \[-8, 8\] for dense, molchanov2017 has \[-8, 8\] for conv2d\), like deepbayes-pytorch/,
+    },
   ];
   it.each(planted)(
     'spec/check.md#fingerprint: planted $bug is caught and diagnosed as a $label',
@@ -751,9 +794,11 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       for (const name of ops) {
         const op = report.ops.find((o) => o.op === name)!;
         expect(op.status, name).toBe('failed');
-        // The diagnosis explains every fingerprinted failure of the op, and comes first.
+        // The diagnosis explains every fingerprinted failure of the op, no passed case
+        // contradicts it, and it comes first.
         expect(op.fingerprint[0]?.id, name).toBe(id);
         expect(op.fingerprint[0]!.matched, name).toBe(op.fingerprintChecked);
+        expect(op.fingerprint[0]!.contradicted, name).toBe(0);
         expect(op.fingerprint[0]!.text).toMatch(text);
         expect(op.fingerprint[0]!.text.startsWith(`${label}: `), name).toBe(true);
       }
@@ -776,6 +821,30 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       );
     },
   );
+
+  it('spec/check.md#fingerprint: a diagnosis that passed cases contradict ranks after one they do not', async () => {
+    const port = numpy('--bug', 'log-alpha-clip-10');
+    const report = await checkJson(['--port', port, '--golden', SHIPPED_GOLDEN]);
+    const op = report.ops.find((o) => o.op === 'svd.log_alpha')!;
+    // deepbayes-pytorch clips to [-10, 10] too, so it explains every failure of svd.log_alpha;
+    // but it omits the KL constant and takes log_sigma, which the passing kl.approx refutes.
+    const whole = op.fingerprint.findIndex((f) => f.id === 'profile:deepbayes-pytorch');
+    expect(whole).toBeGreaterThan(0);
+    expect(op.fingerprint[whole]!.matched).toBe(op.fingerprintChecked);
+    expect(op.fingerprint[whole]!.contradicted).toBeGreaterThan(0);
+    expect(op.fingerprint[whole]!.contradictedIn).toContain('kl.approx');
+    const table = await check([
+      '--port',
+      port,
+      '--golden',
+      SHIPPED_GOLDEN,
+      '--op',
+      'svd.log_alpha,kl.approx',
+    ]);
+    expect(table.out).toMatch(
+      /^ {2}svd\.log_alpha: 9 of 9 failed cases: your answer matches the deepbayes-pytorch profile .*\[contradicted by \d+ passed cases? of kl\.approx\]$/m,
+    );
+  });
 
   it('spec/golden.md#cases: a kernel wrong only from the 4th output unit on passes the small cases and fails the realistic-size ones', async (ctx) => {
     needsNumpy(ctx);

@@ -113,7 +113,8 @@ PROFILES = {
 }
 
 BUGS = ("std-from-sigma4", "mask-ge-threshold", "kl-constant-dropped", "bias-in-variance",
-        "tail-from-4th-unit")
+        "tail-from-4th-unit", "kl-sign-flipped", "eval-without-mask", "no-sqrt-eps",
+        "log-alpha-clip-10", "float32-kl", "sqrt-eps-in-variance")
 
 
 # ---------------------------------------------------------------------------
@@ -234,6 +235,8 @@ class Weights:
 
         lo = -math.inf if clip is None or clip[0] is None else clip[0]
         hi = math.inf if clip is None or clip[1] is None else clip[1]
+        if bug == "log-alpha-clip-10":
+            lo, hi = -10.0, 10.0
         log_alpha = np.minimum(np.maximum(raw, lo), hi)
         # Clip gradient: 1 strictly inside, the profile's value on a bound, 0 outside and at +-inf.
         inside = np.isfinite(raw) & (raw >= lo) & (raw <= hi)
@@ -586,18 +589,21 @@ def train_forward(op, inputs, prof, bug):
     if eps.shape != mean.shape:
         raise PortError("eps: expected the output's shape %s" % list(mean.shape))
     with np.errstate(invalid="ignore"):
-        s = np.sqrt(variance + prof["sqrt_eps"])
+        s = np.sqrt(variance + (0.0 if bug == "no-sqrt-eps" else prof["sqrt_eps"]))
     return layer, weights, (m_mean, m_var, theta_m, s2_m), eps, mean, variance, s
 
 
 def op_train(op, inputs, prof, bug):
     _, _, _, eps, mean, variance, s = train_forward(op, inputs, prof, bug)
+    if bug == "sqrt-eps-in-variance":
+        variance = variance + prof["sqrt_eps"]
     return {"mean": mean, "variance": variance, "output": mean + s * eps}
 
 
 def op_eval(op, inputs, prof, bug):
     layer, weights = layer_setup(op, inputs, prof, bug)
-    return {"output": layer.forward(layer.x, weights.theta * weights.keep) + layer.bias}
+    keep = 1.0 if bug == "eval-without-mask" else weights.keep
+    return {"output": layer.forward(layer.x, weights.theta * keep) + layer.bias}
 
 
 def op_eval_unmasked(op, inputs, prof, bug):
@@ -675,6 +681,10 @@ def op_mask(op, inputs, prof, bug):
 def op_kl_approx(op, inputs, prof, bug):
     la = tensor(inputs, "log_alpha")
     kl, dkl = kl_approx(la, prof, bug)
+    if bug == "kl-sign-flipped":
+        kl = -kl
+    if bug == "float32-kl":
+        kl, dkl = kl.astype(np.float32).astype(np.float64), dkl.astype(np.float32).astype(np.float64)
     return {"kl": kl, "dkl_dlog_alpha": dkl}
 
 
