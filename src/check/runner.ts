@@ -130,6 +130,8 @@ export interface CheckReport {
 
 export interface RunCheckOptions {
   readonly fingerprintCases?: number;
+  /** Cases carrying any of these golden flags are skipped (spec/check.md#usage, --skip-flag). */
+  readonly skipFlags?: readonly string[];
 }
 
 const SHOWN_VALUES = 6;
@@ -342,6 +344,8 @@ export async function runCheck(
   options: RunCheckOptions = {},
 ): Promise<CheckReport> {
   const limit = options.fingerprintCases ?? DEFAULT_FINGERPRINT_CASES;
+  const skipFlags = new Set(options.skipFlags ?? []);
+  const skippedByFlag = new Map<string, number>();
   const declared = new Set(port.info.ops);
   const dtype = port.info.dtype;
   const notes: string[] = [...golden.warnings];
@@ -383,6 +387,12 @@ export async function runCheck(
       const tolerance = file.tolerance[dtype];
       for (const c of file.cases) {
         if (!declared.has(file.op.name)) {
+          results.push(caseResult(file, c, 'skipped'));
+          continue;
+        }
+        const skippedFlag = c.flags.find((f) => skipFlags.has(f));
+        if (skippedFlag !== undefined) {
+          skippedByFlag.set(skippedFlag, (skippedByFlag.get(skippedFlag) ?? 0) + 1);
           results.push(caseResult(file, c, 'skipped'));
           continue;
         }
@@ -440,6 +450,9 @@ export async function runCheck(
     await port.close(infrastructureError === null);
   }
   notes.push(...port.notes);
+  for (const [flag, n] of skippedByFlag) {
+    notes.push(`${n} case${n === 1 ? '' : 's'} flagged ${flag} skipped (--skip-flag)`);
+  }
 
   const passed = passedSample(perFile, dtype);
   const cache = new Map<string, boolean>();

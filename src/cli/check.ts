@@ -18,6 +18,7 @@ import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../ch
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
 import { VdspecError } from '../errors.js';
+import { GOLDEN_FLAGS } from '../golden/cases/flags.js';
 import { writeFileAtomic } from '../files.js';
 import {
   HELP_FLAG,
@@ -55,6 +56,19 @@ export function parseCount(flag: string, text: string): number {
   return count;
 }
 
+/** --skip-flag: names of golden flags (spec/golden.md#flags); a misspelt one would skip nothing. */
+export function parseSkipFlags(flag: string, text: string): string[] {
+  const names = text.split(',').map((n) => n.trim());
+  for (const name of names) {
+    if (!Object.hasOwn(GOLDEN_FLAGS, name)) {
+      throw new UsageError(
+        `${flag}: no golden flag is named "${name}"; known: ${Object.keys(GOLDEN_FLAGS).join(', ')}`,
+      );
+    }
+  }
+  return names;
+}
+
 export const CHECK_FLAGS = {
   command: 'check',
   flags: {
@@ -87,6 +101,14 @@ export const CHECK_FLAGS = {
       value: 'N',
       parse: parseCount,
       help: `failed cases shown in detail (default ${DEFAULT_MAX_FAILURES}); all cases are run`,
+    },
+    'skip-flag': {
+      value: 'FLAGS',
+      parse: parseSkipFlags,
+      help:
+        'skip the cases that carry any of these golden flags (comma-separated, ' +
+        'spec/golden.md#flags), e.g. infinite_log_alpha for code that cannot run them; ' +
+        'they count as skipped and the report says how many',
     },
     help: HELP_FLAG,
   },
@@ -204,7 +226,7 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
       );
     }
     const golden = loadGoldenSet(args.golden ?? DEFAULT_GOLDEN_DIR, profile, args.op);
-    const report = await runCheck(port, golden);
+    const report = await runCheck(port, golden, { skipFlags: args['skip-flag'] ?? [] });
     port = null;
     // The JUnit file first: a verdict on stdout must not be contradicted by a failed write and exit 2.
     if (args.junit !== undefined) {

@@ -134,6 +134,56 @@ function referencePort(profile: ProfileName, dtype: 'float64' | 'float32' = 'flo
   });
 }
 
+describe('vdspec check --skip-flag (spec/check.md#usage)', () => {
+  // The printed KL form of the published code: the gradient of 0.5 log1p(exp(-la)) is
+  // -0.5 exp(-la) / (1 + exp(-la)), inf / inf = NaN at la = -inf (spec/profiles.md).
+  const printedForm = () =>
+    functionPort({
+      name: 'printed KL form',
+      ops: ['kl.approx'],
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        const out = run(op, inputs, 'molchanov2017');
+        const la = inputs['log_alpha'] as Tensor;
+        const d = out['dkl_dlog_alpha']!;
+        return {
+          ...out,
+          dkl_dlog_alpha: {
+            shape: d.shape,
+            data: d.data.map((v, i) => (la.data[i] === -Infinity ? NaN : v)),
+          },
+        };
+      },
+    });
+
+  it('skips exactly the cases carrying the flag, counts them as skipped and says so', async () => {
+    const golden = loadGoldenSet(SHIPPED_GOLDEN, 'molchanov2017', 'kl.approx');
+    const flagged = golden.files[0]!.cases.filter((c) => c.flags.includes('infinite_log_alpha'));
+    expect(flagged.length).toBeGreaterThan(0);
+    const plain = await runCheck(printedForm(), golden);
+    expect(plain.exitCode).toBe(1);
+    const failedIds = plain.cases.filter((c) => c.status === 'failed').map((c) => c.caseId);
+    // Only cases with an infinite log_alpha fail, and not every flagged one has a -inf.
+    expect(failedIds.every((id) => flagged.some((c) => c.id === id))).toBe(true);
+    const skipping = await runCheck(printedForm(), golden, { skipFlags: ['infinite_log_alpha'] });
+    expect(skipping.exitCode).toBe(0);
+    expect(skipping.totals.skipped).toBe(flagged.length);
+    expect(skipping.totals.passed).toBe(golden.files[0]!.cases.length - flagged.length);
+    expect(skipping.notes).toContain(
+      `${flagged.length} cases flagged infinite_log_alpha skipped (--skip-flag)`,
+    );
+  });
+
+  it('refuses a flag name no golden case can carry (a misspelt flag would skip nothing)', async () => {
+    const r = await check(['--port', fake('good'), '--skip-flag', 'infinite_log_alfa']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(
+      /--skip-flag: no golden flag is named "infinite_log_alfa"; known: .*infinite_log_alpha/,
+    );
+  });
+});
+
 describe('vdspec check: a clip whose gradient is 0 on its bounds is diagnosed (spec/check.md#fingerprint)', () => {
   it('a molchanov2017 port with a switch clip fails exactly the clip_min / clip_max gradient cases, diagnosed as that convention', async () => {
     const canonical = PROFILES.molchanov2017;

@@ -54,7 +54,8 @@ function listedFlags(help: string): Listed[] {
 }
 
 /** A value each listed flag's parser takes: a profile name for P, else 1. */
-const sample = (value: string) => (value === 'P' ? 'molchanov2017' : '1');
+const SAMPLES: Record<string, string> = { P: 'molchanov2017', FLAGS: 'infinite_log_alpha' };
+const sample = (value: string) => SAMPLES[value] ?? '1';
 
 const parse = (spec: FlagSpec, argv: string[]) => () => parseFlags(argv, spec);
 
