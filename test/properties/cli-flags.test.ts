@@ -53,7 +53,7 @@ function listedFlags(help: string): Listed[] {
   }));
 }
 
-/** A value each listed flag's parser takes: a profile name for P, else 1. */
+/** A value each listed flag's parser takes: a profile name for P, a golden flag for FLAGS, else 1. */
 const SAMPLES: Record<string, string> = { P: 'molchanov2017', FLAGS: 'infinite_log_alpha' };
 const sample = (value: string) => SAMPLES[value] ?? '1';
 
