@@ -216,7 +216,12 @@ class ProcessPort implements Port {
     clearTimeout(w.timer);
     // stdout may end a moment before the exit is reported: wait briefly so the message has the exit code.
     void Promise.race([this.exited, delay(DRAIN_MS)]).then(() =>
-      w.reject(new CheckInfrastructureError('port', `${this.deadReason()} before ${w.what}`)),
+      w.reject(
+        new CheckInfrastructureError(
+          'port',
+          `${this.deadReason()} while the runner waited for its answer to ${w.what}`,
+        ),
+      ),
     );
   }
 

@@ -964,7 +964,8 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
   const broken = [
     {
       mode: 'crash',
-      message: /the port exited with code 3 before case kl\.approx#0/,
+      message:
+        /the port exited with code 3 while the runner waited for its answer to case kl\.approx#0/,
       stderr: /crashing on purpose/,
     },
     {
@@ -1013,7 +1014,11 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
 
   const handshake = [
     { mode: 'hang-hello', message: /no answer within 1 s \(--timeout\) for the handshake/ },
-    { mode: 'silent-exit', message: /the port exited with code 0 before the handshake/ },
+    {
+      mode: 'silent-exit',
+      message:
+        /the port exited with code 0 while the runner waited for its answer to the handshake/,
+    },
     {
       mode: 'old-protocol',
       message: /the port speaks protocol "vdspec-port\/0"; this runner speaks "vdspec-port\/1"/,
@@ -1038,7 +1043,9 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
   it("spec/check.md#exit-codes: a command that does not exist is exit 2 with the shell's message", async () => {
     const r = await check(['--port', 'vdspec-no-such-command-here']);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/exited with code 127 before the handshake[\s\S]*not found/);
+    expect(r.err).toMatch(
+      /exited with code 127 while the runner waited for its answer to the handshake[\s\S]*not found/,
+    );
   });
 });
 
