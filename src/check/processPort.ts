@@ -81,6 +81,9 @@ class ProcessPort implements Port {
   private spawnError: Error | null = null;
   private drainExpired = false;
   private junk: string | null = null;
+  /** Lines that cannot be a protocol message (not starting with `{`): a porter's debug prints. */
+  private strayLines = 0;
+  private firstStray: string | null = null;
   private waiter: Waiter | null = null;
   private closed = false;
   private readonly exited: Promise<void>;
@@ -162,6 +165,13 @@ class ProcessPort implements Port {
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     // Blank lines carry nothing; tolerating them costs nothing.
     if (line.trim() === '') return;
+    // A debug print would otherwise end the run at its first case. A line that starts like a
+    // message but does not parse is still junk: it may be the answer, badly encoded.
+    if (!line.trimStart().startsWith('{')) {
+      this.strayLines++;
+      this.firstStray ??= line;
+      return;
+    }
     if (this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;
@@ -236,7 +246,9 @@ class ProcessPort implements Port {
         reject(
           new CheckInfrastructureError(
             'port',
-            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs or is too slow`,
+            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs or is too slow${this.strayNote(
+              '; meanwhile it printed',
+            )}`,
           ),
         );
       }, this.options.timeoutMs);
@@ -327,9 +339,24 @@ class ProcessPort implements Port {
     }
   }
 
+  /** `<lead> N lines on stdout that are not protocol messages, the first "..."`, or '' for none. */
+  private strayNote(lead: string): string {
+    if (this.strayLines === 0) return '';
+    const lines =
+      this.strayLines === 1
+        ? 'line on stdout that is not a protocol message'
+        : 'lines on stdout that are not protocol messages, the first';
+    return `${lead} ${this.strayLines} ${lines} ${JSON.stringify(shorten(this.firstStray!))}`;
+  }
+
   async close(graceful = true): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.strayLines > 0) {
+      this.notes.push(
+        `${this.strayNote('the port printed')} (ignored; stdout is reserved for protocol messages, print diagnostics to stderr)`,
+      );
+    }
     if (this.waiter !== null) {
       clearTimeout(this.waiter.timer);
       this.waiter = null;

@@ -955,6 +955,15 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     await expectDead(fakePid(r.out));
   });
 
+  it('spec/check.md#protocol: lines on stdout that cannot be messages (debug prints) are ignored, and the report says so', async () => {
+    const r = await check(['--port', fake('chatty')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^kl\.approx\s+pass\s+2\s+2\s+0/m);
+    expect(r.out).toMatch(
+      /the port printed 2 lines on stdout that are not protocol messages, the first "DEBUG case kl\.approx#0" \(ignored; stdout is reserved for protocol messages, print diagnostics to stderr\)/,
+    );
+  });
+
   it('spec/check.md#protocol: error answers are failed cases, with the message (exit 1)', async () => {
     const r = await check(['--port', fake('error-answer'), '--op', 'kl.approx']);
     expect(r.code).toBe(1);
@@ -976,8 +985,14 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     {
       mode: 'junk',
       message:
-        /printed junk on stdout while the runner waited for case kl\.approx#0: "computing\.\.\. done!"/,
+        /printed junk on stdout while the runner waited for case kl\.approx#0: "\{computing\.\.\. done!"/,
       stderr: /mode=junk/,
+    },
+    {
+      mode: 'chatty-only',
+      message:
+        /no answer within 1 s \(--timeout\) for case kl\.approx#0: it hangs or is too slow; meanwhile it printed 1 line on stdout that is not a protocol message "computing\.\.\. done!"/,
+      stderr: /mode=chatty-only/,
     },
     {
       mode: 'bare-nan',
