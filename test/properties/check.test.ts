@@ -576,6 +576,19 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
     const nan = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['NaN'] } }, tol);
     expect(nan.ratio).toBe(Infinity);
     expect(nan.outputs[0]!.firstMismatch!.error).toBe(Infinity);
+    // ... and so is the largest error: a NaN must not read as the small error of its finite neighbours.
+    const mostlyNan = compareOutputs(
+      e([1, 2]),
+      {},
+      { x: { shape: [2], data: ['NaN', 2.25] } },
+      tol,
+    );
+    expect(mostlyNan.maxAbsError).toBe(Infinity);
+    expect(mostlyNan.outputs[0]!.maxAbsError).toBe(Infinity);
+    const inf = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['-Infinity'] } }, tol);
+    expect(inf.maxAbsError).toBe(Infinity);
+    const wrongNan = compareOutputs(e([NaN]), {}, { x: { shape: [1], data: [0] } }, tol);
+    expect(wrongNan.maxAbsError).toBe(Infinity);
     // The same rank with other sizes, named in full.
     const sized = compareOutputs(
       { y: { shape: [2, 3], data: [0, 1, 2, 3, 4, 5] } },
