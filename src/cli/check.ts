@@ -19,6 +19,7 @@ import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
 import { VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
+import { matchOps } from '../golden/generate.js';
 import {
   HELP_FLAG,
   optionList,
@@ -26,6 +27,7 @@ import {
   parseIntegerFlag,
   parseNumberFlag,
   runCommand,
+  splitList,
   UsageError,
   type FlagSpec,
   type FlagValues,
@@ -55,6 +57,16 @@ export function parseCount(flag: string, text: string): number {
   return count;
 }
 
+/**
+ * --op of check and fuzz: comma-separated globs, each matching some operation
+ * (golden's rule, by the same code): a misspelt name is refused before the
+ * port starts instead of selecting nothing. The text is kept for opMatcher.
+ */
+export function parseOpPatterns(flag: string, text: string): string {
+  matchOps(splitList(flag, text));
+  return text;
+}
+
 export const CHECK_FLAGS = {
   command: 'check',
   flags: {
@@ -72,6 +84,7 @@ export const CHECK_FLAGS = {
     },
     op: {
       value: 'PATTERN',
+      parse: parseOpPatterns,
       help: "only these ops: comma-separated names, * matches anything (e.g. 'svd.dense.*,kl.approx')",
     },
     timeout: {

@@ -1325,11 +1325,30 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
       /unknown profile "nope"/,
     );
     expect((await check(['--port', good, '--op', 'no.such.*'])).err).toMatch(
-      /--op no\.such\.\* matches none of the golden ops/,
+      /pattern "no\.such\.\*" matches no operation/,
+    );
+    // Ops that exist but have no golden file for the profile: named with the ones it has.
+    expect((await check(['--port', good, '--op', 'vd.*'])).err).toMatch(
+      /--op vd\.\* matches none of the golden ops of "molchanov2017"/,
     );
     const r = await check(['--port', good, '--golden', join(dir, 'missing')]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/golden directory .*missing does not exist/);
+  });
+
+  it('spec/check.md#exit-codes: an --op pattern matching no operation is refused, as golden refuses it, even beside one that matches', async () => {
+    const good = fake('good');
+    const r = await check(['--port', good, '--op', 'kl.approx,nope']);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: op: pattern "nope" matches no operation; operations: kl\.exact, /,
+    );
+    // A misspelt plain name gets the near names.
+    expect((await check(['--port', good, '--op', 'kl_approx'])).err).toMatch(
+      /pattern "kl_approx" matches no operation \(did you mean kl\.approx\?\)/,
+    );
+    expect((await check(['--port', good, '--op', 'kl.approx,'])).err).toMatch(/empty item/);
   });
 
   it('--timeout takes the number syntax of every numeric flag (1e3, 0.5)', async () => {
