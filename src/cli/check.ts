@@ -17,7 +17,7 @@ import { openProcessPort } from '../check/processPort.js';
 import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
-import { VdspecError } from '../errors.js';
+import { isVdspecError, VdspecError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { matchOps } from '../golden/generate.js';
 import {
@@ -63,7 +63,13 @@ export function parseCount(flag: string, text: string): number {
  * port starts instead of selecting nothing. The text is kept for opMatcher.
  */
 export function parseOpPatterns(flag: string, text: string): string {
-  matchOps(splitList(flag, text));
+  try {
+    matchOps(splitList(flag, text));
+  } catch (e) {
+    // A flag's parser throws usage errors (the --help hint follows); matchOps words it for golden's --op.
+    if (isVdspecError(e)) throw new UsageError(`${flag}: ${e.message.replace(/^op: /, '')}`);
+    throw e;
+  }
   return text;
 }
 
@@ -115,7 +121,8 @@ Options:
 ${optionList(CHECK_FLAGS.flags, Object.keys(CHECK_FLAGS.flags).slice(2))}
 
 Exit codes: 0 all checked cases pass (undeclared ops are skipped), 1 some
-fail, 2 the check could not be carried out.`;
+fail, 2 the check could not be carried out (also when no case was checked,
+or the port declares an op name vdspec does not know).`;
 
 type CheckArgs = FlagValues<typeof CHECK_FLAGS.flags>;
 

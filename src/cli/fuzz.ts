@@ -133,7 +133,7 @@ Options:
 ${optionList(FUZZ_FLAGS.flags, Object.keys(FUZZ_FLAGS.flags).slice(1))}
 
 Exit codes: 0 every drawn case passed, 1 some op failed, 2 the fuzzing could
-not be carried out.`;
+not be carried out (also when the port declares none of the selected ops).`;
 
 interface FuzzArgs {
   port?: string;
@@ -323,9 +323,22 @@ function renderFuzzJunit(args: FuzzArgs, report: FuzzReport): string {
     return `${head}\n    <testcase classname="vdspec.fuzz.${escapeXml(report.profile)}" name="${caseName}">\n${body}    </testcase>\n  </testsuite>`;
   });
   const count = (s: string) => report.ops.filter((o) => o.status === s).length;
+  // An error no op carries (nothing was fuzzed) gets a testcase of its own, or CI would show only skips.
+  const loose = report.infrastructureError !== null && count('not_run') === 0;
+  if (loose) {
+    suites.push(
+      [
+        `  <testsuite name="${escapeXml(`${report.profile}/fuzz`)}" tests="1" failures="0" errors="1" skipped="0">`,
+        `    <testcase classname="vdspec.fuzz" name="vdspec fuzz">`,
+        `      <error message="${escapeXml(report.infrastructureError!)}"/>`,
+        '    </testcase>',
+        '  </testsuite>',
+      ].join('\n'),
+    );
+  }
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="vdspec fuzz" tests="${report.ops.length}" failures="${count('failed')}" errors="${count('not_run')}" skipped="${count('skipped')}">`,
+    `<testsuites name="vdspec fuzz" tests="${report.ops.length + (loose ? 1 : 0)}" failures="${count('failed')}" errors="${count('not_run') + (loose ? 1 : 0)}" skipped="${count('skipped')}">`,
     ...suites,
     '</testsuites>',
     '',

@@ -10,7 +10,8 @@
 import fc from 'fast-check';
 import { encodeInputs, type GoldenCase, type GoldenFile, type GoldenSet } from '../check/golden.js';
 import type { Port } from '../check/port.js';
-import { runCheck, type CheckReport } from '../check/runner.js';
+import { CheckInfrastructureError } from '../check/errors.js';
+import { runCheck, unknownOpsProblem, type CheckReport } from '../check/runner.js';
 import { noiseTranslation } from '../check/translate.js';
 import { isVdspecError } from '../errors.js';
 import { caseScale, packageVersion } from '../golden/generate.js';
@@ -24,6 +25,10 @@ import { caseArbitrary, type Inputs } from './arbitraries.js';
 
 export const FUZZ_REPORT_SCHEMA = 'vdspec-fuzz-report/1';
 export const DEFAULT_FUZZ_RUNS = 100;
+
+/** The infrastructure error of a run in which the port declares none of the selected ops. */
+export const NOTHING_FUZZED =
+  'no op was fuzzed: the port declares none of the selected ops (see --op, --profile and the ops it declares)';
 
 /** Bounds on shrinking one failure: port calls, and wall time. */
 export const MAX_SHRINK_CALLS = 2000;
@@ -160,7 +165,9 @@ export function oneCaseSet(
 export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzReport> {
   const now = options.now ?? Date.now;
   const { profile } = options;
-  // Refuses a port of the other algorithm, as check does (a usage error, exit 2).
+  // Refuses op names vdspec does not know, and a port of the other algorithm, as check does (exit 2).
+  const unknownOps = unknownOpsProblem(port.info);
+  if (unknownOps !== null) throw new CheckInfrastructureError('usage', unknownOps);
   const t = noiseTranslation(port.info.profile, profile);
   const notes: string[] = [...t.notes];
   if (port.info.profile !== null && port.info.profile !== profile.name) {
@@ -271,8 +278,9 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
     check = await runCheck(borrowed(port), oneCaseSet(profile, failures, port.info.ops));
     if (check.infrastructureError !== null) infrastructureError = check.infrastructureError;
   }
-  if (results.every((r) => r.status === 'skipped')) {
-    notes.push('no op was fuzzed: the port declares none of the selected ops');
+  // Fuzzing nothing must not pass, as in check (spec/fuzz.md).
+  if (infrastructureError === null && results.every((r) => r.status === 'skipped')) {
+    infrastructureError = NOTHING_FUZZED;
   }
   const failed = results.some((r) => r.status === 'failed');
   return {

@@ -1004,6 +1004,61 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
     expect(report.exitCode).toBe(0);
   });
 
+  it('spec/check.md#exit-codes: op names vdspec does not know are refused with the near names (exit 2), never a pass of nothing', async () => {
+    const path = resultsFile('typos.json', (results) => {
+      for (const op of Object.keys(results)) Reflect.deleteProperty(results, op);
+      results['kl_approx'] = { '0': { error: 'x' } };
+      results['schedule.klweight'] = {};
+    });
+    const r = await check(['--results', path]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toBe(
+      `vdspec check: results file ${path}: /results holds op names vdspec does not know: ` +
+        '"kl_approx" (did you mean kl.approx?), "schedule.klweight" (did you mean schedule.kl_weight?); ' +
+        'the operations are listed in spec/ops.md (vdspec eval --list)',
+    );
+    // Beside known ops too: one typo hides that op's cases.
+    const mixed = resultsFile('mixed.json', (results) => {
+      results['svd.dense.Eval'] = {};
+    });
+    const m = await check(['--results', mixed]);
+    expect(m.code).toBe(2);
+    expect(m.err).toMatch(/"svd\.dense\.Eval" \(did you mean svd\.dense\.eval, /);
+  });
+
+  it('spec/check.md#exit-codes: a run that checked no case fails (exit 2), in the table, JSON and JUnit; ops without golden files keep their note', async () => {
+    // Known ops, none of them selected: every case skipped.
+    const path = resultsFile('only-mask.json', (results) => {
+      for (const op of Object.keys(results))
+        if (op !== 'svd.mask') Reflect.deleteProperty(results, op);
+      results['vd.dense.train'] = {};
+    });
+    const junit = join(dir, 'nothing-junit.xml');
+    const r = await check(['--results', path, '--op', 'kl.*', '--junit', junit]);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(
+      /^Error: no case was checked: the port declares none of the selected ops/m,
+    );
+    expect(r.out).toMatch(
+      /^Note: declared by the port but without golden files for molchanov2017: vd\.dense\.train$/m,
+    );
+    expect(r.out).toMatch(/Result: ERROR: no case was checked \(\d+ skipped\) \(exit 2\)$/);
+    const xml = readFileSync(junit, 'utf8');
+    expect(xml).toMatch(/<testsuites [^>]*errors="1"/);
+    expect(xml).toMatch(/<error message="no case was checked: /);
+    const report = await checkJson(['--results', path, '--op', 'kl.*']);
+    expect(report.exitCode).toBe(2);
+    expect(report.totals.passed + report.totals.failed).toBe(0);
+    expect(report.infrastructureError).toMatch(/^no case was checked/);
+    // The same file with its op selected is checked as usual.
+    const ok = await check(['--results', path, '--op', 'svd.mask,kl.*']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(
+      /Note: declared by the port but without golden files for molchanov2017: vd\.dense\.train/,
+    );
+  });
+
   it('spec/check.md#results-file: the golden outputs themselves pass', async () => {
     const r = await check(['--results', resultsFile('good.json', () => undefined)]);
     expect(r.code).toBe(0);
@@ -1342,13 +1397,24 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
     expect(r.code).toBe(2);
     expect(r.out).toBe('');
     expect(r.err).toMatch(
-      /^vdspec check: op: pattern "nope" matches no operation; operations: kl\.exact, /,
+      /^vdspec check: --op: pattern "nope" matches no operation; operations: kl\.exact, /,
     );
     // A misspelt plain name gets the near names.
     expect((await check(['--port', good, '--op', 'kl_approx'])).err).toMatch(
       /pattern "kl_approx" matches no operation \(did you mean kl\.approx\?\)/,
     );
     expect((await check(['--port', good, '--op', 'kl.approx,'])).err).toMatch(/empty item/);
+  });
+
+  it('spec/check.md#exit-codes: a port declaring op names vdspec does not know is refused (exit 2, near names), with --json too', async () => {
+    const r = await check(['--port', fake('typo-ops')]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: the port's hello: \/ops holds op names vdspec does not know: "kl_approx" \(did you mean kl\.approx\?\), "svd\.dense\.Eval" \(did you mean svd\.dense\.eval, /,
+    );
+    const json = await check(['--port', fake('typo-ops'), '--json']);
+    expect(JSON.parse(json.out)).toMatchObject({ exitCode: 2 });
   });
 
   it('--timeout takes the number syntax of every numeric flag (1e3, 0.5)', async () => {

@@ -53,8 +53,9 @@ function listedFlags(help: string): Listed[] {
   }));
 }
 
-/** A value each listed flag's parser takes: a profile name for P, else 1. */
-const sample = (value: string) => (value === 'P' ? 'molchanov2017' : '1');
+/** A value each listed flag's parser takes: a profile name for P, an op for PATTERN, else 1. */
+const sample = (value: string) =>
+  value === 'P' ? 'molchanov2017' : value === 'PATTERN' ? 'kl.approx' : '1';
 
 const parse = (spec: FlagSpec, argv: string[]) => () => parseFlags(argv, spec);
 

@@ -19,8 +19,8 @@ import { runCheckCommand } from '../../src/cli/check.js';
 import { runFuzzCommand } from '../../src/cli/fuzz.js';
 import { initBackend } from '../../src/fast/backend.js';
 import { FAST_UNSUPPORTED_OPS, fastRun } from '../../src/fast/run.js';
-import { runFuzz } from '../../src/fuzz/runner.js';
-import { OPS } from '../../src/ops.js';
+import { NOTHING_FUZZED, runFuzz } from '../../src/fuzz/runner.js';
+import { getOp, OPS } from '../../src/ops.js';
 import { PROFILES } from '../../src/profiles.js';
 import type { Tensor } from '../../src/tensor.js';
 
@@ -244,5 +244,44 @@ describe('vdspec fuzz: the fast implementation, in-process, float32 (a short bud
       JSON.stringify(report.check?.cases.map((c) => c.comparison)),
     ).toEqual([]);
     expect(report.exitCode).toBe(0);
+  });
+});
+
+describe('vdspec fuzz: nothing fuzzed is no pass (spec/fuzz.md)', () => {
+  const port = (ops: string[]) =>
+    functionPort({
+      name: 'kl only',
+      ops,
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: () => {
+        throw new Error('not called');
+      },
+    });
+  const profile = PROFILES.molchanov2017;
+
+  it('op names vdspec does not know are refused, with the near names', async () => {
+    await expect(
+      runFuzz(port(['kl_approx']), {
+        profile,
+        ops: [getOp('kl.approx')],
+        runs: 1,
+        seed: 1,
+        timeLimitMs: null,
+      }),
+    ).rejects.toThrow(/op name vdspec does not know: "kl_approx" \(did you mean kl\.approx\?\)/);
+  });
+
+  it('a port declaring none of the selected ops: exit 2, not a pass', async () => {
+    const report = await runFuzz(port(['kl.approx']), {
+      profile,
+      ops: [getOp('svd.mask')],
+      runs: 1,
+      seed: 1,
+      timeLimitMs: null,
+    });
+    expect(report.ops.map((o) => o.status)).toEqual(['skipped']);
+    expect(report.infrastructureError).toBe(NOTHING_FUZZED);
+    expect(report.exitCode).toBe(2);
   });
 });
