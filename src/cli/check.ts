@@ -7,14 +7,20 @@
  * not be carried out (usage, unreadable files, a port that crashes, hangs,
  * prints junk or answers the wrong id).
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckInfrastructureError, messageOf } from '../check/errors.js';
 import { loadGoldenSet } from '../check/golden.js';
 import type { Port } from '../check/port.js';
 import { openProcessPort } from '../check/processPort.js';
-import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
+import {
+  DEFAULT_MAX_FAILURES,
+  renderErrorJunit,
+  renderJson,
+  renderJunit,
+  renderText,
+} from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
 import { isVdspecError, VdspecError } from '../errors.js';
@@ -184,19 +190,82 @@ function openPort(args: CheckArgs): Promise<Port> | Port {
   return openProcessPort({ command: args.port!, timeoutMs: seconds * 1000 });
 }
 
-export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  return runCommand(
-    'check',
-    err,
-    async () => {
-      const args = parseArgs(argv);
-      if (args.help) {
-        out(HELP);
-        return 0;
-      }
-      return check(args, out, err);
+/** The --junit path of a command line, read without the flag parser (which may be what failed). */
+function junitPathOf(argv: readonly string[]): string | null {
+  let path: string | null = null;
+  argv.forEach((arg, i) => {
+    if (arg === '--junit' && i + 1 < argv.length) path = argv[i + 1]!;
+    else if (arg.startsWith('--junit=')) path = arg.slice('--junit='.length);
+  });
+  return path;
+}
+
+/**
+ * Run check or fuzz so that a --junit file never keeps an earlier run's
+ * verdict: when the run ends without writing its report (a usage error, a
+ * port that fails its handshake, unreadable golden files, an internal
+ * error), the file is replaced, atomically, by a JUnit report of that one
+ * error, or removed when it cannot be written. A path that is no writable
+ * file's (a directory, a missing directory) is left alone.
+ */
+export async function withReportGuard(
+  command: 'check' | 'fuzz',
+  argv: readonly string[],
+  err: Writer,
+  run: (err: Writer, reported: () => void) => Promise<number>,
+): Promise<number> {
+  let written = false;
+  let first: string | null = null;
+  const code = await run(
+    (s) => {
+      first ??= s.split('\n')[0]!;
+      err(s);
     },
-    { usageHint: 'Run "vdspec check --help" for the options.' },
+    () => {
+      written = true;
+    },
+  );
+  const path = junitPathOf(argv);
+  if (code === 0 || written || path === null || path === '') return code;
+  try {
+    checkReportPath('--junit', path);
+  } catch {
+    return code;
+  }
+  const message = (first ?? `vdspec ${command} exited with code ${code}`).replace(
+    new RegExp(`^vdspec ${command}: `),
+    '',
+  );
+  try {
+    writeFileAtomic(path, renderErrorJunit(command, message));
+  } catch (e) {
+    try {
+      rmSync(path, { force: true });
+    } catch (removal) {
+      err(
+        `vdspec ${command}: the JUnit report ${path} is an earlier run's and could not be replaced ` +
+          `(${messageOf(e)}) nor removed (${messageOf(removal)})`,
+      );
+    }
+  }
+  return code;
+}
+
+export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
+  return withReportGuard('check', argv, err, (guardedErr, reported) =>
+    runCommand(
+      'check',
+      guardedErr,
+      async () => {
+        const args = parseArgs(argv);
+        if (args.help) {
+          out(HELP);
+          return 0;
+        }
+        return check(args, out, guardedErr, reported);
+      },
+      { usageHint: 'Run "vdspec check --help" for the options.' },
+    ),
   );
 }
 
@@ -204,7 +273,12 @@ export async function runCheckCommand(argv: string[], out: Writer, err: Writer):
  * Check with parsed arguments. Every failure here is exit 2, never 1 (which
  * means failed cases): its own boundary reports it, as JSON too with --json.
  */
-async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number> {
+async function check(
+  args: CheckArgs,
+  out: Writer,
+  err: Writer,
+  reported: () => void,
+): Promise<number> {
   const infrastructure = infrastructureReporter(
     'check',
     REPORT_SCHEMA,
@@ -230,6 +304,7 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
     if (args.junit !== undefined) {
       try {
         writeFileAtomic(args.junit, renderJunit(report));
+        reported();
       } catch (e) {
         return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }

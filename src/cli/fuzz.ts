@@ -37,6 +37,7 @@ import {
   parseCount,
   parseOpPatterns,
   parseTimeout,
+  withReportGuard,
 } from './check.js';
 import {
   HELP_FLAG,
@@ -191,18 +192,20 @@ function checkFailuresDir(flag: string, path: string): void {
 }
 
 export async function runFuzzCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  return runCommand(
-    'fuzz',
-    err,
-    async () => {
-      const args = parseArgs(argv);
-      if (args.help) {
-        out(HELP);
-        return 0;
-      }
-      return fuzz(args, out, err);
-    },
-    { usageHint: 'Run "vdspec fuzz --help" for the options.' },
+  return withReportGuard('fuzz', argv, err, (guardedErr, reported) =>
+    runCommand(
+      'fuzz',
+      guardedErr,
+      async () => {
+        const args = parseArgs(argv);
+        if (args.help) {
+          out(HELP);
+          return 0;
+        }
+        return fuzz(args, out, guardedErr, reported);
+      },
+      { usageHint: 'Run "vdspec fuzz --help" for the options.' },
+    ),
   );
 }
 
@@ -392,7 +395,12 @@ function saveFailures(dir: string, report: FuzzReport): string[] {
   return files;
 }
 
-async function fuzz(args: FuzzArgs, out: Writer, err: Writer): Promise<number> {
+async function fuzz(
+  args: FuzzArgs,
+  out: Writer,
+  err: Writer,
+  reported: () => void,
+): Promise<number> {
   const infrastructure = infrastructureReporter('fuzz', FUZZ_REPORT_SCHEMA, args.json, out, err);
   let port: Port | null = null;
   try {
@@ -446,6 +454,7 @@ async function fuzz(args: FuzzArgs, out: Writer, err: Writer): Promise<number> {
     if (args.junit !== undefined) {
       try {
         writeFileAtomic(args.junit, renderFuzzJunit(args, report));
+        reported();
       } catch (e) {
         return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }

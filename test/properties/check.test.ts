@@ -9,7 +9,15 @@
  * python3 when `import numpy` works there; otherwise those tests are skipped.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -1440,6 +1448,40 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
       expect(r.err.split('\n'), r.err).toHaveLength(1);
       expect(r.out, target).not.toMatch(/Result:/);
     }
+  });
+
+  it('spec/check.md#report: a run that ends without a report replaces an earlier --junit file with one error, atomically', async () => {
+    const junit = join(dir, 'stale-junit.xml');
+    const green = '<testsuites name="an earlier green run" tests="1" failures="0" errors="0"/>\n';
+    const runs: [string[], RegExp][] = [
+      // A port that dies before its hello, a usage error, an --op matching nothing, golden files missing.
+      [['--port', 'exit 3'], /the port exited with code 3/],
+      [['--port', fake('good'), '--results', 'x'], /give exactly one of --port/],
+      [
+        ['--port', fake('good'), '--op', 'nope'],
+        /--op: pattern &quot;nope&quot; matches no operation/,
+      ],
+      [
+        ['--port', fake('good'), '--golden', join(dir, 'missing')],
+        /golden directory .*missing does not exist/,
+      ],
+    ];
+    for (const [argv, message] of runs) {
+      for (const form of [['--junit', junit], [`--junit=${junit}`]]) {
+        writeFileSync(junit, green);
+        const r = await check([...argv, ...form]);
+        expect(r.code, argv.join(' ')).toBe(2);
+        const xml = readFileSync(junit, 'utf8');
+        expect(xml, argv.join(' ')).not.toContain('an earlier green run');
+        expect(xml).toMatch(/<testsuites name="vdspec check" tests="1" failures="0" errors="1"/);
+        expect(xml).toMatch(new RegExp(`<error message="[^"]*${message.source}`));
+        expect(readdirSync(dir).filter((f) => f.startsWith('stale-junit.xml.'))).toEqual([]);
+      }
+    }
+    // A full report is the run's own: not replaced.
+    const ok = await check(['--port', fake('good'), '--op', 'kl.approx', '--junit', junit]);
+    expect(ok.code).toBe(0);
+    expect(readFileSync(junit, 'utf8')).toMatch(/<testsuite name="molchanov2017\/kl.approx"/);
   });
 
   it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {

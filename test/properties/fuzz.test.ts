@@ -8,7 +8,7 @@
  * The NumPy tests need python3 with numpy (VDSPEC_PYTHON, as check.test.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -218,6 +218,25 @@ describe('vdspec fuzz: bad calls exit 2 with one line (and the --help hint after
     expect(lines.slice(1)).toEqual(
       lines.length > 1 ? ['Run "vdspec fuzz --help" for the options.'] : [],
     );
+  });
+});
+
+describe('vdspec fuzz: a run without a report leaves no earlier --junit verdict (spec/fuzz.md)', () => {
+  it('a port that dies at start, a usage error: the file holds one error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vdspec-fuzz-junit-'));
+    temps.push(dir);
+    const junit = join(dir, 'fuzz.xml');
+    for (const [argv, message] of [
+      [['--port', 'exit 3'], 'the port exited with code 3'],
+      [['--port', 'x', '--op', 'nope'], '--op: pattern &quot;nope&quot; matches no operation'],
+    ] as const) {
+      writeFileSync(junit, '<testsuites name="an earlier green run"/>\n');
+      const r = await fuzz([...argv, '--junit', junit]);
+      expect(r.code).toBe(2);
+      const xml = readFileSync(junit, 'utf8');
+      expect(xml).toMatch(/<testsuites name="vdspec fuzz" tests="1" failures="0" errors="1"/);
+      expect(xml).toContain(message);
+    }
   });
 });
 
