@@ -206,10 +206,12 @@ function junitPathOf(argv: readonly string[]): string | null {
  * port that fails its handshake, unreadable golden files, an internal
  * error), the file is replaced, atomically, by a JUnit report of that one
  * error, or removed when it cannot be written. A path that is no writable
- * file's (a directory, a missing directory) is left alone.
+ * file's (a directory, a missing directory) is left alone, and so is a path
+ * with no file yet when the command line itself does not parse.
  */
 export async function withReportGuard(
   command: 'check' | 'fuzz',
+  spec: FlagSpec,
   argv: readonly string[],
   err: Writer,
   run: (err: Writer, reported: () => void) => Promise<number>,
@@ -225,8 +227,17 @@ export async function withReportGuard(
       written = true;
     },
   );
-  const path = junitPathOf(argv);
-  if (code === 0 || written || path === null || path === '') return code;
+  if (code === 0 || written) return code;
+  let path: string | null;
+  try {
+    const value = parseFlags(argv, spec).values['junit'];
+    path = typeof value === 'string' ? value : null;
+  } catch {
+    // A command line that does not parse names no report for sure: only an earlier file is replaced.
+    path = junitPathOf(argv);
+    if (path !== null && !existsSync(path)) path = null;
+  }
+  if (path === null || path === '') return code;
   try {
     checkReportPath('--junit', path);
   } catch {
@@ -252,7 +263,7 @@ export async function withReportGuard(
 }
 
 export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  return withReportGuard('check', argv, err, (guardedErr, reported) =>
+  return withReportGuard('check', CHECK_FLAGS, argv, err, (guardedErr, reported) =>
     runCommand(
       'check',
       guardedErr,

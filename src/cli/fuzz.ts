@@ -192,7 +192,7 @@ function checkFailuresDir(flag: string, path: string): void {
 }
 
 export async function runFuzzCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  return withReportGuard('fuzz', argv, err, (guardedErr, reported) =>
+  return withReportGuard('fuzz', FUZZ_FLAGS, argv, err, (guardedErr, reported) =>
     runCommand(
       'fuzz',
       guardedErr,

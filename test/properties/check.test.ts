@@ -1478,6 +1478,13 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
         expect(readdirSync(dir).filter((f) => f.startsWith('stale-junit.xml.'))).toEqual([]);
       }
     }
+    // A command line that does not parse: an earlier file is replaced, but no new file is made.
+    writeFileSync(junit, green);
+    expect((await check(['--port', 'x', '--junit', junit, '--junit', junit])).code).toBe(2);
+    expect(readFileSync(junit, 'utf8')).toMatch(/<error message="--junit given twice"/);
+    const fresh = join(dir, 'fresh-junit.xml');
+    expect((await check(['--port', 'x', '--junit', fresh, '--junit', fresh])).code).toBe(2);
+    expect(existsSync(fresh)).toBe(false);
     // A full report is the run's own: not replaced.
     const ok = await check(['--port', fake('good'), '--op', 'kl.approx', '--junit', junit]);
     expect(ok.code).toBe(0);
