@@ -263,14 +263,31 @@ function renderFuzzText(args: FuzzArgs, port: Port, report: FuzzReport): string 
   if (report.timedOut) lines.push(`note: the time limit stopped the drawing of cases (see "runs")`);
   lines.push('');
   const fuzzed = report.ops.reduce((a, o) => a + o.runs, 0);
+  const limit = timeLimitSummary(report);
   lines.push(
     report.exitCode === 0
-      ? `Result: PASS: ${fuzzed} drawn cases passed (exit 0)`
+      ? `Result: PASS: ${fuzzed} drawn cases passed${limit} (exit 0)`
       : report.exitCode === 1
-        ? `Result: FAIL: ${failed.length} of ${report.ops.filter((o) => o.status !== 'skipped').length} ops failed (exit 1)`
+        ? `Result: FAIL: ${failed.length} of ${report.ops.filter((o) => o.status !== 'skipped').length} ops failed${limit} (exit 1)`
         : `Result: ERROR: the fuzzing could not be carried out (exit 2)`,
   );
   return lines.join('\n');
+}
+
+/**
+ * What the time limit left undone, for the result line (empty when nothing):
+ * a pass over some of the ops must not read as a pass over all of them.
+ */
+export function timeLimitSummary(report: FuzzReport): string {
+  if (!report.timedOut || report.infrastructureError !== null) return '';
+  const fuzzable = report.ops.filter((o) => o.status !== 'skipped').length;
+  const notRun = report.ops.filter((o) => o.status === 'not_run').length;
+  const short = report.ops.filter((o) => o.status === 'passed' && o.runs < report.runsPerOp).length;
+  const parts = [
+    ...(notRun > 0 ? [`${notRun} of ${fuzzable} ops not run`] : []),
+    ...(short > 0 ? [`${short} stopped before ${report.runsPerOp} runs`] : []),
+  ];
+  return parts.length === 0 ? '' : `; the time limit left ${parts.join(', ')}`;
 }
 
 function renderFuzzJson(args: FuzzArgs, port: Port, report: FuzzReport): string {

@@ -16,12 +16,13 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { functionPort } from '../../src/check/port.js';
 import { runCheckCommand } from '../../src/cli/check.js';
-import { runFuzzCommand } from '../../src/cli/fuzz.js';
+import { runFuzzCommand, timeLimitSummary } from '../../src/cli/fuzz.js';
 import { initBackend } from '../../src/fast/backend.js';
 import { FAST_UNSUPPORTED_OPS, fastRun } from '../../src/fast/run.js';
-import { NOTHING_FUZZED, runFuzz } from '../../src/fuzz/runner.js';
+import { NO_CASE_IN_TIME, NOTHING_FUZZED, runFuzz } from '../../src/fuzz/runner.js';
 import { getOp, OPS } from '../../src/ops.js';
 import { PROFILES } from '../../src/profiles.js';
+import { run as reference } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 
 const NUMPY_PORT = fileURLToPath(
@@ -302,5 +303,79 @@ describe('vdspec fuzz: nothing fuzzed is no pass (spec/fuzz.md)', () => {
     expect(report.ops.map((o) => o.status)).toEqual(['skipped']);
     expect(report.infrastructureError).toBe(NOTHING_FUZZED);
     expect(report.exitCode).toBe(2);
+  });
+});
+
+describe('vdspec fuzz --time-limit: every op gets its share (spec/fuzz.md)', () => {
+  const profile = PROFILES.molchanov2017;
+  const names = ['kl.approx', 'kl.exact', 'schedule.kl_weight'];
+  /** A correct in-process port on a fake clock: each answer takes `cost(call)` ms. */
+  function timed(cost: (call: number) => number) {
+    let t = 0;
+    let calls = 0;
+    const port = functionPort({
+      name: 'timed',
+      ops: names,
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        t += cost(calls++);
+        return reference(op, inputs, profile);
+      },
+    });
+    return { port, now: () => t };
+  }
+
+  it('the budget left is divided by the ops left: 1000 ms over 3 ops at 100 ms a case', async () => {
+    const { port, now } = timed(() => 100);
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1000,
+      now,
+    });
+    // kl.approx until 333 ms (cases at 0..300), kl.exact until 400 + 600/2, schedule until 700 + 300.
+    expect(report.ops.map((o) => [o.op, o.status, o.runs])).toEqual([
+      ['kl.approx', 'passed', 4],
+      ['kl.exact', 'passed', 3],
+      ['schedule.kl_weight', 'passed', 3],
+    ]);
+    expect(report.exitCode).toBe(0);
+    expect(timeLimitSummary(report)).toBe('; the time limit left 3 stopped before 100 runs');
+  });
+
+  it('a limit that ends before the first answer fuzzed nothing: exit 2, not a pass', async () => {
+    const { port } = timed(() => 1);
+    let t = 0;
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1,
+      now: () => (t += 10),
+    });
+    expect(report.ops.map((o) => o.runs)).toEqual([0, 0, 0]);
+    expect(report.infrastructureError).toBe(NO_CASE_IN_TIME);
+    expect(report.exitCode).toBe(2);
+  });
+
+  it('ops the limit left unfuzzed are in the result line', async () => {
+    const { port, now } = timed((call) => (call === 0 ? 1000 : 1));
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1000,
+      now,
+    });
+    expect(report.ops.map((o) => o.status)).toEqual(['passed', 'not_run', 'not_run']);
+    expect(report.exitCode).toBe(0);
+    expect(timeLimitSummary(report)).toBe(
+      '; the time limit left 2 of 3 ops not run, 1 stopped before 100 runs',
+    );
   });
 });
