@@ -224,7 +224,8 @@ class ProcessPort implements Port {
         reject(
           new CheckInfrastructureError(
             'port',
-            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs or is too slow`,
+            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs, is too slow, ` +
+              'or keeps its answer in an output buffer (did the port flush stdout after the line?)',
           ),
         );
       }, this.options.timeoutMs);

@@ -871,7 +871,8 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     },
     {
       mode: 'hang',
-      message: /no answer within 1 s \(--timeout\) for case kl\.approx#0/,
+      message:
+        /no answer within 1 s \(--timeout\) for case kl\.approx#0: .*\(did the port flush stdout after the line\?\)/,
       stderr: /mode=hang/,
     },
     {
