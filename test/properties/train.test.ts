@@ -965,6 +965,25 @@ describe('committed results (README "Results")', () => {
   it('the README table is generated from them', () => {
     expectSpecBlock('../README.md', 'results', resultsTableMarkdown(runs));
   });
+
+  it("the README's words on their noise generator and threads are the records' (a new run must update them)", () => {
+    const readme = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+    const seeded = runs.filter((r) => r.record.config.noise === 'philox-xoshiro-polar');
+    expect(seeded.map((r) => r.name).sort()).toEqual([
+      'mnist-lenet300-svd-e20',
+      'mnist-lenet300-svd-mult-e20',
+      'mnist-lenet300-vd-scalar',
+      'mnist-lenet5-baseline',
+    ]);
+    expect(readme).toContain('Four runs drew their training noise with');
+    const threaded = runs.filter((r) => r.record.config.threads !== 1);
+    expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
+      ['mnist-lenet5-baseline', 2],
+    ]);
+    expect(readme).toMatch(
+      /one\s+thread per run except the LeNet-5-Caffe dense baseline on the original MNIST,\s+which had two/,
+    );
+  });
 });
 
 describe('spec/train.md#random-labels: the permuted training labels', () => {
