@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { compareOutputs, positionOf } from '../../src/check/compare.js';
-import { fingerprintCase } from '../../src/check/fingerprint.js';
+import { fingerprintCandidates, fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
 import { openProcessPort } from '../../src/check/processPort.js';
@@ -730,6 +730,22 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
     },
   );
+
+  it('the convention lines README.md and spec/check.md quote are the ones the checker prints', () => {
+    const texts = new Map(
+      fingerprintCandidates(PROFILES.molchanov2017).map((c) => [c.id, c.text] as const),
+    );
+    const readme = readFileSync(here('../../README.md'), 'utf8');
+    const page = readFileSync(here('../../spec/check.md'), 'utf8');
+    const mask = texts.get('convention:prune.comparison=">="')!;
+    expect(mask).toMatch(/, like .*state-of-sparsity-nn/);
+    expect(readme).toContain(`matches: ${mask}\n`);
+    expect(page).toContain(`\`${mask}\``);
+    // Every "like <profiles>" list the page quotes is complete.
+    for (const m of page.matchAll(/`convention: ([^`]*, like [^`]*)`/g)) {
+      expect([...texts.values()]).toContain(`convention: ${m[1]}`);
+    }
+  });
 
   // Two true defects, labelled "known bug", and two choices published code makes on purpose
   // (>= at the threshold, the KL without its constant), labelled "convention".
