@@ -34,7 +34,7 @@ import { expectSpecBlock } from './spec-blocks.js';
 
 import * as tf from '@tensorflow/tfjs';
 
-import { runTrainCommand } from '../../src/cli/train.js';
+import { defaultOut, runTrainCommand } from '../../src/cli/train.js';
 import {
   KL_WARMUP_END_EPOCH,
   KL_WARMUP_START_EPOCH,
@@ -1009,5 +1009,20 @@ describe('spec/train.md#random-labels: the permuted training labels', () => {
     const b = permutedLabels(distinct, 2);
     expect(a.filter((v, i) => v === i).length).toBeLessThan(10);
     expect(a).not.toEqual(b);
+  });
+});
+
+describe('vdspec train --out: the default --help states is the one used', () => {
+  it('runs/<network>[-<data>]-<svd|baseline>-<profile>-s<seed>, the data part only for mnist-small', async () => {
+    const help = (await cli(['--help'])).out.replace(/\s+/g, ' ');
+    expect(help).toContain(
+      'default runs/<network>[-<data>]-<svd|baseline>-<profile>-s<seed>, the data part left out for mnist: runs/lenet300-mnist-small-svd-molchanov2017-s1',
+    );
+    expect(defaultOut(makeConfig({ network: 'lenet300', data: 'mnist-small', epochs: 1 }))).toBe(
+      join('runs', 'lenet300-mnist-small-svd-molchanov2017-s1'),
+    );
+    expect(defaultOut(makeConfig({ network: 'lenet5', baseline: true, seed: 3, epochs: 1 }))).toBe(
+      join('runs', 'lenet5-baseline-molchanov2017-s3'),
+    );
   });
 });
