@@ -225,7 +225,10 @@ function errorSuite(suite: string, command: string, message: string): string[] {
   return [
     `  <testsuite name="${escapeXml(suite)}" tests="1" failures="0" errors="1" skipped="0">`,
     `    <testcase classname="vdspec.${command}" name="${escapeXml(`vdspec ${command}`)}">`,
-    `      <error message="${escapeXml(message)}"/>`,
+    // The first line as the message; all of it (a port's stderr tail) as the body, when there is more.
+    message.includes('\n')
+      ? `      <error message="${escapeXml(message.split('\n')[0]!)}">${escapeXml(message)}</error>`
+      : `      <error message="${escapeXml(message)}"/>`,
     '    </testcase>',
     '  </testsuite>',
   ];

@@ -220,7 +220,7 @@ export async function withReportGuard(
   let first: string | null = null;
   const code = await run(
     (s) => {
-      first ??= s.split('\n')[0]!;
+      first ??= s;
       err(s);
     },
     () => {

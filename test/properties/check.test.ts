@@ -1495,6 +1495,11 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
         expect(readdirSync(dir).filter((f) => f.startsWith('stale-junit.xml.'))).toEqual([]);
       }
     }
+    // The port's stderr tail, which the message carries, is the error's body.
+    await check(['--port', 'echo boom at import >&2; exit 3', '--junit', junit]);
+    expect(readFileSync(junit, 'utf8')).toMatch(
+      /<error message="the port exited with code 3 before the handshake \(hello\)">[^<]*boom at import[^<]*<\/error>/,
+    );
     // A command line that does not parse: an earlier file is replaced, but no new file is made.
     writeFileSync(junit, green);
     expect((await check(['--port', 'x', '--junit', junit, '--junit', junit])).code).toBe(2);
