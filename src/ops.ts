@@ -254,6 +254,35 @@ export const OPS: readonly OpSpec[] = [
 
 export const OP_NAMES: readonly string[] = OPS.map((op) => op.name);
 
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** Up to three operation names close to `name`: nearest by edit distance, then sharing its first segment. */
+export function closeOperationNames(name: string): string[] {
+  const limit = Math.max(3, Math.floor(name.length / 3));
+  const byDistance = OP_NAMES.map((n) => ({ n, d: distance(name, n) }))
+    .filter(({ d }) => d <= limit)
+    .sort((a, b) => a.d - b.d)
+    .map(({ n }) => n);
+  const head = name.split('.')[0] ?? '';
+  const sameHead = OP_NAMES.filter((n) => head !== '' && n.startsWith(`${head}.`));
+  return [...new Set([...byDistance, ...sameHead])].slice(0, 3);
+}
+
 /** The op named `name`, or a VdspecError('unknown_op') that lists the known ones. */
 export function getOp(name: unknown): OpSpec {
   const op = OPS.find((o) => o.name === name);

@@ -6,7 +6,8 @@
  * output, 0 where there is none). A non-finite expected value must be matched
  * exactly (NaN by NaN, +inf by +inf); a non-finite answer where a finite one
  * is expected fails. Each output is summarised by its worst error as a
- * fraction of the allowed error (`ratio`, <= 1 passes).
+ * fraction of the allowed error (`ratio`, <= 1 passes) and its largest
+ * absolute error (`maxAbsError`, infinite for a non-finite mismatch).
  */
 import type { Tensor } from '../tensor.js';
 import { isVdspecError } from '../errors.js';
@@ -31,7 +32,7 @@ export interface OutputComparison {
   readonly problem: string | null;
   /** max over elements of error / allowed (0 when equal, Infinity for a non-finite mismatch). */
   readonly ratio: number;
-  /** Largest |a - e| over the finite elements. */
+  /** Largest |a - e| over the elements; Infinity when a non-finite value mismatches. */
   readonly maxAbsError: number;
   readonly mismatches: number;
   readonly size: number;
@@ -110,8 +111,9 @@ export function compareTensor(
       error = Math.abs(a - e);
       pass = Number.isFinite(a) && error <= allowed;
       if (!Number.isFinite(a)) error = Infinity;
-      else maxAbsError = Math.max(maxAbsError, error);
     }
+    // Every element counts, a non-finite mismatch as inf: a NaN answer must not read as a small error.
+    maxAbsError = Math.max(maxAbsError, error);
     ratio = Math.max(ratio, elementRatio(error, allowed));
     if (!pass) {
       mismatches++;

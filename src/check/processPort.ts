@@ -246,9 +246,10 @@ class ProcessPort implements Port {
         reject(
           new CheckInfrastructureError(
             'port',
-            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs or is too slow${this.strayNote(
-              '; meanwhile it printed',
-            )}`,
+            `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs, is too slow, ` +
+              `or keeps its answer in an output buffer (did the port flush stdout after the line?)${this.strayNote(
+                '; meanwhile it printed',
+              )}`,
           ),
         );
       }, this.options.timeoutMs);

@@ -60,6 +60,9 @@ function unknownCount(n: number): string {
 
 function headline(report: CheckReport): string {
   const t = report.totals;
+  if (report.infrastructureError !== null && t.passed + t.failed + t.notRun === 0) {
+    return `Result: ERROR: no case was checked (${t.skipped} skipped) (exit 2)`;
+  }
   if (report.infrastructureError !== null) {
     return `Result: ERROR: the check could not be completed (${t.notRun} cases not run) (exit 2)`;
   }
@@ -221,13 +224,46 @@ export function escapeXml(s: string): string {
     .replace(/'/g, '&apos;');
 }
 
+/** A testsuite of one testcase with an `error`: a run's failure that no case carries. */
+function errorSuite(suite: string, command: string, message: string): string[] {
+  return [
+    `  <testsuite name="${escapeXml(suite)}" tests="1" failures="0" errors="1" skipped="0">`,
+    `    <testcase classname="vdspec.${command}" name="${escapeXml(`vdspec ${command}`)}">`,
+    // The first line as the message; all of it (a port's stderr tail) as the body, when there is more.
+    message.includes('\n')
+      ? `      <error message="${escapeXml(message.split('\n')[0]!)}">${escapeXml(message)}</error>`
+      : `      <error message="${escapeXml(message)}"/>`,
+    '    </testcase>',
+    '  </testsuite>',
+  ];
+}
+
+/**
+ * JUnit XML for a check or fuzz run that ended without a report (usage,
+ * handshake, golden files): one error, so CI shows the failure instead of an
+ * earlier run's file.
+ */
+export function renderErrorJunit(command: 'check' | 'fuzz', message: string): string {
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites name="vdspec ${command}" tests="1" failures="0" errors="1" skipped="0">`,
+    ...errorSuite(`vdspec ${command}`, command, message),
+    '</testsuites>',
+    '',
+  ].join('\n');
+}
+
 /** JUnit XML: one testsuite per op, one testcase per golden case. */
 export function renderJunit(report: CheckReport): string {
   const t = report.totals;
+  // An error no case carries (nothing was checked) gets a testcase of its own, or CI would show only skips.
+  const loose = report.infrastructureError !== null && t.notRun === 0 ? 1 : 0;
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
   out.push(
-    `<testsuites name="vdspec check ${escapeXml(report.port.name)}" tests="${t.cases + t.unknown}" failures="${t.failed + t.unknown}" errors="${t.notRun}" skipped="${t.skipped}">`,
+    `<testsuites name="vdspec check ${escapeXml(report.port.name)}" tests="${t.cases + t.unknown + loose}" failures="${t.failed + t.unknown}" errors="${t.notRun + loose}" skipped="${t.skipped}">`,
   );
+  if (loose === 1)
+    out.push(...errorSuite(`${report.profile}/check`, 'check', report.infrastructureError!));
   for (const o of report.ops) {
     const suite = `${report.profile}/${o.op}`;
     out.push(

@@ -4,6 +4,7 @@
  * cases fingerprinted. The result is a plain, JSON-able report
  * (spec/check.md#report); rendering it is report.ts's job.
  */
+import { closeOperationNames, OP_NAMES } from '../ops.js';
 import type { Profile } from '../profiles.js';
 import type { Tensor } from '../tensor.js';
 import { compareOutputs, type CaseComparison } from './compare.js';
@@ -28,6 +29,10 @@ import {
 } from './translate.js';
 
 export const REPORT_SCHEMA = 'vdspec-check-report/1';
+
+/** The infrastructure error of a run in which the port answered no selected case. */
+export const NOTHING_CHECKED =
+  'no case was checked: the port declares none of the selected ops (see --op, --profile and the ops it declares)';
 
 /** Failed cases per op that get a fingerprint (each costs a few dozen reference runs). */
 export const DEFAULT_FINGERPRINT_CASES = 10;
@@ -333,6 +338,34 @@ function fingerprintOp(
 }
 
 /**
+ * The port's declared op names that are no operation of vdspec (spec/ops.md),
+ * as one message with the near names, or null when all are known. Such a name
+ * is a typo or another vocabulary: left alone its cases would all be
+ * skipped, and a check of nothing would pass.
+ */
+export function unknownOpsProblem(info: PortInfo): string | null {
+  const known = new Set(OP_NAMES);
+  const unknown = info.ops.filter((op) => !known.has(op));
+  if (unknown.length === 0) return null;
+  const listed = unknown
+    .map((op) => {
+      const close = closeOperationNames(op);
+      return `"${op}"${close.length > 0 ? ` (did you mean ${close.join(', ')}?)` : ''}`;
+    })
+    .join(', ');
+  const where =
+    info.kind === 'results'
+      ? `results file ${info.source}: /results holds`
+      : info.kind === 'process'
+        ? "the port's hello: /ops holds"
+        : `the port "${info.name}" declares`;
+  return (
+    `${where} ${unknown.length === 1 ? 'an op name' : 'op names'} vdspec does not know: ${listed}; ` +
+    'the operations are listed in spec/ops.md (vdspec eval --list)'
+  );
+}
+
+/**
  * Check `port` against `golden`. The port is closed on every path (a process
  * port is told "bye", and killed if it lingers or has failed). A port of the
  * other algorithm (VD against an SVD profile, or the reverse) is refused with
@@ -344,6 +377,11 @@ export async function runCheck(
   options: RunCheckOptions = {},
 ): Promise<CheckReport> {
   const limit = options.fingerprintCases ?? DEFAULT_FINGERPRINT_CASES;
+  const unknownOps = unknownOpsProblem(port.info);
+  if (unknownOps !== null) {
+    await port.close(false);
+    throw new CheckInfrastructureError('usage', unknownOps);
+  }
   const skipFlags = new Set(options.skipFlags ?? []);
   const skippedByFlag = new Map<string, number>();
   const declared = new Set(port.info.ops);
@@ -511,8 +549,9 @@ export async function runCheck(
     notRun: cases.filter((c) => c.status === 'not_run').length,
     unknown: unknownResults.length,
   };
+  // A check of nothing must not pass: in a port's CI it would hide everything (spec/check.md#exit-codes).
   if (infrastructureError === null && totals.passed + totals.failed === 0) {
-    notes.push('no case was checked: the port declares none of the selected ops');
+    infrastructureError = NOTHING_CHECKED;
   }
   return {
     schema: REPORT_SCHEMA,

@@ -7,19 +7,26 @@
  * not be carried out (usage, unreadable files, a port that crashes, hangs,
  * prints junk or answers the wrong id).
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckInfrastructureError, messageOf } from '../check/errors.js';
 import { loadGoldenSet } from '../check/golden.js';
 import type { Port } from '../check/port.js';
 import { openProcessPort } from '../check/processPort.js';
-import { DEFAULT_MAX_FAILURES, renderJson, renderJunit, renderText } from '../check/report.js';
+import {
+  DEFAULT_MAX_FAILURES,
+  renderErrorJunit,
+  renderJson,
+  renderJunit,
+  renderText,
+} from '../check/report.js';
 import { openResultsPort } from '../check/resultsPort.js';
 import { REPORT_SCHEMA, runCheck } from '../check/runner.js';
-import { VdspecError } from '../errors.js';
+import { isVdspecError, VdspecError } from '../errors.js';
 import { GOLDEN_FLAGS } from '../golden/cases/flags.js';
 import { writeFileAtomic } from '../files.js';
+import { matchOps } from '../golden/generate.js';
 import {
   HELP_FLAG,
   optionList,
@@ -27,6 +34,7 @@ import {
   parseIntegerFlag,
   parseNumberFlag,
   runCommand,
+  splitList,
   UsageError,
   type FlagSpec,
   type FlagValues,
@@ -69,6 +77,22 @@ export function parseSkipFlags(flag: string, text: string): string[] {
   return names;
 }
 
+/**
+ * --op of check and fuzz: comma-separated globs, each matching some operation
+ * (golden's rule, by the same code): a misspelt name is refused before the
+ * port starts instead of selecting nothing. The text is kept for opMatcher.
+ */
+export function parseOpPatterns(flag: string, text: string): string {
+  try {
+    matchOps(splitList(flag, text));
+  } catch (e) {
+    // A flag's parser throws usage errors (the --help hint follows); matchOps words it for golden's --op.
+    if (isVdspecError(e)) throw new UsageError(`${flag}: ${e.message.replace(/^op: /, '')}`);
+    throw e;
+  }
+  return text;
+}
+
 export const CHECK_FLAGS = {
   command: 'check',
   flags: {
@@ -86,6 +110,7 @@ export const CHECK_FLAGS = {
     },
     op: {
       value: 'PATTERN',
+      parse: parseOpPatterns,
       help: "only these ops: comma-separated names, * matches anything (e.g. 'svd.dense.*,kl.approx')",
     },
     timeout: {
@@ -124,7 +149,8 @@ Options:
 ${optionList(CHECK_FLAGS.flags, Object.keys(CHECK_FLAGS.flags).slice(2))}
 
 Exit codes: 0 all checked cases pass (undeclared ops are skipped), 1 some
-fail, 2 the check could not be carried out.`;
+fail, 2 the check could not be carried out (also when no case was checked,
+or the port declares an op name vdspec does not know).`;
 
 type CheckArgs = FlagValues<typeof CHECK_FLAGS.flags>;
 
@@ -186,19 +212,93 @@ function openPort(args: CheckArgs): Promise<Port> | Port {
   return openProcessPort({ command: args.port!, timeoutMs: seconds * 1000 });
 }
 
-export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
-  return runCommand(
-    'check',
-    err,
-    async () => {
-      const args = parseArgs(argv);
-      if (args.help) {
-        out(HELP);
-        return 0;
-      }
-      return check(args, out, err);
+/** The --junit path of a command line, read without the flag parser (which may be what failed). */
+function junitPathOf(argv: readonly string[]): string | null {
+  let path: string | null = null;
+  argv.forEach((arg, i) => {
+    if (arg === '--junit' && i + 1 < argv.length) path = argv[i + 1]!;
+    else if (arg.startsWith('--junit=')) path = arg.slice('--junit='.length);
+  });
+  return path;
+}
+
+/**
+ * Run check or fuzz so that a --junit file never keeps an earlier run's
+ * verdict: when the run ends without writing its report (a usage error, a
+ * port that fails its handshake, unreadable golden files, an internal
+ * error), the file is replaced, atomically, by a JUnit report of that one
+ * error, or removed when it cannot be written. A path that is no writable
+ * file's (a directory, a missing directory) is left alone, and so is a path
+ * with no file yet when the command line itself does not parse.
+ */
+export async function withReportGuard(
+  command: 'check' | 'fuzz',
+  spec: FlagSpec,
+  argv: readonly string[],
+  err: Writer,
+  run: (err: Writer, reported: () => void) => Promise<number>,
+): Promise<number> {
+  let written = false;
+  let first: string | null = null;
+  const code = await run(
+    (s) => {
+      first ??= s;
+      err(s);
     },
-    { usageHint: 'Run "vdspec check --help" for the options.' },
+    () => {
+      written = true;
+    },
+  );
+  if (code === 0 || written) return code;
+  let path: string | null;
+  try {
+    const value = parseFlags(argv, spec).values['junit'];
+    path = typeof value === 'string' ? value : null;
+  } catch {
+    // A command line that does not parse names no report for sure: only an earlier file is replaced.
+    path = junitPathOf(argv);
+    if (path !== null && !existsSync(path)) path = null;
+  }
+  if (path === null || path === '') return code;
+  try {
+    checkReportPath('--junit', path);
+  } catch {
+    return code;
+  }
+  const message = (first ?? `vdspec ${command} exited with code ${code}`).replace(
+    new RegExp(`^vdspec ${command}: `),
+    '',
+  );
+  try {
+    writeFileAtomic(path, renderErrorJunit(command, message));
+  } catch (e) {
+    try {
+      rmSync(path, { force: true });
+    } catch (removal) {
+      err(
+        `vdspec ${command}: the JUnit report ${path} is an earlier run's and could not be replaced ` +
+          `(${messageOf(e)}) nor removed (${messageOf(removal)})`,
+      );
+    }
+  }
+  return code;
+}
+
+export async function runCheckCommand(argv: string[], out: Writer, err: Writer): Promise<number> {
+  return withReportGuard('check', CHECK_FLAGS, argv, err, (guardedErr, reported) =>
+    runCommand(
+      'check',
+      guardedErr,
+      async () => {
+        const args = parseArgs(argv);
+        if (args.help) {
+          out(HELP);
+          return 0;
+        }
+        return check(args, out, guardedErr, reported);
+      },
+      { usageHint: 'Run "vdspec check --help" for the options.' },
+    ),
   );
 }
 
@@ -206,7 +306,12 @@ export async function runCheckCommand(argv: string[], out: Writer, err: Writer):
  * Check with parsed arguments. Every failure here is exit 2, never 1 (which
  * means failed cases): its own boundary reports it, as JSON too with --json.
  */
-async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number> {
+async function check(
+  args: CheckArgs,
+  out: Writer,
+  err: Writer,
+  reported: () => void,
+): Promise<number> {
   const infrastructure = infrastructureReporter(
     'check',
     REPORT_SCHEMA,
@@ -232,6 +337,7 @@ async function check(args: CheckArgs, out: Writer, err: Writer): Promise<number>
     if (args.junit !== undefined) {
       try {
         writeFileAtomic(args.junit, renderJunit(report));
+        reported();
       } catch (e) {
         return infrastructure(`cannot write the JUnit report ${args.junit}: ${messageOf(e)}`);
       }

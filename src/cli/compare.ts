@@ -3,7 +3,7 @@
  * one figure (spec/train.md#comparing-runs), e.g. the dense network and
  * Sparse VD trained on random labels.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../constants.js';
@@ -14,7 +14,7 @@ import {
   type BoundRun,
   type PlotRun,
 } from '../train/plots.js';
-import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
+import { readRecordFile, RESULTS_FILE } from '../train/trainer.js';
 import {
   HELP_FLAG,
   optionList,
@@ -58,7 +58,7 @@ function readRun(argument: string): PlotRun & BoundRun {
   const dir = argument.slice(0, cut);
   const path = join(dir, RESULTS_FILE);
   if (!existsSync(path)) throw new UsageError(`${dir} holds no ${RESULTS_FILE}`);
-  const record = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path);
+  const record = readRecordFile(path);
   if (record.epochs.length === 0) throw new UsageError(`${path} has no finished epoch`);
   // results.json writes an infinite compression (nothing kept) as the string "Infinity".
   const epochs = record.epochs.map((e) => ({

@@ -16,7 +16,15 @@ import {
   type Json,
 } from '../golden/encoding.js';
 import { isVdspecError } from '../errors.js';
-import { getOp, NOISE, OP_NAMES, OPS, resolveNames, type OpSpec } from '../ops.js';
+import {
+  closeOperationNames,
+  getOp,
+  NOISE,
+  OP_NAMES,
+  OPS,
+  resolveNames,
+  type OpSpec,
+} from '../ops.js';
 import { PROFILE_NAMES, PROFILES, getProfile, type Profile } from '../profiles.js';
 import { run } from '../reference/run.js';
 import type { Tensor } from '../tensor.js';
@@ -80,35 +88,6 @@ Example:
 Exit status: 0 success; 2 a bad call (unknown operation, profile, backend or
 option, missing or malformed input, bad shape, bad JSON on stdin); 1 an
 internal error. Errors are one line on stderr.`;
-
-/** Edit distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j]! + 1,
-        current[j - 1]! + 1,
-        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
-}
-
-/** Up to three operation names close to `name`: nearest by edit distance, then sharing its first segment. */
-export function closeOperationNames(name: string): string[] {
-  const limit = Math.max(3, Math.floor(name.length / 3));
-  const byDistance = OP_NAMES.map((n) => ({ n, d: distance(name, n) }))
-    .filter(({ d }) => d <= limit)
-    .sort((a, b) => a.d - b.d)
-    .map(({ n }) => n);
-  const head = name.split('.')[0] ?? '';
-  const sameHead = OP_NAMES.filter((n) => head !== '' && n.startsWith(`${head}.`));
-  return [...new Set([...byDistance, ...sameHead])].slice(0, 3);
-}
 
 function findOp(name: string): OpSpec {
   if (OP_NAMES.includes(name)) return getOp(name);

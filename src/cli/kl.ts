@@ -63,9 +63,9 @@ const HELP = `Usage: vdspec kl [--from A] [--to B] [--step S] [--json]
        vdspec kl --error-table [--step S] [--json]
 
 KL(q || prior) per weight, in nats (KL, not -KL), as a function of log_alpha:
-  exact          the exact KL, normalised so KL -> 0 as alpha -> inf (spec/kl.md#kl.exact)
-  molchanov2017  the SVD sigmoid approximation with C = -k1 (spec/kl.md#kl.svd)
-  kingma2015     the VD cubic approximation, its constant dropped (spec/kl.md#kl.vd)
+  exact          the exact KL, normalised so KL -> 0 as alpha -> inf (spec/kl.md#klexact)
+  molchanov2017  the SVD sigmoid approximation with C = -k1 (spec/kl.md#klsvd)
+  kingma2015     the VD cubic approximation, its constant dropped (spec/kl.md#klvd)
 
 Options:
 ${optionList(KL_FLAGS.flags)}
@@ -150,7 +150,7 @@ function gridText(rows: readonly KlGridRow[]): string[] {
   // Kingma et al. fit the cubic for alpha <= 1 only; beyond, its values (even negative) are no KL.
   const outsideCubic = rows.some((r) => r.logAlpha > 0);
   return [
-    'KL per weight in nats (KL, not -KL). exact: spec/kl.md#kl.exact;',
+    'KL per weight in nats (KL, not -KL). exact: spec/kl.md#klexact;',
     'molchanov2017: SVD sigmoid with C = -k1; kingma2015: VD cubic, constant dropped.',
     '',
     ...table(
@@ -216,7 +216,7 @@ function errorTableText(t: KlErrorTable): string[] {
 }
 
 /**
- * The per-profile table of spec/kl.md#kl.sum (between its
+ * The per-profile table of spec/kl.md#klsum (between its
  * `kl-profile-table` markers): each profile's KL form and the per-weight KL
  * at its clip bounds and at log_alpha = +inf, one row per profile and layer
  * kind (merged when both kinds share the clip).

@@ -2,12 +2,12 @@
  * `vdspec pictures RUN_DIR`: draw what a finished Sparse VD run kept
  * (spec/train.md#pictures) from its model.sparse.json, into RUN_DIR/plots.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { writeSparsityPictures } from '../train/pictures.js';
 import { NETWORKS } from '../train/recipe.js';
-import { checkRecord, RESULTS_FILE } from '../train/trainer.js';
+import { readRecordFile, RESULTS_FILE } from '../train/trainer.js';
 import {
   HELP_FLAG,
   optionList,
@@ -42,7 +42,7 @@ Exit codes: 0 written, 2 a bad call or a missing or malformed model.`;
 function titleOf(dir: string): string {
   const path = join(dir, RESULTS_FILE);
   if (!existsSync(path)) return dir;
-  const c = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path).config;
+  const c = readRecordFile(path).config;
   return `${NETWORKS[c.network].title}, Sparse VD (${c.profile})`;
 }
 

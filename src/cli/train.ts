@@ -81,7 +81,9 @@ export const TRAIN_FLAGS = {
     out: {
       value: 'DIR',
       needs: 'a directory',
-      help: 'output directory (default runs/<network>-<svd|baseline>-<profile>-s<seed>)',
+      help:
+        'output directory (default runs/<network>[-<data>]-<svd|baseline>-<profile>-s<seed>, ' +
+        'the data part left out for mnist: runs/lenet300-mnist-small-svd-molchanov2017-s1)',
     },
     baseline: { help: 'train the dense baseline: same architecture, no noise, no KL' },
     'init-from': {
@@ -171,7 +173,8 @@ function parseArgs(argv: readonly string[]): TrainCliOptions {
   };
 }
 
-function defaultOut(config: TrainConfig): string {
+/** --out when none is given; its form is in --help and spec/train.md. */
+export function defaultOut(config: TrainConfig): string {
   const kind = config.baseline ? 'baseline' : 'svd';
   const data = config.data === 'mnist' ? '' : `-${config.data}`;
   return join('runs', `${config.network}${data}-${kind}-${config.profile}-s${config.seed}`);

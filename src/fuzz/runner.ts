@@ -10,7 +10,8 @@
 import fc from 'fast-check';
 import { encodeInputs, type GoldenCase, type GoldenFile, type GoldenSet } from '../check/golden.js';
 import type { Port } from '../check/port.js';
-import { runCheck, type CheckReport } from '../check/runner.js';
+import { CheckInfrastructureError } from '../check/errors.js';
+import { runCheck, unknownOpsProblem, type CheckReport } from '../check/runner.js';
 import { noiseTranslation } from '../check/translate.js';
 import { isVdspecError } from '../errors.js';
 import { caseScale, packageVersion } from '../golden/generate.js';
@@ -25,6 +26,14 @@ import { caseArbitrary, type Inputs } from './arbitraries.js';
 export const FUZZ_REPORT_SCHEMA = 'vdspec-fuzz-report/1';
 export const DEFAULT_FUZZ_RUNS = 100;
 
+/** The infrastructure error of a run whose time limit ended before any case was answered. */
+export const NO_CASE_IN_TIME =
+  'no case was fuzzed: the time limit ran out before the first answer (raise --time-limit)';
+
+/** The infrastructure error of a run in which the port declares none of the selected ops. */
+export const NOTHING_FUZZED =
+  'no op was fuzzed: the port declares none of the selected ops (see --op, --profile and the ops it declares)';
+
 /** Bounds on shrinking one failure: port calls, and wall time. */
 export const MAX_SHRINK_CALLS = 2000;
 export const MAX_SHRINK_MS = 60_000;
@@ -35,7 +44,11 @@ export interface FuzzOptions {
   readonly ops: readonly OpSpec[];
   readonly runs: number;
   readonly seed: number;
-  /** Stop drawing new cases after this many ms in all (shrinking a failure found still finishes). */
+  /**
+   * Stop drawing new cases after this many ms in all (shrinking a failure
+   * found still finishes). Each op may use the time left divided by the
+   * number of ops still to fuzz, so every op gets its share.
+   */
   readonly timeLimitMs: number | null;
   /** Replay one counterexample path (fast-check's), for a single op. */
   readonly path?: string;
@@ -160,7 +173,9 @@ export function oneCaseSet(
 export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzReport> {
   const now = options.now ?? Date.now;
   const { profile } = options;
-  // Refuses a port of the other algorithm, as check does (a usage error, exit 2).
+  // Refuses op names vdspec does not know, and a port of the other algorithm, as check does (exit 2).
+  const unknownOps = unknownOpsProblem(port.info);
+  if (unknownOps !== null) throw new CheckInfrastructureError('usage', unknownOps);
   const t = noiseTranslation(port.info.profile, profile);
   const notes: string[] = [...t.notes];
   if (port.info.profile !== null && port.info.profile !== profile.name) {
@@ -175,6 +190,8 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
   let timedOut = false;
   const results: FuzzOpResult[] = [];
   const failures: { op: OpSpec; c: GoldenCase }[] = [];
+  // The ops still to fuzz: each gets the budget left over their number, so the first cannot take it all.
+  let waiting = options.ops.filter((op) => declared.has(op.name)).length;
 
   for (const op of options.ops) {
     const seed = opSeed(options.seed, op.name);
@@ -183,12 +200,15 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
       results.push({ op: op.name, status: 'skipped', ...blank, elapsedMs: 0 });
       continue;
     }
+    const share = waiting--;
     if (infrastructureError !== null || (deadline !== null && now() >= deadline)) {
       if (infrastructureError === null) timedOut = true;
       results.push({ op: op.name, status: 'not_run', ...blank, elapsedMs: 0 });
       continue;
     }
     const opStart = now();
+    const opDeadline = deadline === null ? null : opStart + (deadline - opStart) / share;
+    let cut = false;
     let runs = 0;
     let rejected = 0;
     let shrinks = 0;
@@ -196,8 +216,9 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
     let id = 0;
     const property = fc.asyncProperty(caseArbitrary(op, profile), async (inputs) => {
       if (infrastructureError !== null) return true;
-      if (failedAt === null && deadline !== null && now() >= deadline) {
+      if (failedAt === null && opDeadline !== null && now() >= opDeadline) {
         timedOut = true;
+        cut = true;
         return true;
       }
       if (failedAt !== null && (shrinks >= MAX_SHRINK_CALLS || now() - failedAt > MAX_SHRINK_MS)) {
@@ -254,7 +275,8 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
     } else {
       results.push({
         op: op.name,
-        status: infrastructureError === null ? 'passed' : 'not_run',
+        // An op whose share of the time limit ran out before its first case was not fuzzed at all.
+        status: infrastructureError === null && !(cut && runs === 0) ? 'passed' : 'not_run',
         runs,
         rejected,
         shrinks,
@@ -271,8 +293,11 @@ export async function runFuzz(port: Port, options: FuzzOptions): Promise<FuzzRep
     check = await runCheck(borrowed(port), oneCaseSet(profile, failures, port.info.ops));
     if (check.infrastructureError !== null) infrastructureError = check.infrastructureError;
   }
-  if (results.every((r) => r.status === 'skipped')) {
-    notes.push('no op was fuzzed: the port declares none of the selected ops');
+  // Fuzzing nothing must not pass, as in check (spec/fuzz.md).
+  if (infrastructureError === null && results.every((r) => r.status === 'skipped')) {
+    infrastructureError = NOTHING_FUZZED;
+  } else if (infrastructureError === null && results.every((r) => r.runs === 0)) {
+    infrastructureError = NO_CASE_IN_TIME;
   }
   const failed = results.some((r) => r.status === 'failed');
   return {

@@ -18,7 +18,7 @@ import {
 import { dirname, join } from 'node:path';
 import { isVdspecError, VdspecError } from '../errors.js';
 import { makeDirectories, plainFileError, writeFlushed } from '../files.js';
-import { OPS, resolveNames, type OpSpec } from '../ops.js';
+import { closeOperationNames, OPS, resolveNames, type OpSpec } from '../ops.js';
 import { getProfile, PROFILE_NAMES, type LayerKind, type Profile } from '../profiles.js';
 import { run, type Outputs } from '../reference/run.js';
 import { sizeOf, type Tensor } from '../tensor.js';
@@ -80,23 +80,37 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-/** Every (op, profile) pair of the selection, the op accepting the profile, sorted by path. */
-export function planGolden(selection: GoldenSelection = {}): PlannedFile[] {
-  const profiles = (selection.profiles ?? PROFILE_NAMES).map((name) => getProfile(name));
-  const patterns = selection.ops ?? ['*'];
+/**
+ * The ops the globs select (`--op` of golden, check and fuzz). A glob that
+ * matches no operation at all is refused: a misspelt name would otherwise
+ * select nothing, silently.
+ */
+export function matchOps(patterns: readonly string[]): OpSpec[] {
   const ops = new Set<OpSpec>();
   for (const pattern of patterns) {
     const re = globToRegExp(pattern);
     const matched = OPS.filter((op) => re.test(op.name));
     if (matched.length === 0) {
+      // A glob's near names would be guesses; a plain name's are likely the one meant.
+      const close = /[*?]/.test(pattern) ? [] : closeOperationNames(pattern);
       throw new VdspecError(
         'unknown_op',
-        `pattern "${pattern}" matches no operation; operations: ${OPS.map((o) => o.name).join(', ')}`,
+        `pattern "${pattern}" matches no operation` +
+          (close.length > 0 ? ` (did you mean ${close.join(', ')}?)` : '') +
+          `; operations: ${OPS.map((o) => o.name).join(', ')}`,
         'op',
       );
     }
     for (const op of matched) ops.add(op);
   }
+  return OPS.filter((op) => ops.has(op));
+}
+
+/** Every (op, profile) pair of the selection, the op accepting the profile, sorted by path. */
+export function planGolden(selection: GoldenSelection = {}): PlannedFile[] {
+  const profiles = (selection.profiles ?? PROFILE_NAMES).map((name) => getProfile(name));
+  const patterns = selection.ops ?? ['*'];
+  const ops = new Set(matchOps(patterns));
   const planned: PlannedFile[] = [];
   for (const profile of profiles) {
     for (const op of OPS) {

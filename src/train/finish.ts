@@ -3,7 +3,7 @@
  * kept weights (spec/export.md), check the export against the trained model
  * on the test images, and draw the plots.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs';
@@ -23,7 +23,7 @@ import { sizeOf } from '../tensor.js';
 import { PLOTS_DIR, SPARSE_MODEL_FILE, writeSparsityPictures } from './pictures.js';
 import { writeTrainingPlots, type PlotRun } from './plots.js';
 import { NETWORKS } from './recipe.js';
-import { RESULTS_FILE, checkRecord, initFromDir, type TrainRecord } from './trainer.js';
+import { RESULTS_FILE, initFromDir, readRecordFile, type TrainRecord } from './trainer.js';
 
 export { PLOTS_DIR, SPARSE_MODEL_FILE };
 
@@ -109,7 +109,7 @@ function baselineRun(record: TrainRecord, outDir: string): PlotRun | null {
   if (dir === null) return null;
   const path = join(dir, RESULTS_FILE);
   if (!existsSync(path)) return null;
-  const base = checkRecord(JSON.parse(readFileSync(path, 'utf8')), path);
+  const base = readRecordFile(path);
   return { label: 'dense baseline (start point)', epochs: base.epochs };
 }
 

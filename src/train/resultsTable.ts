@@ -3,11 +3,11 @@
  * (results/<run>/results.json) so that it cannot say anything the runs did
  * not produce (test/properties/train.test.ts checks the README against it).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 import { NETWORKS } from './recipe.js';
-import { checkRecord, RESULTS_FILE, type TrainRecord } from './trainer.js';
+import { readRecordFile, RESULTS_FILE, type TrainRecord } from './trainer.js';
 
 export interface NamedRecord {
   /** The run's directory name, also its --out in the command shown. */
@@ -24,7 +24,7 @@ export function readResults(dir: string): NamedRecord[] {
     .sort()
     .map((name) => {
       const path = join(dir, name, RESULTS_FILE);
-      return { name, record: checkRecord(JSON.parse(readFileSync(path, 'utf8')), path) };
+      return { name, record: readRecordFile(path) };
     });
 }
 

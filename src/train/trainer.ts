@@ -5,7 +5,7 @@
  * run. Resuming from the checkpoint continues the exact same run: batches,
  * noise and Adam's state depend only on the seed and the step count.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 
@@ -23,7 +23,7 @@ import { SVD_INIT_LOG_SIGMA2 } from '../constants.js';
 import { schemaViolation } from '../schema.js';
 import { VdspecError } from '../errors.js';
 import { activeBackend } from '../fast/backend.js';
-import { makeDirectories, writeFileAtomic } from '../files.js';
+import { makeDirectories, plainFileError, writeFileAtomic } from '../files.js';
 import { defaultThreads, ParallelTrainer } from '../fast/parallel.js';
 import { createFastModel, type FastModel } from '../fast/fast-model.js';
 import type { FastModelOptions, FastModelState, VdLogAlphaShape } from '../fast/model-types.js';
@@ -325,6 +325,36 @@ export function readRunConfig(outDir: string): TrainConfig {
     throw new VdspecError('invalid_argument', `${outDir} holds no checkpoint to resume`, 'resume');
   }
   return readCheckpoint(checkpointPath, (r) => checkRecord(r, checkpointPath)).header.config;
+}
+
+/**
+ * Read and validate a results file (`results.json`): every reader of one goes
+ * through here, so a missing, unreadable, truncated or non-JSON file is the
+ * same one-line refusal (exit 2) as a record that fails the schema.
+ */
+export function readRecordFile(path: string): TrainRecord {
+  const bad = (why: string) => new VdspecError('invalid_checkpoint', `${path}: ${why}`, 'record');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw bad(
+      (e as NodeJS.ErrnoException).code === 'EISDIR'
+        ? 'is a directory, not a file'
+        : `cannot be read: ${plainFileError(e)}`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw bad(
+      text.trim() === ''
+        ? 'is empty (not a JSON record)'
+        : `is not valid JSON (truncated?): ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+  return checkRecord(value, path);
 }
 
 /** Validate a record read back from a checkpoint or results file. */

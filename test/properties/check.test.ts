@@ -9,13 +9,21 @@
  * python3 when `import numpy` works there; otherwise those tests are skipped.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { compareOutputs, positionOf } from '../../src/check/compare.js';
-import { fingerprintCase } from '../../src/check/fingerprint.js';
+import { fingerprintCandidates, fingerprintCase } from '../../src/check/fingerprint.js';
 import { loadGoldenSet } from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
 import { openProcessPort } from '../../src/check/processPort.js';
@@ -626,6 +634,19 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
     const nan = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['NaN'] } }, tol);
     expect(nan.ratio).toBe(Infinity);
     expect(nan.outputs[0]!.firstMismatch!.error).toBe(Infinity);
+    // ... and so is the largest error: a NaN must not read as the small error of its finite neighbours.
+    const mostlyNan = compareOutputs(
+      e([1, 2]),
+      {},
+      { x: { shape: [2], data: ['NaN', 2.25] } },
+      tol,
+    );
+    expect(mostlyNan.maxAbsError).toBe(Infinity);
+    expect(mostlyNan.outputs[0]!.maxAbsError).toBe(Infinity);
+    const inf = compareOutputs(e([1]), {}, { x: { shape: [1], data: ['-Infinity'] } }, tol);
+    expect(inf.maxAbsError).toBe(Infinity);
+    const wrongNan = compareOutputs(e([NaN]), {}, { x: { shape: [1], data: [0] } }, tol);
+    expect(wrongNan.maxAbsError).toBe(Infinity);
     // The same rank with other sizes, named in full.
     const sized = compareOutputs(
       { y: { shape: [2, 3], data: [0, 1, 2, 3, 4, 5] } },
@@ -759,6 +780,22 @@ describe('vdspec check --port: the NumPy example port (examples/ports/numpy)', (
       expect(op.fingerprint.find((f) => f.id === 'profile:pytorch-ard')?.matched).toBe(op.failed);
     },
   );
+
+  it('the convention lines README.md and spec/check.md quote are the ones the checker prints', () => {
+    const texts = new Map(
+      fingerprintCandidates(PROFILES.molchanov2017).map((c) => [c.id, c.text] as const),
+    );
+    const readme = readFileSync(here('../../README.md'), 'utf8');
+    const page = readFileSync(here('../../spec/check.md'), 'utf8');
+    const mask = texts.get('convention:prune.comparison=">="')!;
+    expect(mask).toMatch(/, like .*state-of-sparsity-nn/);
+    expect(readme).toContain(`matches: ${mask}\n`);
+    expect(page).toContain(`\`${mask}\``);
+    // Every "like <profiles>" list the page quotes is complete.
+    for (const m of page.matchAll(/`convention: ([^`]*, like [^`]*)`/g)) {
+      expect([...texts.values()]).toContain(`convention: ${m[1]}`);
+    }
+  });
 
   // Two true defects, labelled "known bug", and two choices published code makes on purpose
   // (>= at the threshold, the KL without its constant), labelled "convention".
@@ -979,7 +1016,8 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     },
     {
       mode: 'hang',
-      message: /no answer within 1 s \(--timeout\) for case kl\.approx#0/,
+      message:
+        /no answer within 1 s \(--timeout\) for case kl\.approx#0: .*\(did the port flush stdout after the line\?\)/,
       stderr: /mode=hang/,
     },
     {
@@ -991,7 +1029,7 @@ describe('vdspec check --port: ports that break the protocol (spec/check.md#exit
     {
       mode: 'chatty-only',
       message:
-        /no answer within 1 s \(--timeout\) for case kl\.approx#0: it hangs or is too slow; meanwhile it printed 1 line on stdout that is not a protocol message "computing\.\.\. done!"/,
+        /no answer within 1 s \(--timeout\) for case kl\.approx#0: it hangs, is too slow, or keeps its answer in an output buffer \(did the port flush stdout after the line\?\); meanwhile it printed 1 line on stdout that is not a protocol message "computing\.\.\. done!"/,
       stderr: /mode=chatty-only/,
     },
     {
@@ -1130,6 +1168,61 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
       worstRatio: 0,
     });
     expect(report.exitCode).toBe(0);
+  });
+
+  it('spec/check.md#exit-codes: op names vdspec does not know are refused with the near names (exit 2), never a pass of nothing', async () => {
+    const path = resultsFile('typos.json', (results) => {
+      for (const op of Object.keys(results)) Reflect.deleteProperty(results, op);
+      results['kl_approx'] = { '0': { error: 'x' } };
+      results['schedule.klweight'] = {};
+    });
+    const r = await check(['--results', path]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toBe(
+      `vdspec check: results file ${path}: /results holds op names vdspec does not know: ` +
+        '"kl_approx" (did you mean kl.approx?), "schedule.klweight" (did you mean schedule.kl_weight?); ' +
+        'the operations are listed in spec/ops.md (vdspec eval --list)',
+    );
+    // Beside known ops too: one typo hides that op's cases.
+    const mixed = resultsFile('mixed.json', (results) => {
+      results['svd.dense.Eval'] = {};
+    });
+    const m = await check(['--results', mixed]);
+    expect(m.code).toBe(2);
+    expect(m.err).toMatch(/"svd\.dense\.Eval" \(did you mean svd\.dense\.eval, /);
+  });
+
+  it('spec/check.md#exit-codes: a run that checked no case fails (exit 2), in the table, JSON and JUnit; ops without golden files keep their note', async () => {
+    // Known ops, none of them selected: every case skipped.
+    const path = resultsFile('only-mask.json', (results) => {
+      for (const op of Object.keys(results))
+        if (op !== 'svd.mask') Reflect.deleteProperty(results, op);
+      results['vd.dense.train'] = {};
+    });
+    const junit = join(dir, 'nothing-junit.xml');
+    const r = await check(['--results', path, '--op', 'kl.*', '--junit', junit]);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(
+      /^Error: no case was checked: the port declares none of the selected ops/m,
+    );
+    expect(r.out).toMatch(
+      /^Note: declared by the port but without golden files for molchanov2017: vd\.dense\.train$/m,
+    );
+    expect(r.out).toMatch(/Result: ERROR: no case was checked \(\d+ skipped\) \(exit 2\)$/);
+    const xml = readFileSync(junit, 'utf8');
+    expect(xml).toMatch(/<testsuites [^>]*errors="1"/);
+    expect(xml).toMatch(/<error message="no case was checked: /);
+    const report = await checkJson(['--results', path, '--op', 'kl.*']);
+    expect(report.exitCode).toBe(2);
+    expect(report.totals.passed + report.totals.failed).toBe(0);
+    expect(report.infrastructureError).toMatch(/^no case was checked/);
+    // The same file with its op selected is checked as usual.
+    const ok = await check(['--results', path, '--op', 'svd.mask,kl.*']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(
+      /Note: declared by the port but without golden files for molchanov2017: vd\.dense\.train/,
+    );
   });
 
   it('spec/check.md#results-file: the golden outputs themselves pass', async () => {
@@ -1453,11 +1546,41 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
       /unknown profile "nope"/,
     );
     expect((await check(['--port', good, '--op', 'no.such.*'])).err).toMatch(
-      /--op no\.such\.\* matches none of the golden ops/,
+      /pattern "no\.such\.\*" matches no operation/,
+    );
+    // Ops that exist but have no golden file for the profile: named with the ones it has.
+    expect((await check(['--port', good, '--op', 'vd.*'])).err).toMatch(
+      /--op vd\.\* matches none of the golden ops of "molchanov2017"/,
     );
     const r = await check(['--port', good, '--golden', join(dir, 'missing')]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/golden directory .*missing does not exist/);
+  });
+
+  it('spec/check.md#exit-codes: an --op pattern matching no operation is refused, as golden refuses it, even beside one that matches', async () => {
+    const good = fake('good');
+    const r = await check(['--port', good, '--op', 'kl.approx,nope']);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: --op: pattern "nope" matches no operation; operations: kl\.exact, /,
+    );
+    // A misspelt plain name gets the near names.
+    expect((await check(['--port', good, '--op', 'kl_approx'])).err).toMatch(
+      /pattern "kl_approx" matches no operation \(did you mean kl\.approx\?\)/,
+    );
+    expect((await check(['--port', good, '--op', 'kl.approx,'])).err).toMatch(/empty item/);
+  });
+
+  it('spec/check.md#exit-codes: a port declaring op names vdspec does not know is refused (exit 2, near names), with --json too', async () => {
+    const r = await check(['--port', fake('typo-ops')]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^vdspec check: the port's hello: \/ops holds op names vdspec does not know: "kl_approx" \(did you mean kl\.approx\?\), "svd\.dense\.Eval" \(did you mean svd\.dense\.eval, /,
+    );
+    const json = await check(['--port', fake('typo-ops'), '--json']);
+    expect(JSON.parse(json.out)).toMatchObject({ exitCode: 2 });
   });
 
   it('--timeout takes the number syntax of every numeric flag (1e3, 0.5)', async () => {
@@ -1483,6 +1606,52 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
       expect(r.err.split('\n'), r.err).toHaveLength(1);
       expect(r.out, target).not.toMatch(/Result:/);
     }
+  });
+
+  it('spec/check.md#report: a run that ends without a report replaces an earlier --junit file with one error, atomically', async () => {
+    const junit = join(dir, 'stale-junit.xml');
+    const green = '<testsuites name="an earlier green run" tests="1" failures="0" errors="0"/>\n';
+    const runs: [string[], RegExp][] = [
+      // A port that dies before its hello, a usage error, an --op matching nothing, golden files missing.
+      [['--port', 'exit 3'], /the port exited with code 3/],
+      [['--port', fake('good'), '--results', 'x'], /give exactly one of --port/],
+      [
+        ['--port', fake('good'), '--op', 'nope'],
+        /--op: pattern &quot;nope&quot; matches no operation/,
+      ],
+      [
+        ['--port', fake('good'), '--golden', join(dir, 'missing')],
+        /golden directory .*missing does not exist/,
+      ],
+    ];
+    for (const [argv, message] of runs) {
+      for (const form of [['--junit', junit], [`--junit=${junit}`]]) {
+        writeFileSync(junit, green);
+        const r = await check([...argv, ...form]);
+        expect(r.code, argv.join(' ')).toBe(2);
+        const xml = readFileSync(junit, 'utf8');
+        expect(xml, argv.join(' ')).not.toContain('an earlier green run');
+        expect(xml).toMatch(/<testsuites name="vdspec check" tests="1" failures="0" errors="1"/);
+        expect(xml).toMatch(new RegExp(`<error message="[^"]*${message.source}`));
+        expect(readdirSync(dir).filter((f) => f.startsWith('stale-junit.xml.'))).toEqual([]);
+      }
+    }
+    // The port's stderr tail, which the message carries, is the error's body.
+    await check(['--port', 'echo boom at import >&2; exit 3', '--junit', junit]);
+    expect(readFileSync(junit, 'utf8')).toMatch(
+      /<error message="the port exited with code 3 while the runner waited for its answer to the handshake \(hello\)">[^<]*boom at import[^<]*<\/error>/,
+    );
+    // A command line that does not parse: an earlier file is replaced, but no new file is made.
+    writeFileSync(junit, green);
+    expect((await check(['--port', 'x', '--junit', junit, '--junit', junit])).code).toBe(2);
+    expect(readFileSync(junit, 'utf8')).toMatch(/<error message="--junit given twice"/);
+    const fresh = join(dir, 'fresh-junit.xml');
+    expect((await check(['--port', 'x', '--junit', fresh, '--junit', fresh])).code).toBe(2);
+    expect(existsSync(fresh)).toBe(false);
+    // A full report is the run's own: not replaced.
+    const ok = await check(['--port', fake('good'), '--op', 'kl.approx', '--junit', junit]);
+    expect(ok.code).toBe(0);
+    expect(readFileSync(junit, 'utf8')).toMatch(/<testsuite name="molchanov2017\/kl.approx"/);
   });
 
   it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {

@@ -53,8 +53,12 @@ function listedFlags(help: string): Listed[] {
   }));
 }
 
-/** A value each listed flag's parser takes: a profile name for P, a golden flag for FLAGS, else 1. */
-const SAMPLES: Record<string, string> = { P: 'molchanov2017', FLAGS: 'infinite_log_alpha' };
+/** A value each listed flag's parser takes: a profile name for P, an op for PATTERN, a golden flag for FLAGS, else 1. */
+const SAMPLES: Record<string, string> = {
+  P: 'molchanov2017',
+  PATTERN: 'kl.approx',
+  FLAGS: 'infinite_log_alpha',
+};
 const sample = (value: string) => SAMPLES[value] ?? '1';
 
 const parse = (spec: FlagSpec, argv: string[]) => () => parseFlags(argv, spec);

@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { closeOperationNames, runEvalCommand } from '../../src/cli/eval.js';
+import { runEvalCommand } from '../../src/cli/eval.js';
 import { main } from '../../src/cli/main.js';
 import { availableBackends, initBackend } from '../../src/fast/backend.js';
 import { fastRun } from '../../src/fast/index.js';
 import { decodeTensor } from '../../src/golden/encoding.js';
-import { OP_NAMES, getOp, resolveNames } from '../../src/ops.js';
+import { closeOperationNames, OP_NAMES, getOp, resolveNames } from '../../src/ops.js';
 import { PROFILES } from '../../src/profiles.js';
 import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';

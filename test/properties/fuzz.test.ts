@@ -8,7 +8,7 @@
  * The NumPy tests need python3 with numpy (VDSPEC_PYTHON, as check.test.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,12 +16,13 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { functionPort } from '../../src/check/port.js';
 import { runCheckCommand } from '../../src/cli/check.js';
-import { runFuzzCommand } from '../../src/cli/fuzz.js';
+import { runFuzzCommand, timeLimitSummary } from '../../src/cli/fuzz.js';
 import { initBackend } from '../../src/fast/backend.js';
 import { FAST_UNSUPPORTED_OPS, fastRun } from '../../src/fast/run.js';
-import { runFuzz } from '../../src/fuzz/runner.js';
-import { OPS } from '../../src/ops.js';
+import { NO_CASE_IN_TIME, NOTHING_FUZZED, runFuzz } from '../../src/fuzz/runner.js';
+import { getOp, OPS } from '../../src/ops.js';
 import { PROFILES } from '../../src/profiles.js';
+import { run as reference } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 
 const NUMPY_PORT = fileURLToPath(
@@ -205,7 +206,8 @@ describe('vdspec fuzz: bad calls exit 2 with one line (and the --help hint after
     [['--runs', '10'], /--port "COMMAND" is required/],
     [['--port', 'x', '--runs', '0'], /--runs must be in/],
     [['--port', 'x', '--profile', 'nope'], /unknown profile "nope"/],
-    [['--port', 'x', '--op', 'nothing.*'], /--op nothing\.\* matches no operation/],
+    [['--port', 'x', '--op', 'nothing.*'], /pattern "nothing\.\*" matches no operation/],
+    [['--port', 'x', '--op', 'kl.approx,nope'], /pattern "nope" matches no operation/],
     [['--port', 'x', '--path', '1:2'], /--path replays one op/],
     [['--port', 'x', '--time-limit', '-1'], /--time-limit must be in/],
     [['--port', 'exit 3'], /the port exited with code 3/],
@@ -217,6 +219,25 @@ describe('vdspec fuzz: bad calls exit 2 with one line (and the --help hint after
     expect(lines.slice(1)).toEqual(
       lines.length > 1 ? ['Run "vdspec fuzz --help" for the options.'] : [],
     );
+  });
+});
+
+describe('vdspec fuzz: a run without a report leaves no earlier --junit verdict (spec/fuzz.md)', () => {
+  it('a port that dies at start, a usage error: the file holds one error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vdspec-fuzz-junit-'));
+    temps.push(dir);
+    const junit = join(dir, 'fuzz.xml');
+    for (const [argv, message] of [
+      [['--port', 'exit 3'], 'the port exited with code 3'],
+      [['--port', 'x', '--op', 'nope'], '--op: pattern &quot;nope&quot; matches no operation'],
+    ] as const) {
+      writeFileSync(junit, '<testsuites name="an earlier green run"/>\n');
+      const r = await fuzz([...argv, '--junit', junit]);
+      expect(r.code).toBe(2);
+      const xml = readFileSync(junit, 'utf8');
+      expect(xml).toMatch(/<testsuites name="vdspec fuzz" tests="1" failures="0" errors="1"/);
+      expect(xml).toContain(message);
+    }
   });
 });
 
@@ -243,5 +264,118 @@ describe('vdspec fuzz: the fast implementation, in-process, float32 (a short bud
       JSON.stringify(report.check?.cases.map((c) => c.comparison)),
     ).toEqual([]);
     expect(report.exitCode).toBe(0);
+  });
+});
+
+describe('vdspec fuzz: nothing fuzzed is no pass (spec/fuzz.md)', () => {
+  const port = (ops: string[]) =>
+    functionPort({
+      name: 'kl only',
+      ops,
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: () => {
+        throw new Error('not called');
+      },
+    });
+  const profile = PROFILES.molchanov2017;
+
+  it('op names vdspec does not know are refused, with the near names', async () => {
+    await expect(
+      runFuzz(port(['kl_approx']), {
+        profile,
+        ops: [getOp('kl.approx')],
+        runs: 1,
+        seed: 1,
+        timeLimitMs: null,
+      }),
+    ).rejects.toThrow(/op name vdspec does not know: "kl_approx" \(did you mean kl\.approx\?\)/);
+  });
+
+  it('a port declaring none of the selected ops: exit 2, not a pass', async () => {
+    const report = await runFuzz(port(['kl.approx']), {
+      profile,
+      ops: [getOp('svd.mask')],
+      runs: 1,
+      seed: 1,
+      timeLimitMs: null,
+    });
+    expect(report.ops.map((o) => o.status)).toEqual(['skipped']);
+    expect(report.infrastructureError).toBe(NOTHING_FUZZED);
+    expect(report.exitCode).toBe(2);
+  });
+});
+
+describe('vdspec fuzz --time-limit: every op gets its share (spec/fuzz.md)', () => {
+  const profile = PROFILES.molchanov2017;
+  const names = ['kl.approx', 'kl.exact', 'schedule.kl_weight'];
+  /** A correct in-process port on a fake clock: each answer takes `cost(call)` ms. */
+  function timed(cost: (call: number) => number) {
+    let t = 0;
+    let calls = 0;
+    const port = functionPort({
+      name: 'timed',
+      ops: names,
+      profile: 'molchanov2017',
+      dtype: 'float64',
+      run: (op, inputs) => {
+        t += cost(calls++);
+        return reference(op, inputs, profile);
+      },
+    });
+    return { port, now: () => t };
+  }
+
+  it('the budget left is divided by the ops left: 1000 ms over 3 ops at 100 ms a case', async () => {
+    const { port, now } = timed(() => 100);
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1000,
+      now,
+    });
+    // kl.approx until 333 ms (cases at 0..300), kl.exact until 400 + 600/2, schedule until 700 + 300.
+    expect(report.ops.map((o) => [o.op, o.status, o.runs])).toEqual([
+      ['kl.approx', 'passed', 4],
+      ['kl.exact', 'passed', 3],
+      ['schedule.kl_weight', 'passed', 3],
+    ]);
+    expect(report.exitCode).toBe(0);
+    expect(timeLimitSummary(report)).toBe('; the time limit left 3 stopped before 100 runs');
+  });
+
+  it('a limit that ends before the first answer fuzzed nothing: exit 2, not a pass', async () => {
+    const { port } = timed(() => 1);
+    let t = 0;
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1,
+      now: () => (t += 10),
+    });
+    expect(report.ops.map((o) => o.runs)).toEqual([0, 0, 0]);
+    expect(report.infrastructureError).toBe(NO_CASE_IN_TIME);
+    expect(report.exitCode).toBe(2);
+  });
+
+  it('ops the limit left unfuzzed are in the result line', async () => {
+    const { port, now } = timed((call) => (call === 0 ? 1000 : 1));
+    const report = await runFuzz(port, {
+      profile,
+      ops: names.map(getOp),
+      runs: 100,
+      seed: 1,
+      timeLimitMs: 1000,
+      now,
+    });
+    expect(report.ops.map((o) => o.status)).toEqual(['passed', 'not_run', 'not_run']);
+    expect(report.exitCode).toBe(0);
+    expect(timeLimitSummary(report)).toBe(
+      '; the time limit left 2 of 3 ops not run, 1 stopped before 100 runs',
+    );
   });
 });

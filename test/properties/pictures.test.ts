@@ -212,3 +212,52 @@ describe('spec/train.md#comparing-runs: vdspec compare', () => {
     expect(bad).toHaveLength(1);
   });
 });
+
+describe('spec/train.md#results: every reader of a results.json refuses a broken one in one line, exit 2', () => {
+  it('compare, pictures and the results table: truncated, empty, a directory in its place', async () => {
+    const { runCompareCommand } = await import('../../src/cli/compare.js');
+    const { readResults } = await import('../../src/train/resultsTable.js');
+    const root = mkdtempSync(join(tmpdir(), 'vdspec-broken-record-'));
+    temps.push(root);
+    const broken: [string, (path: string) => void, RegExp][] = [
+      [
+        'truncated',
+        (p) => writeFileSync(p, '{"format": "vdspec-train", "ver'),
+        /is not valid JSON/,
+      ],
+      ['empty', (p) => writeFileSync(p, ''), /is empty/],
+      ['directory', (p) => mkdirSync(p), /is a directory, not a file/],
+    ];
+    for (const [name, make, why] of broken) {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      const path = join(dir, 'results.json');
+      make(path);
+      const line = new RegExp(
+        `^record: ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: ${why.source}`,
+      );
+      const err: string[] = [];
+      const code = await runCompareCommand(
+        ['--out', join(root, 'plots'), '--name', 'x', '--title', 't', `${dir}=A`],
+        () => {},
+        (s) => err.push(s),
+      );
+      expect(code, name).toBe(2);
+      expect(err, name).toHaveLength(1);
+      expect(err[0]!.replace(/^vdspec compare: /, ''), name).toMatch(line);
+      expect(err[0], name).not.toMatch(/internal error/);
+      const picturesErr: string[] = [];
+      expect(
+        await runPicturesCommand(
+          [dir],
+          () => {},
+          (s) => picturesErr.push(s),
+        ),
+        name,
+      ).toBe(2);
+      expect(picturesErr.join('\n'), name).not.toMatch(/internal error/);
+      expect(() => readResults(root), name).toThrow(line);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -33,6 +33,44 @@ function slug(heading: string): string {
     .replace(/ /g, '-');
 }
 
+/** The heading anchors of a spec page, as GitHub makes them (headings inside code blocks are none). */
+function anchorsOf(page: string): string[] {
+  const text = readFileSync(join(SPEC, page), 'utf8').replace(/^```[\s\S]*?^```/gm, '');
+  return [...text.matchAll(/^#+ (.*)$/gm)].map((m) => slug(m[1]!));
+}
+
+const ROOT = resolve(SPEC, '..');
+const CLI = resolve(ROOT, 'src/cli');
+/** What a reader sees: the spec pages, the README, and the CLI's help and output (src/cli). */
+const CITING = [
+  ...pages.map((p) => join(SPEC, p)),
+  join(ROOT, 'README.md'),
+  ...readdirSync(CLI)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(CLI, f)),
+];
+
+describe('spec anchors: every spec/<page>.md#anchor cited where a reader sees it is a heading of that page', () => {
+  it.each(CITING.map((f) => [f.slice(ROOT.length + 1), f] as const))('%s', (_name, file) => {
+    const text = readFileSync(file, 'utf8');
+    const inSpec = dirname(file) === SPEC;
+    // `spec/x.md#a` anywhere; in the spec pages also links `](x.md#a)` and `](#a)`.
+    const cited = [
+      ...[...text.matchAll(/spec\/([a-z0-9-]+\.md)#([\w.-]*\w)/g)].map((m) => [m[1]!, m[2]!]),
+      ...(inSpec
+        ? [...text.matchAll(/\]\(([a-z0-9-]+\.md)?#([^)\s]+)\)/g)].map((m) => [
+            m[1] ?? file.slice(SPEC.length + 1),
+            m[2]!,
+          ])
+        : []),
+    ];
+    for (const [page, anchor] of cited) {
+      if (!pages.includes(page!)) continue;
+      expect(anchorsOf(page!), `${page}#${anchor}`).toContain(anchor);
+    }
+  });
+});
+
 describe('spec/ops.md: every operation is defined by a section that exists', () => {
   it.each(OPS.map((op) => [op.name, op.section] as const))('%s -> %s', (_name, section) => {
     const [page, anchor] = section.replace('spec/', '').split('#');

@@ -34,7 +34,7 @@ import { expectSpecBlock } from './spec-blocks.js';
 
 import * as tf from '@tensorflow/tfjs';
 
-import { runTrainCommand } from '../../src/cli/train.js';
+import { defaultOut, runTrainCommand } from '../../src/cli/train.js';
 import {
   KL_WARMUP_END_EPOCH,
   KL_WARMUP_START_EPOCH,
@@ -965,6 +965,25 @@ describe('committed results (README "Results")', () => {
   it('the README table is generated from them', () => {
     expectSpecBlock('../README.md', 'results', resultsTableMarkdown(runs));
   });
+
+  it("the README's words on their noise generator and threads are the records' (a new run must update them)", () => {
+    const readme = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+    const seeded = runs.filter((r) => r.record.config.noise === 'philox-xoshiro-polar');
+    expect(seeded.map((r) => r.name).sort()).toEqual([
+      'mnist-lenet300-svd-e20',
+      'mnist-lenet300-svd-mult-e20',
+      'mnist-lenet300-vd-scalar',
+      'mnist-lenet5-baseline',
+    ]);
+    expect(readme).toContain('Four runs drew their training noise with');
+    const threaded = runs.filter((r) => r.record.config.threads !== 1);
+    expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
+      ['mnist-lenet5-baseline', 2],
+    ]);
+    expect(readme).toMatch(
+      /one\s+thread per run except the LeNet-5-Caffe dense baseline on the original MNIST,\s+which had two/,
+    );
+  });
 });
 
 describe('spec/train.md#random-labels: the permuted training labels', () => {
@@ -990,5 +1009,20 @@ describe('spec/train.md#random-labels: the permuted training labels', () => {
     const b = permutedLabels(distinct, 2);
     expect(a.filter((v, i) => v === i).length).toBeLessThan(10);
     expect(a).not.toEqual(b);
+  });
+});
+
+describe('vdspec train --out: the default --help states is the one used', () => {
+  it('runs/<network>[-<data>]-<svd|baseline>-<profile>-s<seed>, the data part only for mnist-small', async () => {
+    const help = (await cli(['--help'])).out.replace(/\s+/g, ' ');
+    expect(help).toContain(
+      'default runs/<network>[-<data>]-<svd|baseline>-<profile>-s<seed>, the data part left out for mnist: runs/lenet300-mnist-small-svd-molchanov2017-s1',
+    );
+    expect(defaultOut(makeConfig({ network: 'lenet300', data: 'mnist-small', epochs: 1 }))).toBe(
+      join('runs', 'lenet300-mnist-small-svd-molchanov2017-s1'),
+    );
+    expect(defaultOut(makeConfig({ network: 'lenet5', baseline: true, seed: 3, epochs: 1 }))).toBe(
+      join('runs', 'lenet5-baseline-molchanov2017-s3'),
+    );
   });
 });
