@@ -158,7 +158,16 @@ export function compareOutputs(
       : null;
   const outputs = Object.entries(expected).map(([name, e]) => {
     if (given === null) return structural(name, 'the answer has no outputs object');
-    if (!Object.hasOwn(given, name)) return structural(name, 'missing from the answer');
+    if (!Object.hasOwn(given, name)) {
+      // A misspelt key ("KL" for "kl") is the usual cause: show what the port did send.
+      const sent = Object.keys(given).filter((k) => !Object.hasOwn(expected, k));
+      return structural(
+        name,
+        sent.length === 0
+          ? 'missing from the answer'
+          : `missing from the answer (it has ${sent.map((k) => JSON.stringify(k)).join(', ')}, which the op does not output)`,
+      );
+    }
     let actual: Tensor;
     try {
       actual = decodeTensor(given[name], name);

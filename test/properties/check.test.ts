@@ -1315,7 +1315,15 @@ describe('vdspec check --results (spec/check.md#results-file)', () => {
       defect: 'missing',
       edit: (outputs: Record<string, unknown>, name: string) =>
         Reflect.deleteProperty(outputs, name),
-      problem: /missing from the answer/,
+      problem: /^missing from the answer$/,
+    },
+    {
+      defect: 'misspelt',
+      edit: (outputs: Record<string, unknown>, name: string) => {
+        outputs[name.toUpperCase()] = outputs[name];
+        Reflect.deleteProperty(outputs, name);
+      },
+      problem: /^missing from the answer \(it has "[A-Z_0-9]+", which the op does not output\)$/,
     },
     {
       defect: 'misshapen',
