@@ -1,6 +1,6 @@
 /**
  * Fast (float32) KL approximations, per weight and summed per layer, and the
- * layer KL's gradient (spec/kl.md, spec/objective.md#kl.layer,
+ * layer KL's gradient (spec/kl.md, spec/objective.md#kllayer,
  * spec/fast.md#numerics).
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,5 +1,5 @@
 /**
- * The rounding-error model of spec/fast.md#tolerance, evaluated in float64
+ * The rounding-error model of spec/fast.md#tolerance-model, evaluated in float64
  * from the reference: one implementation for its two users.
  *
  * - The golden `scale` tensors (spec/golden.md#tolerance, ./scale.ts) take it
@@ -39,7 +39,7 @@ import {
 } from '../reference/logAlpha.js';
 import type { Tensor } from '../tensor.js';
 
-/** float32's unit roundoff (spec/fast.md#tolerance). */
+/** float32's unit roundoff (spec/fast.md#tolerance-model). */
 export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
 /**
  * A few times float32's smallest normal (2^-126 = 1.2e-38): below it the

@@ -20,7 +20,7 @@ import { checkTensor, type Tensor } from '../tensor.js';
 
 /**
  * Below this log_alpha the exact KL uses its small-alpha asymptotic expansion
- * instead of the Poisson series (spec/kl.md#kl.exact). At -8 the series needs
+ * instead of the Poisson series (spec/kl.md#klexact). At -8 the series needs
  * about 800 terms and the expansion is exact to far below float64 rounding,
  * so the switch costs no accuracy; below it the series length grows like
  * 1/alpha (2.4e8 terms at -20).
@@ -109,7 +109,7 @@ function softplus(x: number): number {
 // ---------------------------------------------------------------- exact KL
 
 /**
- * The exact KL by its Poisson mixture (spec/kl.md#kl.exact), with
+ * The exact KL by its Poisson mixture (spec/kl.md#klexact), with
  * mu = 1 / (2 alpha) and K ~ Poisson(mu):
  *
  *   KL   = 0.5 * E[H_K],        H_k = sum_{j=1..k} 2 / (2j - 1)  (= psi(k + 1/2) + gamma + 2 ln 2)
@@ -175,7 +175,7 @@ export function klExactSeries(logAlpha: number): KlValue {
 }
 
 /**
- * The small-alpha expansion of the exact KL (spec/kl.md#kl.exact): with
+ * The small-alpha expansion of the exact KL (spec/kl.md#klexact): with
  * e = 1 + sqrt(alpha) z, E log|e| = -sum_{n>=1} (2n-1)!! alpha^n / (2n), so
  *
  *   KL             = EXACT_KL_LIMIT - log_alpha/2 - 0.5 * sum_{n>=1} (2n-1)!! alpha^n / n
@@ -220,7 +220,7 @@ function exactKlValue(logAlpha: number): KlValue {
 
 /**
  * KL(q || p) between q = N(theta, alpha theta^2) and the log-uniform prior,
- * normalised so that KL -> 0 as alpha -> inf (spec/kl.md#kl.exact).
+ * normalised so that KL -> 0 as alpha -> inf (spec/kl.md#klexact).
  * Positive, strictly decreasing; log_alpha = +inf gives 0, -inf gives +inf.
  */
 export function klExact(logAlpha: number): number {
@@ -229,7 +229,7 @@ export function klExact(logAlpha: number): number {
 
 /**
  * dKL/dlog_alpha of the exact KL: negative, with minimum -0.6424 at log_alpha
- * = -1.507 (spec/kl.md#kl.exact); -0.5 at -inf and 0 at +inf.
+ * = -1.507 (spec/kl.md#klexact); -0.5 at -inf and 0 at +inf.
  */
 export function klExactDerivative(logAlpha: number): number {
   return exactKlValue(logAlpha).derivative;
@@ -249,7 +249,7 @@ function checkSvdConstant(constant: unknown): SvdKlConstant {
 }
 
 /**
- * Molchanov et al. 2017, eq. 14 (spec/kl.md#kl.svd):
+ * Molchanov et al. 2017, eq. 14 (spec/kl.md#klsvd):
  *
  *   KL = -(k1 * sigmoid(k2 + k3 * log_alpha) - 0.5 * log1p(exp(-log_alpha)) + C)
  *
@@ -291,7 +291,7 @@ function checkCubicLogAlpha(logAlpha: number): number {
 }
 
 /**
- * Kingma et al. 2015, eq. 16, constant dropped (spec/kl.md#kl.vd):
+ * Kingma et al. 2015, eq. 16, constant dropped (spec/kl.md#klvd):
  *
  *   KL = -(0.5 * log_alpha + c1 alpha + c2 alpha^2 + c3 alpha^3)
  *
@@ -339,7 +339,7 @@ function klDerivativeOfForm(form: KlForm, la: number): number {
   return form.kind === 'svd_sigmoid' ? klSvdSigmoidDerivative(la) : klVdCubicDerivative(la);
 }
 
-/** The per-weight KL approximation named by `profile.kl` (spec/kl.md#kl.sum). */
+/** The per-weight KL approximation named by `profile.kl` (spec/kl.md#klsum). */
 export function klApprox(logAlpha: number, profile: Profile | ProfileName): number {
   return klOfForm(klForm(getProfile(profile)), checkLogAlpha(logAlpha));
 }
@@ -350,7 +350,7 @@ export function klApproxDerivative(logAlpha: number, profile: Profile | ProfileN
 }
 
 /**
- * Check a clipped log_alpha tensor for the KL (spec/kl.md#kl.sum): NaN is
+ * Check a clipped log_alpha tensor for the KL (spec/kl.md#klsum): NaN is
  * rejected; -inf gives KL = +inf (the limit of both forms); +inf only where
  * the approximation has a finite limit there (the sigmoid form), since the
  * cubic has none and VD keeps log_alpha <= 0.

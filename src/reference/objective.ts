@@ -70,7 +70,7 @@ function checkLayerInputs(inputs: unknown, layer: LayerKind): { theta: Tensor; n
 }
 
 /**
- * The layer's KL (spec/objective.md#kl.layer): the per-weight approximation
+ * The layer's KL (spec/objective.md#kllayer): the per-weight approximation
  * of `profile.kl` at the CLIPPED log_alpha, summed over theta's weights.
  * A broadcast VD log_alpha counts once per weight it covers, not once per
  * parameter entry.
@@ -88,7 +88,7 @@ export function layerKl(
 }
 
 /**
- * Vector-Jacobian product of layerKl (spec/objective.md#kl.layer, "Gradient"):
+ * Vector-Jacobian product of layerKl (spec/objective.md#kllayer, "Gradient"):
  *
  *   dKL/dtheta_i = g * KL'(la_i) * dla_i/dtheta_i
  *   dKL/dnoise   = sum over the weights each noise entry covers of g * KL'(la_i) * dla_i/dnoise_i
@@ -157,7 +157,7 @@ function rowOf(logits: Tensor, b: number, classes: number): number[] {
 }
 
 /**
- * Softmax cross-entropy from logits (spec/objective.md#objective.cross_entropy):
+ * Softmax cross-entropy from logits (spec/objective.md#objectivecross_entropy):
  * CE_b = logsumexp(logits_b) - logits_b[labels_b], in float64.
  */
 export function crossEntropy(logits: Tensor, labels: readonly number[]): CrossEntropy {
@@ -235,7 +235,7 @@ function checkSgvb(inputs: unknown): { trainSize: number; klWeight: number; kl: 
 }
 
 /**
- * The negative SGVB lower bound (spec/objective.md#objective.sgvb), per step:
+ * The negative SGVB lower bound (spec/objective.md#objectivesgvb), per step:
  * loss = N * mean_batch CE + beta * KL.
  */
 export function sgvbObjective(inputs: SgvbInputs): SgvbObjective {
@@ -272,7 +272,7 @@ export interface KlWeightScheduleOptions {
 }
 
 /**
- * The KL weight beta (spec/objective.md#schedule.kl_weight). Epochs count
+ * The KL weight beta (spec/objective.md#schedulekl_weight). Epochs count
  * from 0 and may be fractional (epoch = step / steps_per_epoch):
  * 0 before `start`, (epoch - start) / (end - start) up to `end`, 1 from `end`.
  */
@@ -292,7 +292,7 @@ export function klWeightSchedule(epoch: number, options: KlWeightScheduleOptions
 export type LearningRateScheduleKind = 'lenet300' | 'lenet5';
 
 /**
- * The official learning-rate schedules (spec/objective.md#schedule.learning_rate),
+ * The official learning-rate schedules (spec/objective.md#schedulelearning_rate),
  * for 0 <= epoch <= totalEpochs:
  * - `lenet300`: baseLr until totalEpochs / 2, then linear to 0 at totalEpochs;
  * - `lenet5`: baseLr * (totalEpochs - epoch) / totalEpochs.

@@ -235,8 +235,8 @@ describe('vdspec check: a clip whose gradient is 0 on its bounds is diagnosed (s
   });
 });
 
-describe('vdspec check: in-process ports (spec/check.md#in-process)', () => {
-  it('spec/check.md#in-process: the reference checked against its own golden files passes with zero error', async () => {
+describe('vdspec check: in-process ports (spec/check.md#in-process-ports)', () => {
+  it('spec/check.md#in-process-ports: the reference checked against its own golden files passes with zero error', async () => {
     for (const profile of ['molchanov2017', 'kingma2015'] as const) {
       const report = await runCheck(
         referencePort(profile),
@@ -280,7 +280,7 @@ describe('vdspec check: in-process ports (spec/check.md#in-process)', () => {
     expect(as64.ops[0]!.tolerance).toEqual(FIXTURE_TOLERANCE.float64);
   });
 
-  it("spec/check.md#in-process: an exception is that case's failure, with its message", async () => {
+  it("spec/check.md#in-process-ports: an exception is that case's failure, with its message", async () => {
     const port = functionPort({
       name: 'throws',
       ops: ['schedule.kl_weight'],
@@ -1662,7 +1662,7 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
     expect(readFileSync(junit, 'utf8')).toMatch(/<testsuite name="molchanov2017\/kl.approx"/);
   });
 
-  it('spec/check.md#golden: a golden file that fails its manifest hash is refused', async () => {
+  it('spec/check.md#golden-files: a golden file that fails its manifest hash is refused', async () => {
     const copy = join(dir, 'tampered');
     writeFixtureGoldens(copy, ['molchanov2017']);
     writeFileSync(

@@ -60,7 +60,7 @@ const DENSE = {
 };
 
 describe('spec/eval.md: vdspec eval in-process', () => {
-  it('spec/eval.md#output: --impl reference writes exactly what run() returns, in the catalogue order', async () => {
+  it('spec/eval.md#outputs-stdout: --impl reference writes exactly what run() returns, in the catalogue order', async () => {
     for (const op of ['svd.dense.train', 'svd.dense.train_vjp', 'kl.layer']) {
       const names = resolveNames(getOp(op), PROFILES.molchanov2017).inputs.map((i) => i.name);
       const inputs = Object.fromEntries(Object.entries(DENSE).filter(([k]) => names.includes(k)));
@@ -74,7 +74,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
   });
 
   it.each(BACKENDS)(
-    'spec/eval.md#output: --impl fast --backend %s writes exactly what fastRun() returns on that backend',
+    'spec/eval.md#outputs-stdout: --impl fast --backend %s writes exactly what fastRun() returns on that backend',
     async (backend) => {
       const op = 'svd.dense.train_vjp';
       const r = await evalCli(
@@ -88,7 +88,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     },
   );
 
-  it('spec/eval.md#profiles: without --profile, vd.* ops run under kingma2015 and the rest under molchanov2017', async () => {
+  it('spec/eval.md#usage: without --profile, vd.* ops run under kingma2015 and the rest under molchanov2017', async () => {
     const vd = await evalCli(
       ['--op', 'vd.log_alpha'],
       JSON.stringify({ theta: t([1, 2], [1, 2]), log_alpha: t([], [-3]) }),
@@ -101,7 +101,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     );
   });
 
-  it('spec/eval.md#numbers: NaN, +-Infinity and -0 cross stdin and stdout as strings, both ways, both implementations', async () => {
+  it('spec/eval.md#inputs-stdin: NaN, +-Infinity and -0 cross stdin and stdout as strings, both ways, both implementations', async () => {
     // -0 passes through the reference's learned log_alpha unchanged (below the clip max 0).
     const negZero = await evalCli(
       ['--op', 'vd.log_alpha'],
@@ -147,7 +147,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     );
   });
 
-  it('spec/eval.md#numbers: any finite float64 crosses stdout bit for bit (shortest round-trip form)', async () => {
+  it('spec/eval.md#inputs-stdin: any finite float64 crosses stdout bit for bit (shortest round-trip form)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.double({ min: -40, max: 40, noNaN: true }), async (epoch) => {
         fc.pre(epoch >= 0);
@@ -250,7 +250,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
   ];
 
   it.each(ERRORS)(
-    'spec/eval.md#errors: %s exits 2 with one line on stderr and nothing on stdout',
+    'spec/eval.md#errors-and-exit-status: %s exits 2 with one line on stderr and nothing on stdout',
     async (_what, argv, stdin, message) => {
       const r = await evalCli(argv, stdin);
       expect(r.code).toBe(2);
@@ -262,7 +262,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     },
   );
 
-  it('spec/eval.md#errors: a failure inside the command (here: reading stdin) exits 1 with one line, no stack trace', async () => {
+  it('spec/eval.md#errors-and-exit-status: a failure inside the command (here: reading stdin) exits 1 with one line, no stack trace', async () => {
     const r = await evalCli(['--op', 'kl.approx'], () =>
       Promise.reject(new Error('EIO: i/o error, read')),
     );
@@ -271,7 +271,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     expect(r.err).toEqual(['vdspec eval: internal error: EIO: i/o error, read']);
   });
 
-  it('spec/eval.md#errors: close names of a misspelt op are real operations, nearest first', () => {
+  it('spec/eval.md#errors-and-exit-status: close names of a misspelt op are real operations, nearest first', () => {
     expect(closeOperationNames('svd.dense.trian')[0]).toBe('svd.dense.train');
     expect(closeOperationNames('kl.aprox')[0]).toBe('kl.approx');
     expect(closeOperationNames('objective.ce')).toContain('objective.sgvb');
@@ -280,7 +280,7 @@ describe('spec/eval.md: vdspec eval in-process', () => {
     }
   });
 
-  it('spec/eval.md#list: --list prints every operation of the catalogue and which the fast implementation lacks; --help exits 0', async () => {
+  it('spec/eval.md#usage: --list prints every operation of the catalogue and which the fast implementation lacks; --help exits 0', async () => {
     const list = await evalCli(['--list'], '');
     expect(list.code).toBe(0);
     const lines = list.out.split('\n');

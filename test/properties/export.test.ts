@@ -899,7 +899,7 @@ describe('spec/export.md#validation: malformed files give clear VdspecErrors nam
   });
 });
 
-describe('spec/export.md#writing: nothing half-written', () => {
+describe('spec/export.md: nothing half-written (writeSparseModel writes atomically)', () => {
   let dir = '';
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'vdspec-export-write-'));

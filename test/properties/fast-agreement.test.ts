@@ -1,6 +1,6 @@
 /**
  * spec/fast.md: the float32 TensorFlow.js implementation agrees with the
- * float64 reference within the tolerance model of spec/fast.md#tolerance, on
+ * float64 reference within the tolerance model of spec/fast.md#tolerance-model, on
  * every backend that loads here; plus properties of the fast implementation
  * on its own (the clip holds, KL -> 0 as alpha grows, the eval forward
  * ignores pruned weights, gradients are finite at theta = 0 and at the clip
@@ -89,7 +89,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     await initBackend({ backend });
   });
 
-  it('spec/log-alpha.md#log-alpha: fast log_alpha (clipped) agrees within u (3 + |ls2| + 3|L|) * 4; exactly for a learned log_alpha', () => {
+  it('spec/log-alpha.md#svdlog_alpha: fast log_alpha (clipped) agrees within u (3 + |ls2| + 3|L|) * 4; exactly for a learned log_alpha', () => {
     fc.assert(
       fc.property(anyWeights, (w) => {
         const tol = weightTolerance(w);
@@ -101,7 +101,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it('spec/log-alpha.md#mask: fast keep mask equals the reference except within delta = tol(log_alpha) of the threshold', () => {
+  it('spec/log-alpha.md#svdmask: fast keep mask equals the reference except within delta = tol(log_alpha) of the threshold', () => {
     fc.assert(
       fc.property(anyWeights, (w) => {
         const tol = weightTolerance(w);
@@ -123,7 +123,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it('spec/log-alpha.md#variance: fast per-weight variance agrees within the relative bound 2 (tol(log_alpha) + 4u)', () => {
+  it('spec/log-alpha.md#the-per-weight-variance: fast per-weight variance agrees within the relative bound 2 (tol(log_alpha) + 4u)', () => {
     fc.assert(
       fc.property(anyWeights, (w) => {
         const tol = weightTolerance(w);
@@ -144,7 +144,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
   // KL
   // -------------------------------------------------------------------------
 
-  it('spec/kl.md#kl.sum: fast KL per weight agrees at the same float32 log_alpha within 8u * (sum of |terms|)', () => {
+  it('spec/kl.md#klsum: fast KL per weight agrees at the same float32 log_alpha within 8u * (sum of |terms|)', () => {
     const arb = fc.record({
       profile: profileArb,
       la: fc.array(float(-12, 12), { minLength: 1, maxLength: 24 }),
@@ -167,7 +167,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it('spec/objective.md#kl.layer: fast layer KL agrees within sum_i tol_i + n u sum_i |KL_i|, and its VJP within the slope model', () => {
+  it('spec/objective.md#kllayer: fast layer KL agrees within sum_i tol_i + n u sum_i |KL_i|, and its VJP within the slope model', () => {
     fc.assert(
       fc.property(anyWeights, float(-2, 2), (w, g) => {
         // Cotangent g: |g| scales the gradients' bounds. No TINY on the KL's
@@ -484,7 +484,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
   // Properties of the fast implementation on its own
   // -------------------------------------------------------------------------
 
-  it('spec/log-alpha.md#clip: fast log_alpha stays within the clip for extreme inputs (theta 0, 1e-30, 1e30; noise up to 1e30), never NaN, and the KL gradient stays finite', () => {
+  it('spec/log-alpha.md#the-clip-and-its-gradient: fast log_alpha stays within the clip for extreme inputs (theta 0, 1e-30, 1e30; noise up to 1e30), never NaN, and the KL gradient stays finite', () => {
     const extremeTheta = fc.oneof(
       fc.constantFrom(0, -0, 1e-30, -1e-30, 1e-20, 1e30, -1e30, 3e38).map(f32),
       thetaValue,
@@ -533,7 +533,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it("spec/log-alpha.md#clip-gradient: at theta = 0 the KL gradient is exactly 0 in theta (and in the noise where log_alpha is +inf); at log_alpha exactly on a clip bound it is the clip's gradientAtBound", () => {
+  it("spec/log-alpha.md#the-clip-and-its-gradient: at theta = 0 the KL gradient is exactly 0 in theta (and in the noise where log_alpha is +inf); at log_alpha exactly on a clip bound it is the clip's gradientAtBound", () => {
     fc.assert(
       fc.property(
         profileArb,
@@ -596,7 +596,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it('spec/kl.md#kl.svd: fast SVD KL tends to its limit as alpha grows: 0 <= KL - limit <= 0.5 e^-la + k1 e^-(k2 + k3 la), and it never increases', () => {
+  it('spec/kl.md#klsvd: fast SVD KL tends to its limit as alpha grows: 0 <= KL - limit <= 0.5 e^-la + k1 e^-(k2 + k3 la), and it never increases', () => {
     const svd = PROFILE_NAMES.map((n) => PROFILES[n]).filter(
       (p) => p.kl.approximation === 'svd_sigmoid',
     );
@@ -631,7 +631,7 @@ describe.each(BACKENDS)('fast on %s', (backend) => {
     );
   });
 
-  it('spec/dense.md#eval, spec/conv2d.md: the fast eval forward ignores the values of pruned weights (bit for bit)', () => {
+  it('spec/dense.md#svddenseeval, spec/conv2d.md: the fast eval forward ignores the values of pruned weights (bit for bit)', () => {
     const prunes = PROFILE_NAMES.map((n) => PROFILES[n]).filter((p) => p.prune !== null);
     const arb = fc.oneof(
       denseCase.filter((c) => c.w.profile.prune !== null),

@@ -114,7 +114,7 @@ describe('spec/fast.md#backends', () => {
   });
 });
 
-describe('spec/README.md#numerics-conventions (7): the fast operations reject bad input with a named VdspecError', () => {
+describe('spec/README.md#numerics-conventions-normative (7): the fast operations reject bad input with a named VdspecError', () => {
   const named = (code: string, argument: string) => expect.objectContaining({ code, argument });
   const svd = PROFILES.molchanov2017;
   const train = { x, theta, noise, bias, eps };

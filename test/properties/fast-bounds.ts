@@ -1,7 +1,7 @@
 /**
  * Shared by the fast-vs-reference properties (fast-agreement.test.ts,
  * fast-run.test.ts): float32-exact input generators, the tolerance model of
- * spec/fast.md#tolerance as absolute float32 bounds (src/golden/errorModel.ts),
+ * spec/fast.md#tolerance-model as absolute float32 bounds (src/golden/errorModel.ts),
  * and the comparison and leak helpers. Not a test file itself.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -29,7 +29,7 @@ import { PROFILE_NAMES, PROFILES, type LayerKind, type Profile } from '../../src
 import { conv2dGeometry } from '../../src/reference/conv2d.js';
 import { sizeOf, type Tensor } from '../../src/tensor.js';
 
-/** float32 unit roundoff (spec/fast.md#tolerance). */
+/** float32 unit roundoff (spec/fast.md#tolerance-model). */
 export const U = FLOAT32_UNIT_ROUNDOFF;
 /** Absolute floor for values that underflow float32's normal range (smallest normal ~1.2e-38). */
 export const TINY = FLOAT32_NORMAL_FLOOR;
@@ -112,7 +112,7 @@ export const f32 = Math.fround;
 
 /**
  * A float32 in [min, max], with magnitudes below 1e-6 replaced by 0. The
- * tolerance model does not cover underflow (spec/fast.md#tolerance): with
+ * tolerance model does not cover underflow (spec/fast.md#tolerance-model): with
  * every input 0 or at least 1e-6 in magnitude, no product or quotient formed
  * by the operations under test comes near float32's smallest normal (~1.2e-38).
  */
@@ -223,7 +223,7 @@ export const anyWeights: fc.Arbitrary<Weights> = fc
   );
 
 // ---------------------------------------------------------------------------
-// The tolerance model (spec/fast.md#tolerance): src/golden/errorModel.ts,
+// The tolerance model (spec/fast.md#tolerance-model): src/golden/errorModel.ts,
 // which also computes the golden scales, taken here as absolute float32 bounds
 // ---------------------------------------------------------------------------
 
@@ -265,7 +265,7 @@ export interface LayerKlTolerance {
 }
 
 /**
- * kl.layer under the scalar `cotangent` (spec/objective.md#kl.layer): the
+ * kl.layer under the scalar `cotangent` (spec/objective.md#kllayer): the
  * bounds on the layer KL and on its theta and noise gradients, each plus
  * TINY. `klFloor: false` leaves the KL's bound without it: fast-agreement's
  * property was calibrated that way, and this model is not loosened behind it

@@ -2,7 +2,7 @@
  * spec/ops.md, spec/fast.md: the fast front door `fastRun(op, inputs,
  * profile)` answers every operation of the catalogue with the reference's
  * input and output names and agrees with `run` within the tolerance model of
- * spec/fast.md#tolerance, for every profile the op accepts, on every backend
+ * spec/fast.md#tolerance-model, for every profile the op accepts, on every backend
  * that loads here; it rejects the same bad calls with the same error codes
  * and argument names; and the ops it does not implement are listed here with
  * the reason.
@@ -338,7 +338,7 @@ function weightsOf(profile: Profile, inputs: Record<string, unknown>): Weights {
 /**
  * Per-output tolerances of a comparison, or 'skip' when some log_alpha lies
  * within float32 error of a clip bound or the threshold without being on it
- * (spec/fast.md#tolerance, "Edges": float32 may land on the other side).
+ * (spec/fast.md#tolerance-model, "Edges": float32 may land on the other side).
  */
 type Tolerances = Record<string, readonly number[]> | 'skip';
 
@@ -533,7 +533,7 @@ function tolerances(
   throw new Error(`no tolerance for ${op.name}`);
 }
 
-/** The mask: equal except within tol(log_alpha) of the threshold (spec/fast.md#tolerance, "Mask"). */
+/** The mask: equal except within tol(log_alpha) of the threshold (spec/fast.md#tolerance-model, "Mask"). */
 function expectMaskAgrees(key: string, profile: Profile, w: Weights, fast: Tensor, ref: Tensor) {
   const tol = weightTolerance(w);
   const prune = profile.prune!;
@@ -611,7 +611,7 @@ describe.each(BACKENDS)('fastRun on %s', (backend) => {
   });
 
   it.each(SUPPORTED_CALLS)(
-    'spec/ops.md#catalogue, spec/fast.md#tolerance: %s under %s agrees with the reference run (fixed example and generated inputs)',
+    'spec/ops.md#catalogue, spec/fast.md#tolerance-model: %s under %s agrees with the reference run (fixed example and generated inputs)',
     async (name, p) => {
       const op = getOp(name);
       const profile = PROFILES[p];

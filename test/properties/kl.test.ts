@@ -103,7 +103,7 @@ const normalPdf = (x: number, mean: number, sd: number): number =>
   Math.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * Math.sqrt(2 * Math.PI));
 
 /**
- * KL from its definition (spec/kl.md#kl.exact):
+ * KL from its definition (spec/kl.md#klexact):
  * KL = -log_alpha/2 + E_{e ~ N(1, alpha)} log|e| + (gamma + ln 2)/2.
  *
  * Folding e < 0 onto e > 0 gives E log|e| = int_0^inf log(e) g(e) de with
@@ -170,8 +170,8 @@ function expectVdspecError(fn: () => unknown, code: string, argument: string): v
 
 // ------------------------------------------------------------ kl.exact
 
-describe('spec/kl.md#kl.exact', () => {
-  it('spec/kl.md#kl.exact: check values at log_alpha = 0 and 3 (algorithms.md, 10 digits)', () => {
+describe('spec/kl.md#klexact', () => {
+  it('spec/kl.md#klexact: check values at log_alpha = 0 and 3 (algorithms.md, 10 digits)', () => {
     expect(klExact(0)).toBeCloseTo(0.4266856043, 10);
     expect(klExact(3)).toBeCloseTo(0.0246883354, 10);
     // The full-precision values the page prints, to within 2 ulp.
@@ -186,7 +186,7 @@ describe('spec/kl.md#kl.exact', () => {
     }
   });
 
-  it('spec/kl.md#kl.exact: series agrees with quadrature of the defining integral', () => {
+  it('spec/kl.md#klexact: series agrees with quadrature of the defining integral', () => {
     // Both sides are accurate to ~1e-15 (the quadrature: 20-point panels
     // accepted at 1e-16; the series: compensated sums); measured max
     // difference 2.0e-15 on a 0.0137-step grid over [-14, 10]. 1e-13 leaves
@@ -200,13 +200,13 @@ describe('spec/kl.md#kl.exact', () => {
     );
   });
 
-  it('spec/kl.md#kl.exact: quadrature agreement at the grid ends and the switch point', () => {
+  it('spec/kl.md#klexact: quadrature agreement at the grid ends and the switch point', () => {
     for (const la of [-8, -7.999, -8.001, 8, 0, -3.5]) {
       expect(Math.abs(klExact(la) - klByQuadrature(la))).toBeLessThan(1e-13);
     }
   });
 
-  it('spec/kl.md#kl.exact: the series and the asymptotic branch agree around the switch', () => {
+  it('spec/kl.md#klexact: the series and the asymptotic branch agree around the switch', () => {
     // The expansion is exact to ~exp(-1/(2 alpha)) (e^-74 at -5), the series
     // to float64 rounding: they must agree to rounding (KL ~ 3.1..6.6 here,
     // so 1e-14 is ~10-20 ulp).
@@ -225,7 +225,7 @@ describe('spec/kl.md#kl.exact', () => {
     expect(below - at).toBeLessThan(1e-12 + 1e-14);
   });
 
-  it('spec/kl.md#kl.exact: KL -> 0 as alpha -> inf, with 1 - exp(-mu) <= KL <= mu', () => {
+  it('spec/kl.md#klexact: KL -> 0 as alpha -> inf, with 1 - exp(-mu) <= KL <= mu', () => {
     // From KL = sum_j P(K >= j)/(2j - 1), K ~ Poisson(mu): the j = 1 term is
     // 1 - exp(-mu), and every term is at most P(K >= j), which sum to E K = mu.
     // Relative slack 1e-14 for rounding.
@@ -243,7 +243,7 @@ describe('spec/kl.md#kl.exact', () => {
     expect(klExactDerivative(Infinity)).toBe(0);
   });
 
-  it('spec/kl.md#kl.exact: KL + log_alpha/2 -> (gamma + ln 2)/2 as alpha -> 0', () => {
+  it('spec/kl.md#klexact: KL + log_alpha/2 -> (gamma + ln 2)/2 as alpha -> 0', () => {
     // KL + la/2 - EXACT_KL_LIMIT = E log|e|, e ~ N(1, alpha). Jensen:
     // E log|e| <= log E|e|^2 / 2 = log1p(alpha)/2; and E log|e| -> -alpha/2,
     // so |E log|e|| <= alpha for alpha <= e^-2 (measured there: 0.09 vs 0.135).
@@ -261,7 +261,7 @@ describe('spec/kl.md#kl.exact', () => {
     expect(klExactDerivative(-Infinity)).toBe(-0.5);
   });
 
-  it('spec/kl.md#kl.exact: strictly decreasing in log_alpha', () => {
+  it('spec/kl.md#klexact: strictly decreasing in log_alpha', () => {
     // |KL'| / KL >= 1/31 on [-30, 610] (KL' -> -KL for large la, and
     // 0.5 / (15 + 0.64) at -30), so a gap >= 1e-3 lowers KL by >= 3e-5
     // relative: far above its ~1e-15 relative rounding.
@@ -273,7 +273,7 @@ describe('spec/kl.md#kl.exact', () => {
     );
   });
 
-  it('spec/kl.md#kl.exact: derivative is negative, above its minimum -0.6424 (at la = -1.507)', () => {
+  it('spec/kl.md#klexact: derivative is negative, above its minimum -0.6424 (at la = -1.507)', () => {
     // min_x of -x F(x), F = Dawson's function, is -0.642374719828 at
     // x = 1.50197526827 (mpmath), i.e. log_alpha = -1.50670935524.
     fc.assert(
@@ -287,7 +287,7 @@ describe('spec/kl.md#kl.exact', () => {
     expect(klExactDerivative(-1.50670935524)).toBeCloseTo(-0.642374719828, 11);
   });
 
-  it('spec/kl.md#kl.exact: derivative agrees with the Dawson-integral quadrature', () => {
+  it('spec/kl.md#klexact: derivative agrees with the Dawson-integral quadrature', () => {
     // Both accurate to ~1e-15 relative (measured max 6.6e-16 on a 0.0137-step
     // grid over [-14, 30]); 1e-13 relative leaves a factor 100.
     fc.assert(
@@ -299,7 +299,7 @@ describe('spec/kl.md#kl.exact', () => {
     );
   });
 
-  it('spec/kl.md#kl.exact: derivative matches central differences of klExact', () => {
+  it('spec/kl.md#klexact: derivative matches central differences of klExact', () => {
     // max |KL'''| = 0.341 (mpmath, over [-14, 12]): truncation < 6e-10 with
     // h = 1e-4; rounding eps |KL| / h < 1e-11 (KL <= 7.7 here).
     fc.assert(
@@ -311,7 +311,7 @@ describe('spec/kl.md#kl.exact', () => {
     );
   });
 
-  it('spec/kl.md#kl.exact: NaN is rejected naming log_alpha', () => {
+  it('spec/kl.md#klexact: NaN is rejected naming log_alpha', () => {
     expectVdspecError(() => klExact(NaN), 'non_finite', 'log_alpha');
     expectVdspecError(() => klExactDerivative(NaN), 'non_finite', 'log_alpha');
   });
@@ -324,7 +324,7 @@ describe('spec/kl.md (measured error)', () => {
   // the page and the code in step.
   const table = klErrorTable();
 
-  it('spec/kl.md#kl.svd: the printed max error 0.009375 at log_alpha -3.511', () => {
+  it('spec/kl.md#klsvd: the printed max error 0.009375 at log_alpha -3.511', () => {
     expect(table.grid).toEqual({ from: -8, to: table.grid.to, step: 0.001, points: 16001 });
     expect(table.grid.to).toBeCloseTo(8, 9);
     expect(table.svd.maxAbsError).toBeCloseTo(0.009375, 6);
@@ -332,7 +332,7 @@ describe('spec/kl.md (measured error)', () => {
     expect(table.svd.signedError).toBeGreaterThan(0);
   });
 
-  it('spec/kl.md#kl.vd: the printed offset -0.65546 and deviation 0.02006', () => {
+  it('spec/kl.md#klvd: the printed offset -0.65546 and deviation 0.02006', () => {
     expect(table.vdCubic.offset).toBeCloseTo(-0.65546, 5);
     expect(table.vdCubic.maxDeviation).toBeCloseTo(0.02006, 5);
     expect(table.vdCubic.fitFrom).toBe(-8);
@@ -348,8 +348,8 @@ describe('spec/kl.md (measured error)', () => {
 /** Bound enforced on [-8, 8]: measured max 0.009375 (klErrorTable, step 0.001) plus ~1%. */
 const SVD_ERROR_BOUND = 0.0095;
 
-describe('spec/kl.md#kl.svd', () => {
-  it('spec/kl.md#kl.svd: within 0.0095 of the exact KL on [-8, 8]', () => {
+describe('spec/kl.md#klsvd', () => {
+  it('spec/kl.md#klsvd: within 0.0095 of the exact KL on [-8, 8]', () => {
     fc.assert(
       fc.property(logAlphaIn(-8, 8), (la) => {
         expect(Math.abs(klSvdSigmoid(la, 'minus_k1') - klExact(la))).toBeLessThanOrEqual(
@@ -366,7 +366,7 @@ describe('spec/kl.md#kl.svd', () => {
     }
   });
 
-  it('spec/kl.md#kl.svd: with C = -k1 the KL goes to 0 as alpha -> inf', () => {
+  it('spec/kl.md#klsvd: with C = -k1 the KL goes to 0 as alpha -> inf', () => {
     // KL = k1 sigmoid(-(k2 + k3 la)) + softplus(-la)/2 <= k1 e^-(k2 + k3 la) + e^-la / 2.
     fc.assert(
       fc.property(logAlphaIn(8, 700), (la) => {
@@ -384,7 +384,7 @@ describe('spec/kl.md#kl.svd', () => {
     expect(klSvdSigmoidDerivative(-Infinity)).toBe(-0.5);
   });
 
-  it('spec/kl.md#kl.svd: C omitted shifts KL by -k1 everywhere (limit -k1 at +inf)', () => {
+  it('spec/kl.md#klsvd: C omitted shifts KL by -k1 everywhere (limit -k1 at +inf)', () => {
     fc.assert(
       fc.property(logAlphaIn(-50, 50), (la) => {
         const shift = klSvdSigmoid(la, 'omitted') - klSvdSigmoid(la, 'minus_k1');
@@ -396,7 +396,7 @@ describe('spec/kl.md#kl.svd', () => {
     expect(klSvdSigmoid(Infinity, 'omitted')).toBe(-SVD_KL_K1);
   });
 
-  it('spec/kl.md#kl.svd: the written equation, term by term', () => {
+  it('spec/kl.md#klsvd: the written equation, term by term', () => {
     // The equation as printed, evaluated naively where it is safe (|la| <= 30).
     fc.assert(
       fc.property(logAlphaIn(-30, 30), (la) => {
@@ -408,7 +408,7 @@ describe('spec/kl.md#kl.svd', () => {
     );
   });
 
-  it('spec/kl.md#kl.svd: derivative matches central differences', () => {
+  it('spec/kl.md#klsvd: derivative matches central differences', () => {
     // |sigmoid'''| <= 1/8 and |sigmoid''| <= 0.1, so |f'''| <= k1 k3^3 / 8 + 0.05
     // < 0.31 and the truncation h^2 |f'''| / 6 < 6e-10 with h = 1e-4; rounding
     // adds eps |f| / h < 2e-11 (|f| <= 16 on [-30, 30]).
@@ -421,7 +421,7 @@ describe('spec/kl.md#kl.svd', () => {
     );
   });
 
-  it('spec/kl.md#kl.svd: bad constant and NaN name their argument', () => {
+  it('spec/kl.md#klsvd: bad constant and NaN name their argument', () => {
     expectVdspecError(() => klSvdSigmoid(NaN, 'minus_k1'), 'non_finite', 'log_alpha');
     expectVdspecError(() => klSvdSigmoidDerivative(NaN), 'non_finite', 'log_alpha');
     expectVdspecError(
@@ -437,8 +437,8 @@ describe('spec/kl.md#kl.svd', () => {
 /** Bound enforced on [-8, 0]: measured spread 2 * 0.020059 (klErrorTable) plus ~2%. */
 const CUBIC_SPREAD_BOUND = 0.041;
 
-describe('spec/kl.md#kl.vd', () => {
-  it('spec/kl.md#kl.vd: equals the exact KL up to a constant for alpha <= 1', () => {
+describe('spec/kl.md#klvd', () => {
+  it('spec/kl.md#klvd: equals the exact KL up to a constant for alpha <= 1', () => {
     // Offset-free form of "max |cubic - exact - c| <= 0.0201 for one c":
     // any two differences are within twice that.
     fc.assert(
@@ -455,7 +455,7 @@ describe('spec/kl.md#kl.vd', () => {
     );
   });
 
-  it('spec/kl.md#kl.vd: diverges above alpha = 1 (off by > 1000 from la = 3)', () => {
+  it('spec/kl.md#klvd: diverges above alpha = 1 (off by > 1000 from la = 3)', () => {
     // Measured: -4.5 at la = 1, -164 at 2, -4170 at 3; the alpha^3 term grows from there.
     fc.assert(
       fc.property(logAlphaIn(3, 8), (la) => {
@@ -465,7 +465,7 @@ describe('spec/kl.md#kl.vd', () => {
     );
   });
 
-  it('spec/kl.md#kl.vd: the written equation; limits', () => {
+  it('spec/kl.md#klvd: the written equation; limits', () => {
     fc.assert(
       fc.property(logAlphaIn(-30, 5), (la) => {
         const a = Math.exp(la);
@@ -485,7 +485,7 @@ describe('spec/kl.md#kl.vd', () => {
     expectVdspecError(() => klVdCubic(NaN), 'non_finite', 'log_alpha');
   });
 
-  it('spec/kl.md#kl.vd: derivative matches central differences', () => {
+  it('spec/kl.md#klvd: derivative matches central differences', () => {
     // f''' = -(c1 a + 8 c2 a^2 + 27 c3 a^3) with a <= e on [-30, 1]:
     // |f'''| <= 3.2 + 88.7 + 318 < 410, so h^2 |f'''| / 6 < 7e-7 with h = 1e-4.
     fc.assert(
@@ -502,10 +502,10 @@ describe('spec/kl.md#kl.vd', () => {
 
 const tensorOf = (data: number[]): Tensor => ({ shape: [data.length], data });
 
-describe('spec/kl.md#kl.sum', () => {
+describe('spec/kl.md#klsum', () => {
   const profiles = PROFILE_NAMES.map((name) => PROFILES[name]);
 
-  it('spec/kl.md#kl.sum: klApprox follows profile.kl (approximation and constant)', () => {
+  it('spec/kl.md#klsum: klApprox follows profile.kl (approximation and constant)', () => {
     // Branches on the fields, not the names: a renamed copy behaves the same.
     for (const profile of profiles) {
       const renamed = { ...profile, name: 'molchanov2017' } as Profile;
@@ -527,7 +527,7 @@ describe('spec/kl.md#kl.sum', () => {
     }
   });
 
-  it('spec/kl.md#kl.sum: per weight equals the scalar; sum equals the sum', () => {
+  it('spec/kl.md#klsum: per weight equals the scalar; sum equals the sum', () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...profiles),
@@ -558,7 +558,7 @@ describe('spec/kl.md#kl.sum', () => {
     expect(klSum({ shape: [], data: [0] }, 'molchanov2017')).toBe(klSvdSigmoid(0, 'minus_k1'));
   });
 
-  it('spec/kl.md#kl.sum: +inf where the limit is finite (sigmoid), rejected for the cubic', () => {
+  it('spec/kl.md#klsum: +inf where the limit is finite (sigmoid), rejected for the cubic', () => {
     const t = tensorOf([Infinity, 0]);
     expect(klPerWeight(t, 'molchanov2017').data[0]).toBe(0);
     expect(klPerWeight(t, 'deepbayes-pytorch').data[0]).toBe(-SVD_KL_K1);
@@ -569,7 +569,7 @@ describe('spec/kl.md#kl.sum', () => {
     expectVdspecError(() => klSum(t, 'kingma2015'), 'non_finite', 'log_alpha');
   });
 
-  it('spec/kl.md#kl.sum: NaN, bad shapes and bad profiles name their argument; -inf gives +inf', () => {
+  it('spec/kl.md#klsum: NaN, bad shapes and bad profiles name their argument; -inf gives +inf', () => {
     for (const name of PROFILE_NAMES) {
       expectVdspecError(() => klPerWeight(tensorOf([0, NaN]), name), 'non_finite', 'log_alpha');
       expectVdspecError(() => klSum(tensorOf([NaN]), name), 'non_finite', 'log_alpha');

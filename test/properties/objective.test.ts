@@ -236,7 +236,7 @@ function withData(t: Tensor, i: number, value: number): Tensor {
 
 // ---------------------------------------------------------------- kl.layer
 
-describe('spec/objective.md#kl.layer', () => {
+describe('spec/objective.md#kllayer', () => {
   test('kl.layer: layerKl = sum over theta of KL(clip(log_alpha)) (independent formulas)', () => {
     fc.assert(
       fc.property(layerCaseArb(), (c) => {
@@ -539,7 +539,7 @@ function logitsArb(range: number): fc.Arbitrary<{ logits: Tensor; labels: number
     );
 }
 
-describe('spec/objective.md#objective.cross_entropy', () => {
+describe('spec/objective.md#objectivecross_entropy', () => {
   test('objective.cross_entropy: matches -log(softmax[label]) on moderate logits', () => {
     fc.assert(
       fc.property(logitsArb(20), ({ logits, labels }) => {
@@ -622,7 +622,7 @@ describe('spec/objective.md#objective.cross_entropy', () => {
 
 // ---------------------------------------------------------------- objective.sgvb
 
-describe('spec/objective.md#objective.sgvb', () => {
+describe('spec/objective.md#objectivesgvb', () => {
   const sgvbArb = fc.record({
     case: logitsArb(10),
     trainSize: fc.integer({ min: 1, max: 60000 }),
@@ -673,7 +673,7 @@ describe('spec/objective.md#objective.sgvb', () => {
 
 // ---------------------------------------------------------------- schedules
 
-describe('spec/objective.md#schedule.kl_weight', () => {
+describe('spec/objective.md#schedulekl_weight', () => {
   test('schedule.kl_weight: values at the documented epochs', () => {
     expect(KL_WARMUP_START_EPOCH).toBe(5);
     expect(KL_WARMUP_END_EPOCH).toBe(20);
@@ -716,7 +716,7 @@ describe('spec/objective.md#schedule.kl_weight', () => {
   });
 });
 
-describe('spec/objective.md#schedule.learning_rate', () => {
+describe('spec/objective.md#schedulelearning_rate', () => {
   test('schedule.learning_rate: values at the documented epochs (200 epochs, base 1e-3)', () => {
     const lr = (epoch: number, kind: LearningRateScheduleKind) =>
       learningRateSchedule(epoch, 200, 1e-3, kind);

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { OPS } from '../../src/ops.js';
 import { constantsTableMarkdown } from '../../src/reference/constantsTable.js';
@@ -40,17 +41,25 @@ function anchorsOf(page: string): string[] {
 }
 
 const ROOT = resolve(SPEC, '..');
-const CLI = resolve(ROOT, 'src/cli');
-/** What a reader sees: the spec pages, the README, and the CLI's help and output (src/cli). */
+/** TypeScript files under `dir`, at any depth. */
+function sourcesUnder(dir: string): string[] {
+  return readdirSync(resolve(ROOT, dir), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => resolve(ROOT, dir, f));
+}
+/**
+ * What a reader sees (the spec pages, the README, the CLI's help and output)
+ * and what a maintainer follows (the sources' comments, the tests' names).
+ * This file itself cites a made-up page.
+ */
 const CITING = [
   ...pages.map((p) => join(SPEC, p)),
   join(ROOT, 'README.md'),
-  ...readdirSync(CLI)
-    .filter((f) => f.endsWith('.ts'))
-    .map((f) => join(CLI, f)),
+  ...sourcesUnder('src'),
+  ...sourcesUnder('test/properties').filter((f) => f !== fileURLToPath(import.meta.url)),
 ];
 
-describe('spec anchors: every spec/<page>.md#anchor cited where a reader sees it is a heading of that page', () => {
+describe('spec anchors: every spec/<page>.md#anchor cited in the spec, README, sources and tests is a heading of that page', () => {
   it.each(CITING.map((f) => [f.slice(ROOT.length + 1), f] as const))('%s', (_name, file) => {
     const text = readFileSync(file, 'utf8');
     const inSpec = dirname(file) === SPEC;
