@@ -18,3 +18,8 @@ export function formatShort(v: number | null): string {
   const a = Math.abs(v);
   return a >= 1e-3 && a < 1e5 ? String(Number(v.toPrecision(3))) : v.toExponential(2);
 }
+
+/** `1 case`, `2 cases`: a count with its noun, for report lines. */
+export function counted(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}

@@ -3,7 +3,7 @@
  * JSON for programs (`--json`), JUnit XML for CI dashboards (`--junit FILE`).
  */
 import { encodeNumber } from '../golden/encoding.js';
-import { formatNumber, formatShort } from './format.js';
+import { counted, formatNumber, formatShort } from './format.js';
 import type { CaseResult, CheckReport, OpResult } from './runner.js';
 
 /** Failed cases shown in detail by default (`--max-failures`). */
@@ -172,7 +172,7 @@ export function renderText(report: CheckReport, maxFailures = DEFAULT_MAX_FAILUR
     for (const o of fingerprinted) {
       if (o.fingerprint.length === 0) {
         lines.push(
-          `  ${o.op}: no known convention or bug matches (${o.fingerprintChecked} failed cases checked)`,
+          `  ${o.op}: no known convention or bug matches (${counted(o.fingerprintChecked, 'failed case')} checked)`,
         );
         continue;
       }
@@ -180,8 +180,10 @@ export function renderText(report: CheckReport, maxFailures = DEFAULT_MAX_FAILUR
         const against =
           f.contradicted === 0
             ? ''
-            : ` [contradicted by ${f.contradicted} passed case${f.contradicted === 1 ? '' : 's'} of ${f.contradictedIn.join(', ')}]`;
-        lines.push(`  ${o.op}: ${f.matched} of ${f.checked} failed cases: ${f.text}${against}`);
+            : ` [contradicted by ${counted(f.contradicted, 'passed case')} of ${f.contradictedIn.join(', ')}]`;
+        lines.push(
+          `  ${o.op}: ${f.matched} of ${counted(f.checked, 'failed case')}: ${f.text}${against}`,
+        );
       }
     }
   }

@@ -3,6 +3,7 @@
  * (spec/golden.md#regenerating).
  */
 import { PROFILE_NAMES } from '../profiles.js';
+import { counted } from '../check/format.js';
 import {
   generateGoldenInterruptible,
   GoldenInterrupted,
@@ -146,7 +147,7 @@ async function run(
   written = true;
   const kb = (summary.bytes / 1024).toFixed(0);
   out(
-    `wrote ${summary.files.length} golden files (${summary.cases} cases, ${kb} KiB) and ` +
+    `wrote ${counted(summary.files.length, 'golden file')} (${summary.cases} cases, ${kb} KiB) and ` +
       `${MANIFEST_NAME} to ${options.out}` +
       (summary.merged ? ' (the manifest keeps the other files already there)' : ''),
   );
