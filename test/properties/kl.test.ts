@@ -637,6 +637,16 @@ describe('spec/kl.md#kl.exact: the branches at their edges', () => {
     }
   });
 
+  it('the sigmoid KL slope keeps its subnormal tail -exp(-log_alpha)/2 up to log_alpha ~ 745', () => {
+    // sigmoid(-la) as 1 / (1 + exp(la)) would be 1 / inf = 0 from la ~ 709.8 on.
+    for (const la of [712, 720, 740]) {
+      const want = -0.5 * Math.exp(-la);
+      expect(want).toBeLessThan(0);
+      const got = klSvdSigmoidDerivative(la);
+      expect(Math.abs(got - want), `la=${la}`).toBeLessThanOrEqual(Math.abs(want) * 1e-6);
+    }
+  });
+
   it('the slope is +0, not -0, where mu underflows to 0', () => {
     expect(Object.is(klExactDerivative(800), 0)).toBe(true);
   });
