@@ -1163,6 +1163,13 @@ describe('spec/objective.md#kllayer: klProfile', () => {
     expect(theano.conv2d.klLogAlpha).not.toBeNull();
     expect(klProfile(theano).conv2d.logAlpha.thetaEps).toBe(0);
     expect(theano.conv2d.logAlpha.thetaEps).toBeGreaterThan(0);
+    // No built-in profile sets a dense klLogAlpha: a custom one must be honoured too.
+    const base = PROFILES.molchanov2017;
+    const denseOnly: Profile = {
+      ...base,
+      dense: { ...base.dense, klLogAlpha: { ...base.dense.logAlpha, thetaEps: 1e-8 } },
+    };
+    expect(klProfile(denseOnly).dense.logAlpha.thetaEps).toBe(1e-8);
   });
 });
 
