@@ -1028,6 +1028,92 @@ describe("spec/fast.md#training: Adam's first two updates, by hand", () => {
   }
 });
 
+describe('spec/fast.md#threads: a step cut into shards (model.shardGradients, in-process)', () => {
+  // parallel.test.ts checks the trainer end to end on a compiled build; this runs the same
+  // shard arithmetic on the sources (where mutation testing can reach it).
+  it(`${fastest}: shards of rows 0-1 (with the KL) and 2-5 (without) add up to the whole batch's step`, async () => {
+    await initBackend({ backend: fastest });
+    const before = tf.memory().numTensors;
+    const options = { ...DENSE_FIRST, profile: 'molchanov2017' as const, seed: 17 };
+    const step = { trainSize: 60, klWeight: 0.5, learningRate: 1e-2 };
+    // The whole batch at step 1: one step at learning rate 0 advances the noise, not the parameters.
+    const whole = createFastModel(options);
+    const params = whole.parameters();
+    whole.trainStep(randomBatch([12], 4, 6, 5), { ...step, learningRate: 0 });
+    expect(whole.parameters()).toEqual(params);
+    expect(whole.step).toBe(1);
+    const batch = randomBatch([12], 4, 6, 31);
+    const { result, gradients } = whole.lossAndGradientValues(batch, step);
+    const expected = whole.layerNames.flatMap((_, i) => [
+      gradients[i]!.theta.data,
+      gradients[i]!.noise.data,
+      gradients[i]!.bias.data,
+    ]);
+    whole.dispose();
+
+    // The shards come from a model still at step 0: the shard's step, not the model's, picks the noise.
+    const model = createFastModel(options);
+    const rows = (from: number, to: number) => ({
+      x: { shape: [to - from, 12], data: batch.x.data.slice(from * 12, to * 12) },
+      labels: batch.labels.slice(from, to),
+    });
+    const first = model.shardGradients(rows(0, 2), step, { step: 1, firstRow: 0, batchSize: 6 });
+    const second = model.shardGradients(
+      rows(2, 6),
+      { ...step, klWeight: 0 },
+      { step: 1, firstRow: 2, batchSize: 6 },
+    );
+    expect(model.step).toBe(0);
+    const firstValues = first.grads.map((g) => Array.from(g.dataSync()));
+    const secondValues = second.grads.map((g) => Array.from(g.dataSync()));
+    tf.dispose([...first.grads, ...second.grads]);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+
+    // float32: each side is a sum of per-row terms rounded in another order; 1e-4 relative
+    // of the terms' size is far below what a wrong scale, noise row or step gives (order 1).
+    const close = (a: number, b: number, scale: number, what: string) =>
+      expect(Math.abs(a - b), `${what}: ${a} vs ${b}`).toBeLessThanOrEqual(1e-4 * scale + 1e-6);
+    close(first.dataTerm + second.dataTerm, result.dataTerm, Math.abs(result.dataTerm), 'data');
+    close(first.kl, result.kl, Math.abs(result.kl), 'KL');
+    close(second.kl, result.kl, Math.abs(result.kl), 'KL of the second shard');
+    expect(first.correct + second.correct).toBe(Math.round(result.accuracy * 6));
+    expected.forEach((g, t) => {
+      const scale = Math.max(...g.map(Math.abs));
+      g.forEach((x, i) =>
+        close(firstValues[t]![i]! + secondValues[t]![i]!, x, scale, `tensor ${t} [${i}]`),
+      );
+    });
+  });
+});
+
+describe('spec/fast.md#training: a deterministic step', () => {
+  it(`${fastest}: the loss is the data term alone (KL 0 whatever klWeight), and the accuracy is that of the eval forward's argmax`, async () => {
+    await initBackend({ backend: fastest });
+    const model = createFastModel({
+      ...DENSE_FIRST,
+      profile: 'molchanov2017',
+      seed: 8,
+      deterministic: true,
+    });
+    const batch = randomBatch([12], 4, 40, 12);
+    // The accuracy by hand: a deterministic network's training and eval forwards are the same.
+    const logits = model.predict(batch.x);
+    const rows = logits.arraySync();
+    logits.dispose();
+    const correct = rows.filter(
+      (row, i) => row.indexOf(Math.max(...row)) === batch.labels[i],
+    ).length;
+    expect(correct).toBeGreaterThan(0);
+    const r = model.trainStep(batch, { trainSize: 400, klWeight: 0.7, learningRate: 1e-3 });
+    expect(r.kl).toBe(0);
+    expect(r.klTerm).toBe(0);
+    expect(r.loss).toBe(r.dataTerm);
+    expect(r.accuracy).toBe(correct / 40);
+    model.dispose();
+  });
+});
+
 describe('spec/fast.md#training: errors', () => {
   it(`${fastest}: bad options and inputs are VdspecErrors naming the argument, leaking nothing`, async () => {
     await initBackend({ backend: fastest });
@@ -1057,6 +1143,11 @@ describe('spec/fast.md#training: errors', () => {
       expect(() => model.trainStep(b as typeof batch, o as typeof ok)).toThrow(
         expect.objectContaining({ code, argument }),
       );
+    fails(null, ok, 'batch', 'invalid_argument');
+    fails(7, ok, 'batch', 'invalid_argument');
+    expect(() => model.trainStep(null as unknown as typeof batch, ok)).toThrow(
+      'batch: expected {x, labels}',
+    );
     fails({ ...batch, labels: [0, 1, 4] }, ok, 'batch.labels', 'invalid_argument');
     fails({ ...batch, labels: [0, 1] }, ok, 'batch.labels', 'shape_mismatch');
     fails(
@@ -1085,7 +1176,10 @@ describe('spec/fast.md#training: errors', () => {
     const params = model.parameters();
     const huge = { x: { shape: [3, 12], data: new Array(36).fill(1e30) }, labels: batch.labels };
     expect(() => model.trainStep(huge, ok)).toThrow(
-      expect.objectContaining({ code: 'non_finite' }),
+      expect.objectContaining({
+        code: 'non_finite',
+        message: expect.stringMatching(/^the loss is .* at step 0: nothing was updated$/),
+      }),
     );
     expect(model.parameters()).toEqual(params);
     expect(model.step).toBe(0);

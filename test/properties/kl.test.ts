@@ -6,6 +6,7 @@
  * two approximations against the exact KL with the bounds spec/kl.md states.
  */
 import fc from 'fast-check';
+import { bignumber } from 'mathjs';
 import { describe, expect, it } from 'vitest';
 import { EXACT_KL_LIMIT, SVD_KL_K1, SVD_KL_K2, SVD_KL_K3 } from '../../src/constants.js';
 import { VdspecError } from '../../src/errors.js';
@@ -601,5 +602,101 @@ describe('spec/kl.md#klsum', () => {
     } as Profile;
     expectVdspecError(() => klApprox(0, mismatched), 'invalid_argument', 'profile');
     expectVdspecError(() => klApprox(NaN, 'molchanov2017'), 'non_finite', 'log_alpha');
+  });
+});
+
+// ------------------------------------------------------------ edges the mutation run found bare
+
+describe('spec/kl.md#kl.exact: the branches at their edges', () => {
+  it('each branch called directly refuses log_alpha outside its range, with the message', () => {
+    expect(() => klExactSeries(-12.5)).toThrow(
+      'log_alpha: the series form takes finite log_alpha >= -12, got -12.5',
+    );
+    expectVdspecError(() => klExactSeries(-12.5), 'invalid_argument', 'log_alpha');
+    expectVdspecError(() => klExactSeries(Infinity), 'invalid_argument', 'log_alpha');
+    expect(() => klExactAsymptotic(-4.9)).toThrow(
+      'log_alpha: the asymptotic form takes log_alpha <= -5, got -4.9',
+    );
+    expectVdspecError(() => klExactAsymptotic(-4.9), 'invalid_argument', 'log_alpha');
+    expect(() => klExact('1' as unknown as number)).toThrow(
+      'log_alpha: expected a number, got string',
+    );
+    expectVdspecError(() => klExact('1' as unknown as number), 'invalid_argument', 'log_alpha');
+    expect(() => klExact(NaN)).toThrow('log_alpha: log_alpha is NaN');
+  });
+
+  it('tiny mu = 1/(2 alpha): the KL keeps its relative accuracy (the Poisson terms k = 0, 1, 2 summed here)', () => {
+    for (const la of [23, 25, 30, 40]) {
+      const mu = 0.5 * Math.exp(-la);
+      // p_k proportional to mu^k / k!, H_0 = 0, H_1 = 2, H_2 = 2 + 2/3; the k = 3 term is ~mu^2 relative.
+      const p = [1, mu, (mu * mu) / 2];
+      const h = [0, 2, 2 + 2 / 3];
+      const total = p[0]! + p[1]! + p[2]!;
+      const want = (0.5 * (p[1]! * h[1]! + p[2]! * h[2]!)) / total;
+      expect(Math.abs(klExact(la) - want) / want, `la=${la}`).toBeLessThan(1e-14);
+    }
+  });
+
+  it('the sigmoid KL slope keeps its subnormal tail -exp(-log_alpha)/2 up to log_alpha ~ 745', () => {
+    // sigmoid(-la) as 1 / (1 + exp(la)) would be 1 / inf = 0 from la ~ 709.8 on.
+    for (const la of [712, 720, 740]) {
+      const want = -0.5 * Math.exp(-la);
+      expect(want).toBeLessThan(0);
+      const got = klSvdSigmoidDerivative(la);
+      expect(Math.abs(got - want), `la=${la}`).toBeLessThanOrEqual(Math.abs(want) * 1e-6);
+    }
+  });
+
+  it('the slope is +0, not -0, where mu underflows to 0', () => {
+    expect(Object.is(klExactDerivative(800), 0)).toBe(true);
+  });
+});
+
+describe('spec/kl.md#kl.sum: checks and the compensated sum', () => {
+  it('klSum is the exact sum of the per-weight KLs where a plain sum would lose the small one', () => {
+    // Cubic KLs of about 1.1, 1e16 and -1e16 in that order: the 1.1 is lost to 1e16's ulp (2)
+    // unless the compensation keeps it. The reference is the three float64 values added exactly.
+    const t = tensorOf([-2, -2e16, 12.458]);
+    const values = klPerWeight(t, 'kingma2015').data;
+    expect(values[1]).toBe(1e16);
+    expect(Math.abs(values[2]!)).toBeGreaterThan(5e15);
+    const exact = values.reduce((s, v) => s.plus(bignumber(v)), bignumber(0)).toNumber();
+    expect(Math.abs(klSum(t, 'kingma2015') - exact)).toBeLessThanOrEqual(
+      4 * Number.EPSILON * Math.abs(exact),
+    );
+  });
+
+  it('the messages of every refusal', () => {
+    expect(() => klSvdSigmoid(0, 'dropped' as 'omitted')).toThrow(
+      "constant: expected 'minus_k1' or 'omitted', got dropped",
+    );
+    expect(() => klVdCubic(Infinity)).toThrow(
+      'log_alpha: log_alpha = +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)',
+    );
+    // +inf first: the tensor check, not the scalar cubic, refuses it, naming the element.
+    expect(() => klPerWeight(tensorOf([Infinity, 0]), 'kingma2015')).toThrow(
+      'log_alpha: element 0 is +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)',
+    );
+    expect(() => klSum(tensorOf([-Infinity, 300]), 'kingma2015')).toThrow(
+      'log_alpha: the per-weight KL is +Infinity at one entry and -Infinity at another; the sum is undefined',
+    );
+    // svd_sigmoid with the cubic's constant: refused as a pair (not by the sigmoid's own check).
+    const svdDropped = {
+      ...PROFILES.molchanov2017,
+      kl: { approximation: 'svd_sigmoid', constant: 'dropped' },
+    } as Profile;
+    expect(() => klApprox(0, svdDropped)).toThrow(
+      'profile: kl = {approximation: svd_sigmoid, constant: dropped} is not a supported pair (svd_sigmoid with minus_k1 or omitted; vd_cubic with dropped)',
+    );
+    expectVdspecError(() => klApprox(0, svdDropped), 'invalid_argument', 'profile');
+  });
+
+  it('klErrorTable refuses a step that is not finite and positive, or too small', () => {
+    for (const step of [0, -1, NaN, Infinity]) {
+      expect(() => klErrorTable(step)).toThrow(`step: expected a finite step > 0, got ${step}`);
+      expectVdspecError(() => klErrorTable(step), 'invalid_argument', 'step');
+    }
+    expect(() => klErrorTable(1e-6)).toThrow('step: step 0.000001 gives more than 1000001 points');
+    expectVdspecError(() => klErrorTable(1e-6), 'invalid_argument', 'step');
   });
 });

@@ -7,7 +7,7 @@
  * of the page's equations (it shares no code with src/reference/logAlpha.ts).
  */
 import fc from 'fast-check';
-import { bignumber } from 'mathjs';
+import { bignumber, exp as bigExp } from 'mathjs';
 import { describe, expect, it } from 'vitest';
 import { SVD_LOG_ALPHA_MAX, SVD_LOG_ALPHA_MIN, SVD_PRUNE_THRESHOLD } from '../../src/constants.js';
 import { isVdspecError } from '../../src/errors.js';
@@ -20,7 +20,9 @@ import {
 } from '../../src/profiles.js';
 import {
   broadcastIndex,
+  clipGradient,
   keepMask,
+  klProfile,
   logAlpha,
   maskFromLogAlpha,
   sumToShape,
@@ -855,6 +857,22 @@ describe('spec/log-alpha.md#errors: bad inputs are rejected naming the argument'
     expect(err).toEqual({ code: 'invalid_argument', argument: 'layer' });
   });
 
+  it('the shape messages say which rule failed: broadcasting (learned log_alpha) or the same shape', () => {
+    const theta = { shape: [2, 3], data: [1, 2, 3, 4, 5, 6] };
+    expect(() =>
+      weightStatistics(theta, { shape: [2, 2], data: [0, 0, 0, 0] }, PROFILES.kingma2015, 'dense'),
+    ).toThrow("log_alpha: shape [2, 2] does not broadcast to theta's [2, 3]");
+    expect(() =>
+      weightStatistics(theta, { shape: [3], data: [0, 0, 0] }, PROFILES.molchanov2017, 'dense'),
+    ).toThrow("log_sigma2: expected theta's shape [2, 3], got [3]");
+    expect(() =>
+      weightStatistics(theta, theta, PROFILES.molchanov2017, 'conv3d' as LayerKind),
+    ).toThrow('layer: unknown layer kind conv3d');
+    expect(() =>
+      maskFromLogAlpha({ shape: [1], data: [3] }, PROFILES.molchanov2017, 'reprot' as 'report'),
+    ).toThrow('which: expected forward, report or compression');
+  });
+
   it('maskFromLogAlpha: NaN rejected naming log_alpha; +-inf allowed; unknown `which` rejected', () => {
     const profile = PROFILES.molchanov2017;
     expect(vdspecErrorOf(() => maskFromLogAlpha({ shape: [1], data: [NaN] }, profile))).toEqual({
@@ -921,6 +939,8 @@ describe('spec/log-alpha.md#vdlog_alpha: sumToShape is the adjoint of broadcasti
       code: 'shape_mismatch',
       argument: 'values',
     });
+    expect(() => sumToShape([1, 2, 3], [3], [2])).toThrow('shape: [2] does not broadcast to [3]');
+    expect(() => sumToShape([1, 2], [3], [1])).toThrow('values: expected 3 values');
   });
 });
 
@@ -1044,6 +1064,112 @@ describe('spec/log-alpha.md#the-per-weight-variance: a custom profile without a 
       expect(s.logAlpha).toBe(Infinity);
       expect(s.variance).toBe(Math.exp(-5));
     }
+  });
+});
+
+describe('spec/log-alpha.md#the-per-weight-variance: alpha overflows where alpha theta^2 does not (no clip max)', () => {
+  // log_alpha above ~709.8 makes exp(log_alpha) infinite while alpha * theta^2 is an ordinary
+  // number: the variance and its partials must come from the product, not from inf * theta^2.
+  const molchanov = PROFILES.molchanov2017;
+  const sigma2Profile: Profile = {
+    ...molchanov,
+    dense: {
+      ...molchanov.dense,
+      logAlpha: { ...molchanov.dense.logAlpha, clip: { min: -8, max: null } },
+    },
+  };
+  const kingma = PROFILES.kingma2015;
+  const learnedProfile: Profile = {
+    ...kingma,
+    dense: { ...kingma.dense, logAlpha: { ...kingma.dense.logAlpha, clip: null } },
+  };
+  const relative = (got: number, want: number) => Math.abs(got - want) / Math.abs(want);
+
+  it('molchanov2017 form, theta^2 subnormal: log_alpha ~ 737 and the variance is sigma2 (= alpha theta^2 exactly)', () => {
+    for (const theta of [1e-160, -3e-159]) {
+      for (const logSigma2 of [0, -5, 3]) {
+        const s = one(sigma2Profile, 'dense', theta, logSigma2);
+        expect(s.logAlpha).toBeGreaterThan(709.8);
+        // exp of a sum of size ~737 rounded: ~737 ulps of 1 relative.
+        expect(relative(s.variance, Math.exp(logSigma2))).toBeLessThan(1e-12);
+        expect(relative(s.dVarianceDNoise, Math.exp(logSigma2))).toBeLessThan(1e-12);
+      }
+    }
+  });
+
+  it('learned log_alpha = 710, theta = 1e-150: variance, d/dtheta and d/dlog_alpha against 64-digit values; theta = 0 gives zeros', () => {
+    const la = 710;
+    // theta^2 = 1e-300 is a normal number (a subnormal one would carry few digits).
+    const theta = 1e-150;
+    const alpha = bigExp(bignumber(la));
+    const variance = alpha.times(bignumber(theta)).times(bignumber(theta)).toNumber();
+    const dTheta = alpha.times(2).times(bignumber(theta)).toNumber();
+    const s = one(learnedProfile, 'dense', theta, la);
+    expect(s.logAlpha).toBe(la);
+    expect(relative(s.variance, variance)).toBeLessThan(1e-12);
+    expect(relative(s.dVarianceDTheta, dTheta)).toBeLessThan(1e-12);
+    expect(relative(s.dVarianceDNoise, variance)).toBeLessThan(1e-12);
+    const zero = one(learnedProfile, 'dense', 0, la);
+    expect([zero.variance, zero.dVarianceDTheta, zero.dVarianceDNoise]).toEqual([0, 0, 0]);
+  });
+});
+
+describe('spec/log-alpha.md#the-per-weight-variance: log_abs_theta with theta near its eps', () => {
+  it('pytorch-ard dense: d(alpha theta^2)/dtheta = 2 sigma2 theta eps / (|theta| + eps)^3 (the closed form)', () => {
+    // alpha theta^2 = sigma2 theta^2 / (|theta| + eps)^2; where |theta| ~ eps the eps share of the
+    // derivative is of order 1, not a rounding residue.
+    const profile = PROFILES['pytorch-ard'];
+    const eps = profile.dense.logAlpha.thetaEps;
+    for (const theta of [2e-15, -5e-16, 1e-14]) {
+      const logSigma2 = 2 * Math.log(Math.abs(theta) + eps) + 1; // log_alpha = 1, inside the clip
+      const s = one(profile, 'dense', theta, logSigma2);
+      expect(s.logAlpha).toBeCloseTo(1, 12);
+      const sigma2 = Math.exp(logSigma2);
+      const want = (2 * sigma2 * theta * eps) / (Math.abs(theta) + eps) ** 3;
+      expect(Math.abs(s.dVarianceDTheta - want) / Math.abs(want), `theta=${theta}`).toBeLessThan(
+        1e-12,
+      );
+    }
+  });
+});
+
+describe('spec/log-alpha.md#the-clip-and-its-gradient: defaults', () => {
+  it('a clip without gradientAtBound has gradient 1 on its bounds', () => {
+    const clip = { min: -8, max: 8 };
+    expect([clipGradient(-8, clip), clipGradient(8, clip), clipGradient(0, clip)]).toEqual([
+      1, 1, 1,
+    ]);
+    expect([clipGradient(-8.5, clip), clipGradient(8.5, clip)]).toEqual([0, 0]);
+  });
+});
+
+describe('spec/objective.md#kllayer: klProfile', () => {
+  it("is the profile itself where no layer kind has a klLogAlpha; else each kind's klLogAlpha replaces its logAlpha", () => {
+    for (const name of PROFILE_NAMES) {
+      const profile = PROFILES[name];
+      const kl = klProfile(profile);
+      if (profile.dense.klLogAlpha === null && profile.conv2d.klLogAlpha === null) {
+        expect(kl, name).toBe(profile);
+        continue;
+      }
+      for (const layer of LAYERS) {
+        const own = profile[layer];
+        expect(kl[layer].logAlpha, `${name} ${layer}`).toEqual(own.klLogAlpha ?? own.logAlpha);
+        expect(kl[layer].variance).toBe(own.variance);
+      }
+    }
+    // bayesgroup-theano is the profile with one: conv2d's KL reads log_alpha without the eps.
+    const theano = PROFILES['bayesgroup-theano'];
+    expect(theano.conv2d.klLogAlpha).not.toBeNull();
+    expect(klProfile(theano).conv2d.logAlpha.thetaEps).toBe(0);
+    expect(theano.conv2d.logAlpha.thetaEps).toBeGreaterThan(0);
+    // No built-in profile sets a dense klLogAlpha: a custom one must be honoured too.
+    const base = PROFILES.molchanov2017;
+    const denseOnly: Profile = {
+      ...base,
+      dense: { ...base.dense, klLogAlpha: { ...base.dense.logAlpha, thetaEps: 1e-8 } },
+    };
+    expect(klProfile(denseOnly).dense.logAlpha.thetaEps).toBe(1e-8);
   });
 });
 

@@ -130,6 +130,10 @@ describe('spec/log-alpha.md#sparsity: bad masks are rejected naming the argument
     expect(
       vdspecErrorOf(() => sparsity([{ name: 'a', mask: { shape: [3], data: [1, 0] } }])),
     ).toEqual({ code: 'shape_mismatch', argument: 'layers[0].mask' });
+    expect(() => sparsity([])).toThrow('layers: expected a non-empty list of layers');
+    expect(() => sparsity([{ name: 'a', mask: { shape: [2], data: [1, 0.5] } }])).toThrow(
+      'layers[0].mask: mask values must be 0 or 1, got 0.5',
+    );
     expect(vdspecErrorOf(() => sparsity([{ name: 'a', mask: [1, 0] }]))).toEqual({
       code: 'invalid_argument',
       argument: 'layers[0].mask',
