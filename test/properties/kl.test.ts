@@ -607,7 +607,7 @@ describe('spec/kl.md#klsum', () => {
 
 // ------------------------------------------------------------ edges the mutation run found bare
 
-describe('spec/kl.md#kl.exact: the branches at their edges', () => {
+describe('spec/kl.md#klexact: the branches at their edges', () => {
   it('each branch called directly refuses log_alpha outside its range, with the message', () => {
     expect(() => klExactSeries(-12.5)).toThrow(
       'log_alpha: the series form takes finite log_alpha >= -12, got -12.5',
@@ -652,7 +652,7 @@ describe('spec/kl.md#kl.exact: the branches at their edges', () => {
   });
 });
 
-describe('spec/kl.md#kl.sum: checks and the compensated sum', () => {
+describe('spec/kl.md#klsum: checks and the compensated sum', () => {
   it('klSum is the exact sum of the per-weight KLs where a plain sum would lose the small one', () => {
     // Cubic KLs of about 1.1, 1e16 and -1e16 in that order: the 1.1 is lost to 1e16's ulp (2)
     // unless the compensation keeps it. The reference is the three float64 values added exactly.
