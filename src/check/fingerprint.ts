@@ -269,8 +269,9 @@ export function mergeLayerHalves(profile: Profile, tally: readonly TallyEntry[])
         : tally.find((t) => {
             const other = perLayerId(t.id);
             return (
-              other?.layer !== mine.layer &&
-              other?.field === mine.field &&
+              other !== null &&
+              other.layer !== mine.layer &&
+              other.field === mine.field &&
               other.value === mine.value
             );
           });
@@ -430,6 +431,17 @@ function knownBugs(profile: Profile): Candidate[] {
   bugs.push(...commonMistakes(profile));
   return bugs;
 }
+
+/**
+ * Float32 arithmetic under a float64 declaration: not a candidate answer but
+ * the golden answer under the float32 tolerance (runner.ts), offered only when
+ * nothing else matched, since any small defect passes that wider tolerance too.
+ */
+export const FLOAT32_ARITHMETIC: Diagnosis = {
+  kind: 'bug',
+  id: 'bug:float32_arithmetic',
+  text: 'common mistake: the answer is within the float32 tolerance, not the float64 one: computed in float32 while declaring float64? (declare "dtype": "float32"; it is PyTorch\'s default)',
+};
 
 function negated(outputs: Outputs): Outputs {
   return Object.fromEntries(

@@ -13,6 +13,7 @@ import {
   contradictingCases,
   fingerprintCandidates,
   fingerprintCase,
+  FLOAT32_ARITHMETIC,
   mergeLayerHalves,
   type Diagnosis,
   type PassedCase,
@@ -258,12 +259,6 @@ function passedSample(
   );
 }
 
-const FLOAT32_ARITHMETIC: Diagnosis = {
-  kind: 'bug',
-  id: 'bug:float32_arithmetic',
-  text: 'common mistake: the answer is within the float32 tolerance, not the float64 one: computed in float32 while declaring float64? (declare "dtype": "float32"; it is PyTorch\'s default)',
-};
-
 /**
  * Fingerprint up to `limit` failed cases of one op (those answered with
  * outputs; an error answer has nothing to match) and tally the diagnoses;
@@ -308,7 +303,6 @@ function fingerprintOp(
       counts.set(d.id, entry);
     }
   }
-  const order = { bug: 0, convention: 1, profile: 2 } as const;
   const merged = mergeLayerHalves(
     profile,
     [...counts.values()].map(({ d, n }) => ({
@@ -319,21 +313,15 @@ function fingerprintOp(
       checked,
     })),
   );
-  const tally = merged
-    .map((entry) => {
-      const against = contradictingCases(entry.id, file.op.name, passed, candidates, cache);
-      return {
-        ...entry,
-        contradicted: against.length,
-        contradictedIn: [...new Set(against.map((p) => p.op))],
-      };
-    })
-    .sort(
-      (a, b) =>
-        Number(a.contradicted > 0) - Number(b.contradicted > 0) ||
-        b.matched - a.matched ||
-        order[a.kind] - order[b.kind],
-    );
+  // Ranked by runCheck, which knows every op's tally.
+  const tally = merged.map((entry) => {
+    const against = contradictingCases(entry.id, file.op.name, passed, candidates, cache);
+    return {
+      ...entry,
+      contradicted: against.length,
+      contradictedIn: [...new Set(against.map((p) => p.op))],
+    };
+  });
   return { tally, checked };
 }
 
@@ -508,23 +496,22 @@ export async function runCheck(
     );
     return { file, results, tolerance, tally, checked };
   });
-  // Ties within an op go to the diagnosis that explains more failed cases over all ops: the
-  // deepbayes variance explains its train_vjp failures too, an unclipped log_alpha fewer.
+  // Within an op: uncontradicted first, then the failed cases explained; ties go to the
+  // diagnosis that explains more failed cases over all ops (the deepbayes variance explains
+  // its train_vjp failures too, an unclipped log_alpha fewer), then bugs, conventions, profiles.
+  const kindOrder = { bug: 0, convention: 1, profile: 2 } as const;
   const support = new Map<string, number>();
   for (const o of fingerprinted) {
     for (const t of o.tally) support.set(t.id, (support.get(t.id) ?? 0) + t.matched);
   }
   const ops = fingerprinted.map(({ file, results, tolerance, tally, checked }) => {
-    const ranked = tally
-      .map((t, i) => ({ t, i }))
-      .sort(
-        (a, b) =>
-          Number(a.t.contradicted > 0) - Number(b.t.contradicted > 0) ||
-          b.t.matched - a.t.matched ||
-          support.get(b.t.id)! - support.get(a.t.id)! ||
-          a.i - b.i,
-      )
-      .map(({ t }) => t);
+    const ranked = [...tally].sort(
+      (a, b) =>
+        Number(a.contradicted > 0) - Number(b.contradicted > 0) ||
+        b.matched - a.matched ||
+        support.get(b.id)! - support.get(a.id)! ||
+        kindOrder[a.kind] - kindOrder[b.kind],
+    );
     return {
       op: opResult(file, results, declared.has(file.op.name), tolerance, ranked, checked),
       results,
