@@ -197,3 +197,30 @@ describe('spec/ops.md: run(op, inputs, profile) on the reference', () => {
     rejects(() => run('kl.exact', [], profile), 'invalid_argument', 'inputs');
   });
 });
+
+describe('spec/kl.md#how-the-reference-evaluates-it: the KL ops take infinite log_alpha and name a bad one', () => {
+  for (const opName of ['kl.exact', 'kl.approx']) {
+    it(`${opName}: +inf and -inf are the limits, NaN is refused naming log_alpha`, () => {
+      const out = run(
+        opName,
+        { log_alpha: { shape: [2], data: [Infinity, -Infinity] } },
+        'molchanov2017',
+      );
+      // spec/kl.md's table: +inf gives KL = 0, KL' = 0; -inf gives KL = +inf, KL' = -1/2.
+      expect(out['kl']?.data).toEqual([0, Infinity]);
+      expect(out['dkl_dlog_alpha']?.data).toEqual([0, -0.5]);
+      let caught: unknown;
+      try {
+        run(opName, { log_alpha: { shape: [2], data: [0, NaN] } }, 'molchanov2017');
+      } catch (e) {
+        caught = e;
+      }
+      expect(isVdspecError(caught)).toBe(true);
+      expect(caught).toMatchObject({
+        code: 'non_finite',
+        argument: 'log_alpha',
+        message: 'log_alpha: element 1 is NaN',
+      });
+    });
+  }
+});
