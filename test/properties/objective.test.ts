@@ -18,7 +18,7 @@ import {
   VD_KL_C2,
   VD_KL_C3,
 } from '../../src/constants.js';
-import { isVdspecError } from '../../src/errors.js';
+import { isVdspecError, VdspecError } from '../../src/errors.js';
 import {
   PROFILE_NAMES,
   PROFILES,
@@ -27,6 +27,7 @@ import {
   type ProfileName,
 } from '../../src/profiles.js';
 import {
+  compensatedSum,
   crossEntropy,
   crossEntropyVjp,
   klWeightSchedule,
@@ -161,6 +162,9 @@ function shapeArb(layer: LayerKind): fc.Arbitrary<number[]> {
 /**
  * Noise ranges per parameter: they cover both sides of every profile's clip
  * for |theta| up to 2 (log_sigma2 - log theta^2 spans about [-26, +inf)).
+ * Half the draws are uniform over the range: fast-check's doubles crowd
+ * around 0, which for VD is the clip max, where the gradient checks skip
+ * nine log_alphas in ten.
  */
 function noiseValueArb(profile: Profile): fc.Arbitrary<number> {
   const range =
@@ -169,13 +173,26 @@ function noiseValueArb(profile: Profile): fc.Arbitrary<number> {
       : profile.noiseParameter === 'log_sigma'
         ? { min: -12, max: 8 }
         : { min: -6, max: 2 };
-  return fc.double({ ...range, noNaN: true });
+  const steps = 1_000_000;
+  const uniform = fc
+    .integer({ min: 0, max: steps })
+    .map((k) => range.min + ((range.max - range.min) * k) / steps);
+  return fc.oneof(fc.double({ ...range, noNaN: true }), uniform);
 }
 
 const anyThetaArb = fc.oneof(
   { arbitrary: fc.constant(0), weight: 1 },
   { arbitrary: fc.double({ min: -2, max: 2, noNaN: true }), weight: 6 },
 );
+
+/**
+ * A cotangent of size 0.1 to 3, of either sign. `fc.double({ min: -3, max: 3 })` draws nine in ten
+ * below 1e-3 (it favours small exponents), and there every gradient check passes on its absolute
+ * tolerance whatever the gradient: a VD noise gradient set to 0 passed the central differences.
+ */
+const cotangentArb = fc
+  .tuple(fc.double({ min: 0.1, max: 3, noNaN: true }), fc.boolean())
+  .map(([size, negative]) => (negative ? -size : size));
 
 /** |theta| in [0.05, 2]: a step of 1e-6 then moves log_alpha by at most 4e-5. */
 const smoothThetaArb = fc
@@ -280,51 +297,43 @@ describe('spec/objective.md#kllayer', () => {
     // Skip coordinates whose log_alpha lies within this of a clip bound: a step moves it by <= 4e-5 (see smoothThetaArb).
     const margin = 1e-3;
     fc.assert(
-      fc.property(
-        layerCaseArb(smoothThetaArb),
-        fc.double({ min: -3, max: 3, noNaN: true }),
-        (c, g) => {
-          const { min, max } = clipOf(c.profile, c.layer);
-          const raw = rawOfCase(c);
-          const nearBound = raw.map(
-            (r) => Math.abs(r - min) < margin || Math.abs(r - max) < margin,
+      fc.property(layerCaseArb(smoothThetaArb), cotangentArb, (c, g) => {
+        const { min, max } = clipOf(c.profile, c.layer);
+        const raw = rawOfCase(c);
+        const nearBound = raw.map((r) => Math.abs(r - min) < margin || Math.abs(r - max) < margin);
+        const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
+        const f = (theta: Tensor, noise: Tensor) =>
+          g * layerKl({ theta, noise }, c.profile, c.layer);
+        // Central differences: truncation ~h^2 |f'''| <= 1e-8 here, rounding ~1e-16 |f| / h <= 1e-7.
+        const close = (analytic: number, numeric: number) =>
+          expect(Math.abs(analytic - numeric)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(analytic)));
+        c.theta.data.forEach((t, i) => {
+          if (nearBound[i]) return;
+          const numeric =
+            (f(withData(c.theta, i, t + h), c.noise) - f(withData(c.theta, i, t - h), c.noise)) /
+            (2 * h);
+          close(grad.theta.data[i]!, numeric);
+        });
+        c.noise.data.forEach((v, j) => {
+          const covers = c.theta.data.map(
+            (_, i) => broadcastSource(i, c.theta.shape, c.noise.shape) === j,
           );
-          const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
-          const f = (theta: Tensor, noise: Tensor) =>
-            g * layerKl({ theta, noise }, c.profile, c.layer);
-          // Central differences: truncation ~h^2 |f'''| <= 1e-8 here, rounding ~1e-16 |f| / h <= 1e-7.
-          const close = (analytic: number, numeric: number) =>
-            expect(Math.abs(analytic - numeric)).toBeLessThanOrEqual(
-              1e-6 * (1 + Math.abs(analytic)),
-            );
-          c.theta.data.forEach((t, i) => {
-            if (nearBound[i]) return;
-            const numeric =
-              (f(withData(c.theta, i, t + h), c.noise) - f(withData(c.theta, i, t - h), c.noise)) /
-              (2 * h);
-            close(grad.theta.data[i]!, numeric);
-          });
-          c.noise.data.forEach((v, j) => {
-            const covers = c.theta.data.map(
-              (_, i) => broadcastSource(i, c.theta.shape, c.noise.shape) === j,
-            );
-            if (covers.some((covered, i) => covered && nearBound[i])) return;
-            const numeric =
-              (f(c.theta, withData(c.noise, j, v + h)) - f(c.theta, withData(c.noise, j, v - h))) /
-              (2 * h);
-            close(grad.noise.data[j]!, numeric);
-          });
-          expect(grad.theta.shape).toEqual(c.theta.shape);
-          expect(grad.noise.shape).toEqual(c.noise.shape);
-        },
-      ),
+          if (covers.some((covered, i) => covered && nearBound[i])) return;
+          const numeric =
+            (f(c.theta, withData(c.noise, j, v + h)) - f(c.theta, withData(c.noise, j, v - h))) /
+            (2 * h);
+          close(grad.noise.data[j]!, numeric);
+        });
+        expect(grad.theta.shape).toEqual(c.theta.shape);
+        expect(grad.noise.shape).toEqual(c.noise.shape);
+      }),
       { numRuns: 60 },
     );
   });
 
   test('kl.layer: the gradient is exactly 0 at theta = 0 and wherever log_alpha is outside the clip', () => {
     fc.assert(
-      fc.property(layerCaseArb(), fc.double({ min: -3, max: 3, noNaN: true }), (c, g) => {
+      fc.property(layerCaseArb(), cotangentArb, (c, g) => {
         const { min, max } = clipOf(c.profile, c.layer);
         const raw = rawOfCase(c);
         const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
@@ -358,23 +367,19 @@ describe('spec/objective.md#kllayer', () => {
       fc.double({ min: -2, max: 2, noNaN: true }),
     );
     fc.assert(
-      fc.property(
-        layerCaseArb(extremeThetaArb),
-        fc.double({ min: -3, max: 3, noNaN: true }),
-        (c, g) => {
-          const kl = layerKl({ theta: c.theta, noise: c.noise }, c.profile, c.layer);
-          // Without a lower clip (state-of-sparsity-nn) a theta whose square overflows has
-          // log_alpha = -inf: alpha -> 0, where the KL's limit is +inf (spec/kl.md). Never NaN.
-          const { form, clip } = c.profile[c.layer].logAlpha;
-          const unboundedBelow = form !== 'learned' && (clip?.min ?? null) === null;
-          const squareOverflows = c.theta.data.some((t) => !Number.isFinite(t * t));
-          if (unboundedBelow && squareOverflows) expect(kl).toBe(Infinity);
-          else expect(Number.isFinite(kl)).toBe(true);
-          const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
-          for (const v of [...grad.theta.data, ...grad.noise.data])
-            expect(Number.isFinite(v)).toBe(true);
-        },
-      ),
+      fc.property(layerCaseArb(extremeThetaArb), cotangentArb, (c, g) => {
+        const kl = layerKl({ theta: c.theta, noise: c.noise }, c.profile, c.layer);
+        // Without a lower clip (state-of-sparsity-nn) a theta whose square overflows has
+        // log_alpha = -inf: alpha -> 0, where the KL's limit is +inf (spec/kl.md). Never NaN.
+        const { form, clip } = c.profile[c.layer].logAlpha;
+        const unboundedBelow = form !== 'learned' && (clip?.min ?? null) === null;
+        const squareOverflows = c.theta.data.some((t) => !Number.isFinite(t * t));
+        if (unboundedBelow && squareOverflows) expect(kl).toBe(Infinity);
+        else expect(Number.isFinite(kl)).toBe(true);
+        const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
+        for (const v of [...grad.theta.data, ...grad.noise.data])
+          expect(Number.isFinite(v)).toBe(true);
+      }),
       { numRuns: 200 },
     );
   });
@@ -385,36 +390,32 @@ describe('spec/objective.md#kllayer', () => {
       .map((name) => PROFILES[name])
       .filter((p) => p.noiseParameter !== 'log_alpha');
     fc.assert(
-      fc.property(
-        layerCaseArb(anyThetaArb, additive),
-        fc.double({ min: -3, max: 3, noNaN: true }),
-        (c, g) => {
-          const { min, max } = clipOf(c.profile, c.layer);
-          const { form, thetaEps, clip } = klConvention(c.profile, c.layer);
-          const dLogSigma2 = c.profile.noiseParameter === 'log_sigma' ? 2 : 1;
-          const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
-          rawOfCase(c).forEach((raw, i) => {
-            const t = c.theta.data[i]!;
-            if (!(raw >= min && raw <= max) || t === 0) return;
-            // A switch clip passes nothing exactly on its bounds.
-            if ((raw === min || raw === max) && clip?.gradientAtBound === 0) return;
-            const slope = g * expectedKlSlope(raw, c.profile);
-            const dTheta =
-              form === 'log_theta2'
-                ? (-2 * t) / (t * t + thetaEps)
-                : (-2 * Math.sign(t)) / (Math.abs(t) + thetaEps);
-            const tol = (x: number) => 1e-12 * (1 + Math.abs(x));
-            expect(Math.abs(grad.noise.data[i]! - dLogSigma2 * slope)).toBeLessThanOrEqual(
-              tol(slope),
-            );
-            expect(Math.abs(grad.theta.data[i]! - slope * dTheta)).toBeLessThanOrEqual(
-              tol(slope * dTheta),
-            );
-            // KL' < 0 for the sigmoid KL, so the KL pushes every theta towards 0 and every sigma up.
-            expect(grad.theta.data[i]! * Math.sign(t) * Math.sign(g)).toBeGreaterThanOrEqual(0);
-          });
-        },
-      ),
+      fc.property(layerCaseArb(anyThetaArb, additive), cotangentArb, (c, g) => {
+        const { min, max } = clipOf(c.profile, c.layer);
+        const { form, thetaEps, clip } = klConvention(c.profile, c.layer);
+        const dLogSigma2 = c.profile.noiseParameter === 'log_sigma' ? 2 : 1;
+        const grad = layerKlVjp({ theta: c.theta, noise: c.noise }, g, c.profile, c.layer);
+        rawOfCase(c).forEach((raw, i) => {
+          const t = c.theta.data[i]!;
+          if (!(raw >= min && raw <= max) || t === 0) return;
+          // A switch clip passes nothing exactly on its bounds.
+          if ((raw === min || raw === max) && clip?.gradientAtBound === 0) return;
+          const slope = g * expectedKlSlope(raw, c.profile);
+          const dTheta =
+            form === 'log_theta2'
+              ? (-2 * t) / (t * t + thetaEps)
+              : (-2 * Math.sign(t)) / (Math.abs(t) + thetaEps);
+          const tol = (x: number) => 1e-12 * (1 + Math.abs(x));
+          expect(Math.abs(grad.noise.data[i]! - dLogSigma2 * slope)).toBeLessThanOrEqual(
+            tol(slope),
+          );
+          expect(Math.abs(grad.theta.data[i]! - slope * dTheta)).toBeLessThanOrEqual(
+            tol(slope * dTheta),
+          );
+          // KL' < 0 for the sigmoid KL, so the KL pushes every theta towards 0 and every sigma up.
+          expect(grad.theta.data[i]! * Math.sign(t) * Math.sign(g)).toBeGreaterThanOrEqual(0);
+        });
+      }),
       { numRuns: 200 },
     );
   });
@@ -591,30 +592,24 @@ describe('spec/objective.md#objectivecross_entropy', () => {
   test('objective.cross_entropy: crossEntropyVjp matches central differences; rows sum to 0', () => {
     const h = 1e-6;
     fc.assert(
-      fc.property(
-        logitsArb(10),
-        fc.double({ min: -3, max: 3, noNaN: true }),
-        ({ logits, labels }, g) => {
-          const grad = crossEntropyVjp(logits, labels, g);
-          const [batch, classes] = logits.shape as [number, number];
-          expect(grad.shape).toEqual([batch, classes]);
-          logits.data.forEach((v, i) => {
-            const numeric =
-              (g *
-                (crossEntropy(withData(logits, i, v + h), labels).mean -
-                  crossEntropy(withData(logits, i, v - h), labels).mean)) /
-              (2 * h);
-            // CE'' <= 1/4 per logit: truncation ~h^2, rounding ~1e-16 * 30 / h = 3e-9.
-            expect(Math.abs(grad.data[i]! - numeric)).toBeLessThanOrEqual(1e-7 * (1 + Math.abs(g)));
-          });
-          for (let b = 0; b < batch; b++) {
-            const row = grad.data.slice(b * classes, (b + 1) * classes);
-            expect(Math.abs(naiveSum(row))).toBeLessThanOrEqual(
-              1e-15 * classes * (1 + Math.abs(g)),
-            );
-          }
-        },
-      ),
+      fc.property(logitsArb(10), cotangentArb, ({ logits, labels }, g) => {
+        const grad = crossEntropyVjp(logits, labels, g);
+        const [batch, classes] = logits.shape as [number, number];
+        expect(grad.shape).toEqual([batch, classes]);
+        logits.data.forEach((v, i) => {
+          const numeric =
+            (g *
+              (crossEntropy(withData(logits, i, v + h), labels).mean -
+                crossEntropy(withData(logits, i, v - h), labels).mean)) /
+            (2 * h);
+          // CE'' <= 1/4 per logit: truncation ~h^2, rounding ~1e-16 * 30 / h = 3e-9.
+          expect(Math.abs(grad.data[i]! - numeric)).toBeLessThanOrEqual(1e-7 * (1 + Math.abs(g)));
+        });
+        for (let b = 0; b < batch; b++) {
+          const row = grad.data.slice(b * classes, (b + 1) * classes);
+          expect(Math.abs(naiveSum(row))).toBeLessThanOrEqual(1e-15 * classes * (1 + Math.abs(g)));
+        }
+      }),
       { numRuns: 100 },
     );
   });
@@ -834,6 +829,184 @@ describe('spec/objective.md: errors name the argument', () => {
     expectVdspecError(
       () => learningRateSchedule(0, 200, 1e-3, bad<LearningRateScheduleKind>('vgg')),
       'kind',
+    );
+  });
+});
+
+// ---------------------------------------------------------------- edges found by mutation testing
+
+/** A refusal: a VdspecError with this code and argument, and exactly this message after "argument: ". */
+function expectRefusal(run: () => unknown, code: string, argument: string, message: string): void {
+  let caught: unknown;
+  try {
+    run();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(VdspecError);
+  const error = caught as VdspecError;
+  expect(error.code).toBe(code);
+  expect(error.argument).toBe(argument);
+  expect(error.message).toBe(`${argument}: ${message}`);
+}
+
+describe('spec/objective.md: checks and messages', () => {
+  const theta = { shape: [1, 2], data: [0.3, -0.2] };
+  const noise = { shape: [1, 2], data: [-3, -3] };
+
+  test('kl.layer: the layer kind and the inputs object', () => {
+    const layerMessage = "expected 'dense' or 'conv2d', got dense3";
+    expectRefusal(
+      () => layerKl({ theta, noise }, 'molchanov2017', bad<LayerKind>('dense3')),
+      'invalid_argument',
+      'layer',
+      layerMessage,
+    );
+    expectRefusal(
+      () => layerKlVjp({ theta, noise }, 1, 'molchanov2017', bad<LayerKind>('dense3')),
+      'invalid_argument',
+      'layer',
+      layerMessage,
+    );
+    // A number, not only null: `typeof` alone must refuse what is not an object.
+    for (const inputs of [7, null, 'theta']) {
+      expectRefusal(
+        () => layerKl(bad(inputs), 'molchanov2017', 'dense'),
+        'invalid_argument',
+        'inputs',
+        'expected an object {theta, noise}',
+      );
+    }
+  });
+
+  test('objective.sgvb: the inputs object', () => {
+    // null passes `typeof === 'object'`; only its own test keeps it from being destructured.
+    for (const inputs of [null, undefined, 7]) {
+      const message = 'expected an object {logits, labels, trainSize, klWeight, kl}';
+      expectRefusal(() => sgvbObjective(bad(inputs)), 'invalid_argument', 'inputs', message);
+      expectRefusal(() => sgvbObjectiveVjp(bad(inputs)), 'invalid_argument', 'inputs', message);
+    }
+  });
+
+  test('schedules: the options object, the positive arguments and the kind', () => {
+    // A number as options would otherwise read as {} (7.start is undefined) and give the defaults.
+    for (const options of [7, null, 'start']) {
+      expectRefusal(
+        () => klWeightSchedule(1, bad(options)),
+        'invalid_argument',
+        'options',
+        'expected an object {start?, end?}',
+      );
+    }
+    expectRefusal(
+      () => learningRateSchedule(0, 0, 1e-3, 'lenet5'),
+      'invalid_argument',
+      'totalEpochs',
+      'must be > 0, got 0',
+    );
+    expectRefusal(
+      () => learningRateSchedule(0, -5, 1e-3, 'lenet300'),
+      'invalid_argument',
+      'totalEpochs',
+      'must be > 0, got -5',
+    );
+    expectRefusal(
+      () => learningRateSchedule(0, 200, 0, 'lenet5'),
+      'invalid_argument',
+      'baseLr',
+      'must be > 0, got 0',
+    );
+    expectRefusal(
+      () => learningRateSchedule(0, 200, -0.001, 'lenet300'),
+      'invalid_argument',
+      'baseLr',
+      'must be > 0, got -0.001',
+    );
+    expectRefusal(
+      () => learningRateSchedule(0, 200, 1e-3, bad<LearningRateScheduleKind>('vgg')),
+      'invalid_argument',
+      'kind',
+      "expected 'lenet300' or 'lenet5', got vgg",
+    );
+  });
+});
+
+describe('spec/objective.md: the branches at their edges', () => {
+  test('the compensated sum keeps what a plain sum loses, on either side of the larger term', () => {
+    // 1 is below half an ulp of 1e100: a plain sum gives 0. The first 1 is lost while the sum is
+    // smaller than the term added (1 + 1e100), the second while it is larger (1e100 + 1).
+    const values = [1, 1e100, 1, -1e100];
+    expect(naiveSum(values)).toBe(0);
+    expect(compensatedSum(values)).toBe(2);
+    expect(compensatedSum([-1, -1e100, -1, 1e100])).toBe(-2);
+    // An infinite term: inf - inf makes the compensation NaN, the sum is the answer.
+    expect(compensatedSum([1, Infinity, 1])).toBe(Infinity);
+  });
+
+  test('kl.layer: a VD log_alpha inside the clip gets its gradient although dla/dtheta is 0', () => {
+    // log_alpha is the learned parameter: dla/dtheta = 0 and dla/dnoise = 1 for every weight.
+    const profile = PROFILES.kingma2015;
+    const g = 1.5;
+    const theta = { shape: [1, 2], data: [0.3, -0.2] };
+    const close = (got: number, want: number) =>
+      expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-14 * Math.abs(want));
+    const perWeight = layerKlVjp(
+      { theta, noise: { shape: [1, 2], data: [-1, -2] } },
+      g,
+      profile,
+      'dense',
+    );
+    expect(perWeight.theta.data).toEqual([0, 0]);
+    close(perWeight.noise.data[0]!, g * expectedKlSlope(-1, profile));
+    close(perWeight.noise.data[1]!, g * expectedKlSlope(-2, profile));
+    expect(g * expectedKlSlope(-1, profile)).toBeLessThan(-0.1);
+    // A scalar log_alpha covers both weights: its gradient is the sum of theirs.
+    const scalar = layerKlVjp({ theta, noise: { shape: [], data: [-1] } }, g, profile, 'dense');
+    close(scalar.noise.data[0]!, 2 * g * expectedKlSlope(-1, profile));
+  });
+
+  test("kl.layer: where both partials are 0, KL' is never evaluated (a custom cubic-KL profile with no clip)", () => {
+    // theta = 0 without eps or clip: log_alpha = +inf, where the cubic KL (and its slope) has no
+    // value and klApprox refuses (spec/objective.md#kllayer, "Edge cases"). Every partial is 0
+    // there, so the gradient is 0, and the other weight's gradient is the chain rule's.
+    const base = PROFILES.molchanov2017;
+    const cubicNoClip: Profile = {
+      ...base,
+      kl: { approximation: 'vd_cubic', constant: 'dropped' },
+      dense: { ...base.dense, logAlpha: { ...base.dense.logAlpha, clip: null } },
+    };
+    const inputs = {
+      theta: { shape: [1, 2], data: [0, 0.5] },
+      noise: { shape: [1, 2], data: [-3, -3] },
+    };
+    const g = 1.5;
+    const grad = layerKlVjp(inputs, g, cubicNoClip, 'dense');
+    expect(grad.theta.data[0]).toBe(0);
+    expect(grad.noise.data[0]).toBe(0);
+    const la = -3 - Math.log(0.25);
+    const slope = g * expectedKlSlope(la, cubicNoClip);
+    const close = (got: number, want: number) =>
+      expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-14 * Math.abs(want));
+    close(grad.theta.data[1]!, slope * (-2 / 0.5));
+    close(grad.noise.data[1]!, slope);
+    expectRefusal(
+      () => layerKl(inputs, cubicNoClip, 'dense'),
+      'non_finite',
+      'log_alpha',
+      'log_alpha = +Infinity: the VD cubic KL has no finite value there (VD keeps log_alpha <= 0)',
+    );
+  });
+
+  test('objective.cross_entropy: crossEntropyVjp is exactly [batch, classes], values by hand', () => {
+    // Row 0: softmax of [0, 0, 0] is 1/3 each, label 1. Row 1: softmax of [ln 2, 0, 0] is
+    // [1/2, 1/4, 1/4], label 0. With g = 3 and batch 2: g (softmax - onehot) / 2.
+    const logits = { shape: [2, 3], data: [0, 0, 0, Math.LN2, 0, 0] };
+    const grad = crossEntropyVjp(logits, [1, 0], 3);
+    expect(grad.shape).toEqual([2, 3]);
+    expect(grad.data).toHaveLength(6);
+    const expected = [0.5, -1, 0.5, -0.75, 0.375, 0.375];
+    expected.forEach((want, i) =>
+      expect(Math.abs(grad.data[i]! - want)).toBeLessThanOrEqual(1e-15),
     );
   });
 });
