@@ -10,8 +10,8 @@ import fc from 'fast-check';
 import { multiply } from 'mathjs';
 import { describe, expect, it } from 'vitest';
 import { VD_KL_C1, VD_KL_C2, VD_KL_C3, VD_LOG_ALPHA_MAX } from '../../src/constants.js';
-import { isVdspecError } from '../../src/errors.js';
-import { PROFILES } from '../../src/profiles.js';
+import { isVdspecError, VdspecError } from '../../src/errors.js';
+import { PROFILES, type Profile } from '../../src/profiles.js';
 import {
   denseAKl,
   denseAKlVjp,
@@ -479,6 +479,272 @@ describe('spec/dense-a.md#degenerate-sizes and #errors', () => {
         VD,
       ),
     ).toThrow(expect.objectContaining({ code: 'shape_mismatch', argument: 'eps' }));
+  });
+});
+
+/** `call` must throw a VdspecError with this code, argument and whole message. */
+function expectRefusal(
+  call: () => unknown,
+  code: string,
+  argument: string | undefined,
+  message: string,
+): void {
+  let caught: unknown;
+  try {
+    call();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(VdspecError);
+  const error = caught as VdspecError;
+  expect(error.code).toBe(code);
+  expect(error.argument).toBe(argument);
+  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
+}
+
+/** A wrong-typed argument, as a caller from plain JavaScript or JSON could pass it. */
+const bad = <T>(value: unknown): T => value as T;
+
+describe('spec/dense-a.md#errors: checks and messages', () => {
+  const ok: DenseATrainInputs = {
+    x: t([2, 3], [1, -2, 0.5, 0.25, 1, -1]),
+    theta: t([3, 2], [0.5, 0.2, -1, 2, 1, 0]),
+    noise: t([3], [-1, 0, -2]),
+    bias: t([2], [0.1, -0.2]),
+    eps: t([2, 3], [0.5, -1, 2, 1, 0, -0.5]),
+  };
+  const klOk = { theta: ok.theta, noise: ok.noise };
+  const g = t([2, 2], [1, -1, 0.5, 2]);
+
+  it('the profile: an SVD algorithm or a log_alpha that is not learned is refused, each test on its own', () => {
+    const message = (name: string, algorithm: string) =>
+      `VD variant A needs a VD profile (log_alpha learned); "${name}" is ${algorithm}`;
+    expectRefusal(
+      () => denseATrain(ok, 'molchanov2017'),
+      'invalid_argument',
+      'profile',
+      message('molchanov2017', 'SVD'),
+    );
+    // Custom profiles that fail only one of the two conditions: either alone must refuse.
+    const svdButLearned: Profile = { ...VD, algorithm: 'svd' };
+    const vdButDerived: Profile = {
+      ...VD,
+      dense: { ...VD.dense, logAlpha: { ...VD.dense.logAlpha, form: 'log_theta2' } },
+    };
+    for (const f of [(p: Profile) => denseATrain(ok, p), (p: Profile) => denseAKl(klOk, p)]) {
+      expectRefusal(
+        () => f(svdButLearned),
+        'invalid_argument',
+        'profile',
+        message('kingma2015', 'SVD'),
+      );
+      expectRefusal(
+        () => f(vdButDerived),
+        'invalid_argument',
+        'profile',
+        message('kingma2015', 'VD'),
+      );
+    }
+  });
+
+  it('the inputs object: a number, a string and null are refused as inputs, not read as tensors', () => {
+    // A number would otherwise reach the x check (7.x is undefined); null would throw a TypeError.
+    for (const inputs of [7, 'x', null]) {
+      const trainMessage = 'expected an object {x, theta, noise, bias, eps}';
+      expectRefusal(() => denseATrain(bad(inputs), VD), 'invalid_argument', 'inputs', trainMessage);
+      expectRefusal(
+        () => denseATrainVjp(bad(inputs), g, VD),
+        'invalid_argument',
+        'inputs',
+        trainMessage,
+      );
+      const klMessage = 'expected an object {theta, noise}';
+      expectRefusal(() => denseAKl(bad(inputs), VD), 'invalid_argument', 'inputs', klMessage);
+      expectRefusal(() => denseAKlVjp(bad(inputs), 1, VD), 'invalid_argument', 'inputs', klMessage);
+    }
+  });
+
+  it('x and theta must be rank 2 (a rank-1 x or theta would otherwise read as [in] rows)', () => {
+    expectRefusal(
+      () => denseATrain({ ...ok, x: t([3], [1, -2, 0.5]) }, VD),
+      'shape_mismatch',
+      'x',
+      'expected rank 2, got shape [3]',
+    );
+    const flatTheta = t([3], [0.5, -1, 1]);
+    expectRefusal(
+      () => denseAKl({ theta: flatTheta, noise: ok.noise }, VD),
+      'shape_mismatch',
+      'theta',
+      'expected rank 2, got shape [3]',
+    );
+    expectRefusal(
+      () => denseAKlVjp({ theta: flatTheta, noise: ok.noise }, 1, VD),
+      'shape_mismatch',
+      'theta',
+      'expected rank 2, got shape [3]',
+    );
+  });
+
+  it("log_alpha's shape: the message names [] and [in], and points to variant B for a rank-2 log_alpha only", () => {
+    const takes = 'variant A takes one log_alpha per layer ([]) or one per input unit ([3]), got ';
+    expectRefusal(
+      () => denseATrain({ ...ok, noise: t([3, 1], [-1, -1, -1]) }, VD),
+      'shape_mismatch',
+      'log_alpha',
+      `${takes}[3, 1] (a rank-2 log_alpha such as [in, 1] is variant B with tied alphas: vd.dense.*)`,
+    );
+    expectRefusal(
+      () => denseAKl({ theta: ok.theta, noise: t([2], [-1, -1]) }, VD),
+      'shape_mismatch',
+      'log_alpha',
+      `${takes}[2]`,
+    );
+    expectRefusal(
+      () => denseAKlVjp({ theta: ok.theta, noise: t([3, 1, 1], [-1, -1, -1]) }, 1, VD),
+      'shape_mismatch',
+      'log_alpha',
+      `${takes}[3, 1, 1]`,
+    );
+  });
+
+  it('eps: missing, non-finite, or of any shape but [batch, in], each refused naming eps', () => {
+    expectRefusal(
+      () => denseATrain({ ...ok, eps: bad<Tensor>(undefined) }, VD),
+      'invalid_argument',
+      'eps',
+      'missing: the noise is an input',
+    );
+    expectRefusal(
+      () => denseATrain({ ...ok, eps: t([2, 3], [0, 0, NaN, 0, 0, 0]) }, VD),
+      'non_finite',
+      'eps',
+      'element 2 is NaN',
+    );
+    const expected =
+      'variant A draws one eps per example and input unit: expected [2, 3] ([batch, in]), got ';
+    // [2, 3, 1] has the right first two sizes and the right number of values: only the rank is wrong.
+    // [3, 3] has the right in and too many rows: only the batch is wrong.
+    for (const shape of [
+      [2, 3, 1],
+      [3, 3],
+      [2, 2],
+    ]) {
+      const eps = t(shape, new Array<number>(shape.reduce((p, d) => p * d, 1)).fill(0.5));
+      expectRefusal(
+        () => denseATrain({ ...ok, eps }, VD),
+        'shape_mismatch',
+        'eps',
+        `${expected}[${shape.join(', ')}]`,
+      );
+      expectRefusal(
+        () => denseATrainVjp({ ...ok, eps }, g, VD),
+        'shape_mismatch',
+        'eps',
+        `${expected}[${shape.join(', ')}]`,
+      );
+    }
+  });
+
+  it('alpha = exp(log_alpha) beyond float64 names log_alpha and the unit (reachable only with a profile without a clip max)', () => {
+    // kingma2015 clips log_alpha at 0 (alpha <= 1); a custom VD profile without the clip lets
+    // log_alpha = 710 through, and exp(710) > 1.8e308.
+    const unclipped: Profile = {
+      ...VD,
+      dense: { ...VD.dense, logAlpha: { ...VD.dense.logAlpha, clip: null } },
+    };
+    expectRefusal(
+      () => denseATrain({ ...ok, noise: t([3], [-1, 710, -2]) }, unclipped),
+      'non_finite',
+      'log_alpha',
+      'alpha = exp(log_alpha) of input unit 1 overflows float64 (Infinity)',
+    );
+    // Below the overflow the same profile gives finite alphas: the check is on exp, not on log_alpha.
+    expect(() => denseATrain({ ...ok, noise: t([3], [-1, 700, -2]) }, unclipped)).not.toThrow();
+  });
+
+  it("the KL's cotangent must be a number", () => {
+    expectRefusal(
+      () => denseAKlVjp(klOk, NaN, VD),
+      'invalid_argument',
+      'cotangent',
+      'expected a number, got NaN',
+    );
+  });
+});
+
+describe('spec/dense-a.md#errors: a result beyond float64 is non_finite and says which', () => {
+  const tooLarge = ': the inputs are too large for float64';
+  /** One example, one input unit, one output: each value is a plain number. */
+  const one = (x: number, theta: number, logAlpha: number, eps: number): DenseATrainInputs => ({
+    x: t([1, 1], [x]),
+    theta: t([1, 1], [theta]),
+    noise: t([], [logAlpha]),
+    bias: t([1], [0]),
+    eps: t([1, 1], [eps]),
+  });
+
+  it('the forward: the mean, the variance and the output, each overflowing while the ones checked before it do not', () => {
+    // mean = 1e200 * 1e200.
+    expectRefusal(
+      () => denseATrain(one(1e200, 1e200, -1, 0), VD),
+      'non_finite',
+      undefined,
+      `the mean is Infinity${tooLarge}`,
+    );
+    // mean = 1e155, variance = (1e155)^2 * 1 * 1 = 1e310.
+    expectRefusal(
+      () => denseATrain(one(1e155, 1, 0, 0), VD),
+      'non_finite',
+      undefined,
+      `the variance is Infinity${tooLarge}`,
+    );
+    // mean = 1e10, variance = 1e20, output = 1e10 * (1 + 1e300).
+    expectRefusal(
+      () => denseATrain(one(1e10, 1, 0, 1e300), VD),
+      'non_finite',
+      undefined,
+      `the output is Infinity${tooLarge}`,
+    );
+  });
+
+  it('the VJP: each gradient overflowing while the others stay finite', () => {
+    const cot = (...values: number[]) => t([values.length, 1], values);
+    // dz = 1e10, xi = 1 + 1e300: dx = 1e310; dtheta = 1e-20 * 1e300 * 1e10 = 1e290.
+    expectRefusal(
+      () => denseATrainVjp(one(1e-20, 1, 0, 1e300), cot(1e10), VD),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. x is Infinity${tooLarge}`,
+    );
+    // dz = 1e200 * 1e-200 ~ 1, dx ~ 1; dtheta = x * g = 1e400; eps = 0: dlog_alpha = 0.
+    expectRefusal(
+      () => denseATrainVjp(one(1e200, 1e-200, 0, 0), cot(1e200), VD),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. theta is Infinity${tooLarge}`,
+    );
+    // dz = 1e200, xi = 2: dx = dtheta = 2e200; dlog_alpha = 1e200 * 1e200 * 1 * 1 / 2.
+    expectRefusal(
+      () => denseATrainVjp(one(1e200, 1e200, 0, 1), cot(1), VD),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. log_alpha is Infinity${tooLarge}`,
+    );
+    // Two examples with g = 1e308 each: dbias = 2e308; dx = 1e298, dtheta = 2e298, eps = 0.
+    const twoRows: DenseATrainInputs = {
+      x: t([2, 1], [1e-10, 1e-10]),
+      theta: t([1, 1], [1e-10]),
+      noise: t([], [0]),
+      bias: t([1], [0]),
+      eps: t([2, 1], [0, 0]),
+    };
+    expectRefusal(
+      () => denseATrainVjp(twoRows, cot(1e308, 1e308), VD),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. bias is Infinity${tooLarge}`,
+    );
   });
 });
 
