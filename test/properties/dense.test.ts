@@ -8,10 +8,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SVD_PRUNE_THRESHOLD } from '../../src/constants.js';
-import { isVdspecError } from '../../src/errors.js';
+import { isVdspecError, VdspecError } from '../../src/errors.js';
 import { PROFILE_NAMES, PROFILES, type Profile } from '../../src/profiles.js';
 import {
   denseEval,
+  denseEvalUnmasked,
   denseEvalVjp,
   denseTrain,
   denseTrainVjp,
@@ -762,5 +763,287 @@ export function workedExamplesText(): string {
 describe('spec/dense.md#worked-example', () => {
   it('spec/dense.md#worked-example: the page shows what the reference computes', () => {
     expectSpecBlock('dense.md', 'dense-worked-example', workedExamplesText());
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Written for the survivors of a Stryker run on src/reference/dense.ts (spec/mutation.md).
+
+function bad<T>(value: unknown): T {
+  return value as T;
+}
+
+/** A VdspecError with this code, argument and message (prefixed by the argument when there is one). */
+function expectRefusal(
+  run: () => unknown,
+  code: string,
+  argument: string | undefined,
+  message: string,
+): void {
+  const caught = thrown(run);
+  expect(caught).toBeInstanceOf(VdspecError);
+  const error = caught as VdspecError;
+  expect(error.code).toBe(code);
+  expect(error.argument).toBe(argument);
+  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
+}
+
+/** One input, one output: x [1, 1], theta [1, 1], noise [1, 1], bias [1], eps [1, 1]. */
+function oneWeight(x: number, theta: number, noise: number, eps = 0): DenseTrainInputs {
+  return {
+    x: { shape: [1, 1], data: [x] },
+    theta: { shape: [1, 1], data: [theta] },
+    noise: { shape: [1, 1], data: [noise] },
+    bias: { shape: [1], data: [0] },
+    eps: { shape: [1, 1], data: [eps] },
+  };
+}
+
+const TOO_LARGE = 'the inputs are too large for float64';
+
+describe('spec/dense.md#errors: checks and messages', () => {
+  const profile = PROFILES.molchanov2017;
+  const inputs = oneWeight(0.5, 0.3, -4);
+  const cotangent = { output: { shape: [1, 1], data: [1] } };
+
+  it('the inputs, options and cotangent objects', () => {
+    // A number or a string, not only null: `typeof` alone must refuse what is not an object.
+    for (const notObject of [7, null, 'x']) {
+      const message = 'expected an object {x, theta, noise, bias, ...}';
+      expectRefusal(
+        () => denseTrain(bad(notObject), profile),
+        'invalid_argument',
+        'inputs',
+        message,
+      );
+      expectRefusal(
+        () => denseEval(bad(notObject), profile),
+        'invalid_argument',
+        'inputs',
+        message,
+      );
+    }
+    // 7 would otherwise read as {} (7.trainClip is undefined) and take the default; null would be
+    // dereferenced (a TypeError).
+    for (const options of [7, null, 'trainClip']) {
+      const message = 'expected an object {trainClip?}';
+      expectRefusal(
+        () => denseTrain(inputs, profile, bad(options)),
+        'invalid_argument',
+        'options',
+        message,
+      );
+      expectRefusal(
+        () => denseTrainVjp(inputs, cotangent, profile, bad(options)),
+        'invalid_argument',
+        'options',
+        message,
+      );
+    }
+    expectRefusal(
+      () => denseTrain(inputs, profile, bad({ trainClip: 'yes' })),
+      'invalid_argument',
+      'options.trainClip',
+      'expected a boolean, got yes',
+    );
+    // 7 would otherwise be refused as a missing cotangent.output; null would be dereferenced.
+    for (const notObject of [7, null]) {
+      expectRefusal(
+        () => denseTrainVjp(inputs, bad(notObject), profile),
+        'invalid_argument',
+        'cotangent',
+        'expected an object {output, mean?, variance?}',
+      );
+    }
+  });
+
+  it('a negative profile.sqrtEps, even where the forward never reads it', () => {
+    const negative: Profile = { ...PROFILES.kingma2015, sqrtEps: -1e-8 };
+    const vdInputs = oneWeight(0.5, 0.3, -1);
+    for (const run of [
+      () => denseEval(vdInputs, negative),
+      () => denseTrain(vdInputs, negative),
+      () => denseTrainVjp(vdInputs, cotangent, negative),
+    ]) {
+      expectRefusal(run, 'invalid_argument', 'profile.sqrtEps', 'must be >= 0, got -1e-8');
+    }
+  });
+
+  it('spec/dense.md#overflow: a per-weight variance beyond float64 names the weight', () => {
+    // Weight [0, 1]: exp(800) overflows; theta^2 = 1 does not, so log_sigma2 is at fault.
+    const overflowing: DenseTrainInputs = {
+      x: { shape: [1, 1], data: [1] },
+      theta: { shape: [1, 2], data: [1, 1] },
+      noise: { shape: [1, 2], data: [0, 800] },
+      bias: { shape: [2], data: [0, 0] },
+      eps: { shape: [1, 2], data: [0, 0] },
+    };
+    expectRefusal(
+      () => denseTrain(overflowing, PROFILES['state-of-sparsity-nn']),
+      'non_finite',
+      'log_sigma2',
+      'the variance of weight [0, 1] overflows float64 (Infinity)',
+    );
+  });
+});
+
+describe('spec/dense.md#overflow: a result beyond float64 is non_finite and names no argument', () => {
+  const vd = PROFILES.kingma2015;
+
+  it('the training forward: the mean, then the variance, then the output', () => {
+    // x theta = 1e310; s2 = e^-1 * 1e20 is finite.
+    expectRefusal(
+      () => denseTrain(oneWeight(1e300, 1e10, -1), vd),
+      'non_finite',
+      undefined,
+      `the mean is Infinity: ${TOO_LARGE}`,
+    );
+    // mean = 1e200 is finite; x^2 = 1e400 is not.
+    expectRefusal(
+      () => denseTrain(oneWeight(1e200, 1, -1), vd),
+      'non_finite',
+      undefined,
+      `the variance is Infinity: ${TOO_LARGE}`,
+    );
+    // alpha = 1: mean 1e150 and variance 1e300 are finite; sqrt(1e300) * 1e300 is not.
+    expectRefusal(
+      () => denseTrain(oneWeight(1e150, 1, 0, 1e300), vd),
+      'non_finite',
+      undefined,
+      `the output is Infinity: ${TOO_LARGE}`,
+    );
+  });
+
+  it('the eval forwards', () => {
+    const message = `the output is Infinity: ${TOO_LARGE}`;
+    expectRefusal(
+      () => denseEval(oneWeight(1e300, 1e10, -1), vd),
+      'non_finite',
+      undefined,
+      message,
+    );
+    // molchanov2017: log_alpha = 0 - log(1e20), kept; the unmasked forward ignores the mask anyway.
+    expectRefusal(
+      () => denseEvalUnmasked(oneWeight(1e300, 1e10, 0), PROFILES.molchanov2017),
+      'non_finite',
+      undefined,
+      message,
+    );
+  });
+
+  it('the gradients, each alone beyond float64', () => {
+    const big = (g: number[]) => ({ output: { shape: [g.length, 1], data: g } });
+    // With oneWeight's eps = 0 the variance path carries no gradient, so only the mean path's
+    // products can overflow: here dx = g theta = 1e310.
+    expectRefusal(
+      () => denseTrainVjp(oneWeight(1, 1e10, -1), big([1e300]), vd),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. x is Infinity: ${TOO_LARGE}`,
+    );
+    expectRefusal(
+      () => denseEvalVjp(oneWeight(1, 1e10, -1), big([1e300]).output, vd),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. x is Infinity: ${TOO_LARGE}`,
+    );
+    // dx = g theta = 1e300 is finite; dtheta = x g = 1e310 is not.
+    expectRefusal(
+      () => denseTrainVjp(oneWeight(1e10, 1, -1), big([1e300]), vd),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. theta is Infinity: ${TOO_LARGE}`,
+    );
+    // sigma2 = 1, std = x = 1e150, g eps / (2 std) = 5e9: dx = 1e10 + 2 x 5e9 = 1e160 and
+    // dtheta = x g = 1e160 are finite, d log_sigma2 = x^2 5e9 sigma2 = 5e309 is not.
+    expectRefusal(
+      () =>
+        denseTrainVjp(oneWeight(1e150, 1, 0, 1e150), big([1e10]), PROFILES['state-of-sparsity-nn']),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. log_sigma2 is Infinity: ${TOO_LARGE}`,
+    );
+    // Two rows: dx = 1e307 each, dtheta = 2 * 0.25e308 = 5e307; d bias = 2e308 is beyond float64.
+    const twoRows: DenseTrainInputs = {
+      ...oneWeight(0.25, 0.1, -1),
+      x: { shape: [2, 1], data: [0.25, 0.25] },
+      eps: { shape: [2, 1], data: [0, 0] },
+    };
+    expectRefusal(
+      () => denseTrainVjp(twoRows, big([1e308, 1e308]), vd),
+      'non_finite',
+      undefined,
+      `the gradient w.r.t. bias is Infinity: ${TOO_LARGE}`,
+    );
+  });
+});
+
+describe('spec/dense.md: the branches at their edges', () => {
+  it('spec/dense.md#overflow: a weight masked out of the variance contributes 0, even where its variance overflows', () => {
+    // state-of-sparsity-nn (s2 = exp(log_sigma2)) with the mask on the variance too, trainClip on.
+    const profile: Profile = {
+      ...PROFILES['state-of-sparsity-nn'],
+      dense: { ...PROFILES['state-of-sparsity-nn'].dense, trainMask: 'mean_and_variance' },
+    };
+    // Weight 0: log_alpha ~ 800 - log 2.25, pruned, s2 = exp(800) = inf. Weight 1: log_alpha =
+    // -2 - log(0.25 + 1e-8) ~ -0.61, kept, s2 = e^-2.
+    const inputs: DenseTrainInputs = {
+      x: { shape: [1, 2], data: [2, 3] },
+      theta: { shape: [2, 1], data: [1.5, 0.5] },
+      noise: { shape: [2, 1], data: [800, -2] },
+      bias: { shape: [1], data: [0.25] },
+      eps: { shape: [1, 1], data: [0.5] },
+    };
+    const s2 = Math.exp(-2);
+    const variance = 9 * s2;
+    const std = Math.sqrt(variance + 1e-8); // the profile's sqrtEps
+    const r = denseTrain(inputs, profile, { trainClip: true });
+    expect(r.mean.data).toEqual([1.75]);
+    expect(r.variance.data[0]).toBeCloseTo(variance, 15);
+    expect(r.output.data[0]).toBeCloseTo(1.75 + std * 0.5, 15);
+
+    // g = 1: d variance = g eps / (2 std); the pruned weight's gradients are hard zeros, not inf * 0.
+    const dVariance = 0.5 / (2 * std);
+    const grads = denseTrainVjp(inputs, { output: { shape: [1, 1], data: [1] } }, profile, {
+      trainClip: true,
+    });
+    expect(grads.x.data[0]).toBe(0);
+    expect(grads.x.data[1]).toBeCloseTo(0.5 + 2 * 3 * dVariance * s2, 14);
+    expect(grads.theta.data).toEqual([0, 3]);
+    expect(grads.noise.data[0]).toBe(0);
+    expect(grads.noise.data[1]).toBeCloseTo(9 * dVariance * s2, 14);
+    expect(grads.bias.data).toEqual([1]);
+  });
+
+  it('spec/dense.md#vjp-train: sqrtEps = 0: a zero variance is a zero std, harmless where g eps = 0, refused where not', () => {
+    const profile: Profile = { ...PROFILES.kingma2015, sqrtEps: 0 };
+    // Row 0 has x = 0: variance 0, std 0. Row 1: x = 2, theta = 0.5, alpha = e^-1: variance alpha.
+    const inputs: DenseTrainInputs = {
+      x: { shape: [2, 1], data: [0, 2] },
+      theta: { shape: [1, 1], data: [0.5] },
+      noise: { shape: [1, 1], data: [-1] },
+      bias: { shape: [1], data: [0] },
+      eps: { shape: [2, 1], data: [0, 1] },
+    };
+    const cotangent = { output: { shape: [2, 1], data: [1, 1] } };
+    const rootAlpha = Math.exp(-0.5);
+    // Row 0's g eps is 0, so its 0 / (2 std) = 0 / 0 is never formed: the gradients are finite.
+    // By hand: g_var = [0, 1 / (2 sqrt(alpha))], d s2 = 4 g_var[1] = 2 / sqrt(alpha),
+    // d s2 / d theta = 2 alpha theta = alpha, d s2 / d log_alpha = s2 = alpha / 4.
+    const grads = denseTrainVjp(inputs, cotangent, profile);
+    expect(grads.x.data[0]).toBe(0.5);
+    expect(grads.x.data[1]).toBeCloseTo(0.5 + 0.5 * rootAlpha, 15);
+    expect(grads.theta.data[0]).toBeCloseTo(2 + 2 * rootAlpha, 14);
+    expect(grads.noise.data[0]).toBeCloseTo(0.5 * rootAlpha, 15);
+    expect(grads.bias.data).toEqual([2]);
+
+    // eps = 1 on row 0: d sqrt(v)/dv at v = 0 is infinite.
+    const onZero = { ...inputs, eps: { shape: [2, 1], data: [1, 1] } };
+    expectRefusal(
+      () => denseTrainVjp(onZero, cotangent, profile),
+      'non_finite',
+      'profile',
+      'the variance is 0 and profile.sqrtEps is 0: d sqrt(v)/dv is infinite there (every built-in profile has sqrtEps > 0)',
+    );
   });
 });

@@ -316,6 +316,28 @@ describe('spec/dense.md#svddensepredict_mc and #vddensepredict_mc', () => {
     expect(error).toMatchObject({ code, argument });
   });
 
+  it('S = 0 draws: the message says how many draws were given and which shape eps takes', () => {
+    let error: unknown;
+    try {
+      run(
+        'svd.dense.predict_mc',
+        {
+          x: t([1, 1], [1]),
+          theta: t([1, 2], [1, 0.5]),
+          log_sigma2: t([1, 2], [-4, -4]),
+          bias: t([2], [0, 0]),
+          eps: t([0, 1, 2], []),
+        },
+        'molchanov2017',
+      );
+    } catch (e) {
+      error = e;
+    }
+    expect(isVdspecError(error)).toBe(true);
+    expect(error).toMatchObject({ code: 'shape_mismatch', argument: 'eps' });
+    expect((error as Error).message).toBe('eps: expected S >= 1 draws [S, batch, out], got S = 0');
+  });
+
   it('there is no conv2d predictive (a feature map has no classes)', () => {
     expect(() => run('svd.conv2d.predict_mc', {}, 'molchanov2017')).toThrow(
       expect.objectContaining({ code: 'unknown_op' }),
