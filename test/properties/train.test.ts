@@ -971,12 +971,13 @@ describe('committed results (README "Results")', () => {
     const seeded = runs.filter((r) => r.record.config.noise === 'philox-xoshiro-polar');
     expect(seeded.map((r) => r.name).sort()).toEqual([
       'lenet300-baseline-random',
+      'lenet300-svd-random',
       'mnist-lenet300-svd-e20',
       'mnist-lenet300-svd-mult-e20',
       'mnist-lenet300-vd-scalar',
       'mnist-lenet5-baseline',
     ]);
-    expect(readme).toContain('Five runs drew their training noise with');
+    expect(readme).toContain('Six runs drew their training noise with');
     const threaded = runs.filter((r) => r.record.config.threads !== 1);
     expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
       ['mnist-lenet5-baseline', 2],
