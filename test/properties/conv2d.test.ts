@@ -11,7 +11,7 @@
 import fc from 'fast-check';
 import { multiply } from 'mathjs';
 import { describe, expect, it } from 'vitest';
-import { isVdspecError } from '../../src/errors.js';
+import { isVdspecError, VdspecError } from '../../src/errors.js';
 import { PROFILE_NAMES, PROFILES, type Profile } from '../../src/profiles.js';
 import {
   conv2d,
@@ -1246,5 +1246,415 @@ describe('spec/conv2d.md#errors', () => {
     // Where eps is 0 too, the product rule needs no derivative of the square root.
     const zeroEps = { ...zeroX, eps: { shape: base.eps.shape, data: [0, 0, 0, 0] } };
     expect(conv2dTrainVjp(zeroEps, cot, noSqrtEps).theta.data.every(Number.isFinite)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The checks' codes, arguments and whole messages, and the geometry's edges
+
+function thrown(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+/** A VdspecError with this code, argument and message (the argument prefixes the message). */
+function expectRefusal(run: () => unknown, code: string, argument: string, message: string) {
+  const caught = thrown(run);
+  expect(caught).toBeInstanceOf(VdspecError);
+  const error = caught as VdspecError;
+  expect(error.code).toBe(code);
+  expect(error.argument).toBe(argument);
+  expect(error.message).toBe(`${argument}: ${message}`);
+}
+
+/** Bypasses the option types: the checks exist for callers that do not have them. */
+function untyped<T>(value: unknown): T {
+  return value as T;
+}
+
+describe('spec/conv2d.md#errors: checks and messages of the options', () => {
+  const inputs: Conv2dTrainInputs = {
+    x: { shape: [1, 3, 3, 1], data: [1, 2, 3, 4, 5, 6, 7, 8, 9] },
+    theta: { shape: [2, 2, 1, 1], data: [0.5, -0.5, 0.25, 0.3] },
+    noise: { shape: [2, 2, 1, 1], data: [-4, -4, -4, -4] },
+    bias: { shape: [1], data: [0.1] },
+    eps: { shape: [1, 2, 2, 1], data: [0.1, -0.2, 0.3, 0.4] },
+  };
+  const xShape = [1, 3, 3, 1];
+  const filterShape = [2, 2, 1, 1];
+  const train = (options: unknown) => () =>
+    conv2dTrain(inputs, molchanov, untyped<Conv2dOptions>(options));
+  const geometry = (options: unknown) => () =>
+    conv2dGeometry(xShape, filterShape, untyped<Conv2dOptions>(options));
+
+  it('a stride that is neither a positive integer nor a pair of them', () => {
+    const notStride = 'expected a positive integer or [strideHeight, strideWidth], got';
+    // Refused whole, before any entry is read: [1]'s second entry is undefined, [1, 2, 3] would
+    // pass as [1, 2], and the string '2' has an entry '2'[0] without being a pair.
+    for (const [stride, shown] of [
+      [[1], '[1]'],
+      [[1, 2, 3], '[1,2,3]'],
+      ['2', '"2"'],
+    ] as const) {
+      expectRefusal(
+        train({ stride }),
+        'invalid_argument',
+        'options.stride',
+        `${notStride} ${shown}`,
+      );
+      expectRefusal(
+        geometry({ stride }),
+        'invalid_argument',
+        'options.stride',
+        `${notStride} ${shown}`,
+      );
+      expectRefusal(
+        () => conv2d(inputs.x, inputs.theta, untyped(stride)),
+        'invalid_argument',
+        'stride',
+        `${notStride} ${shown}`,
+      );
+    }
+    // Each entry of a pair is a positive integer, checked on its own.
+    expectRefusal(
+      train({ stride: [0, 1] }),
+      'invalid_argument',
+      'options.stride',
+      'must be >= 1, got 0',
+    );
+    expectRefusal(
+      train({ stride: [1, 0] }),
+      'invalid_argument',
+      'options.stride',
+      'must be >= 1, got 0',
+    );
+    expectRefusal(
+      train({ stride: [1.5, 1] }),
+      'invalid_argument',
+      'options.stride',
+      'expected an integer, got 1.5',
+    );
+    expectRefusal(
+      train({ stride: [1, 1.5] }),
+      'invalid_argument',
+      'options.stride',
+      'expected an integer, got 1.5',
+    );
+    expectRefusal(
+      train({ stride: 0 }),
+      'invalid_argument',
+      'options.stride',
+      'must be >= 1, got 0',
+    );
+  });
+
+  it('a padding, a samePadding rule or a trainClip outside its values', () => {
+    expectRefusal(
+      train({ padding: 'SAME' }),
+      'invalid_argument',
+      'options.padding',
+      `expected 'valid' or 'same', got "SAME"`,
+    );
+    expectRefusal(
+      () => conv2d(inputs.x, inputs.theta, 1, untyped('full')),
+      'invalid_argument',
+      'padding',
+      `expected 'valid' or 'same', got "full"`,
+    );
+    const notRule = `expected 'tensorflow' or 'lasagne', got "Lasagne"`;
+    expectRefusal(
+      geometry({ padding: 'same', samePadding: 'Lasagne' }),
+      'invalid_argument',
+      'options.samePadding',
+      notRule,
+    );
+    // The layer splits 'same' by its profile's rule, but a bad options.samePadding is still refused.
+    expectRefusal(
+      train({ samePadding: 'Lasagne' }),
+      'invalid_argument',
+      'options.samePadding',
+      notRule,
+    );
+    for (const run of [
+      () => conv2d(inputs.x, inputs.theta, 1, 'same', untyped('Lasagne')),
+      () => conv2dBackpropInput(inputs.eps, inputs.theta, xShape, 1, 'valid', untyped('Lasagne')),
+      () => conv2dBackpropFilter(inputs.x, inputs.eps, filterShape, 1, 'valid', untyped('Lasagne')),
+    ]) {
+      expectRefusal(run, 'invalid_argument', 'samePadding', notRule);
+    }
+    expectRefusal(
+      train({ trainClip: 'yes' }),
+      'invalid_argument',
+      'options.trainClip',
+      'expected true or false, got "yes"',
+    );
+    expectRefusal(
+      train({ trainClip: 1 }),
+      'invalid_argument',
+      'options.trainClip',
+      'expected true or false, got 1',
+    );
+  });
+
+  it('options that are not an object', () => {
+    // null would otherwise be destructured (a TypeError), 7 and 'same' read as {} (the defaults).
+    for (const options of [null, 7, 'same', [2]]) {
+      const message = 'expected an object {stride?, padding?, samePadding?, trainClip?}';
+      expectRefusal(train(options), 'invalid_argument', 'options', message);
+      expectRefusal(geometry(options), 'invalid_argument', 'options', message);
+      expectRefusal(
+        () => conv2dEval(inputs, molchanov, untyped(options)),
+        'invalid_argument',
+        'options',
+        message,
+      );
+    }
+  });
+});
+
+describe('spec/conv2d.md#errors: checks and messages of the shapes and the geometry', () => {
+  it('a kernel without rows or columns', () => {
+    for (const filterShape of [
+      [0, 2, 1, 1],
+      [2, 0, 1, 1],
+    ]) {
+      const shown = `[${filterShape.join(', ')}]`;
+      const message = `the kernel needs at least one row and one column, got shape ${shown}`;
+      expectRefusal(
+        () => conv2dGeometry([1, 3, 3, 1], filterShape),
+        'shape_mismatch',
+        'filterShape',
+        message,
+      );
+      expectRefusal(
+        () =>
+          conv2d(
+            { shape: [1, 3, 3, 1], data: new Array<number>(9).fill(1) },
+            { shape: filterShape, data: [] },
+          ),
+        'shape_mismatch',
+        'filter',
+        message,
+      );
+      expectRefusal(
+        () =>
+          conv2dEval(
+            {
+              x: { shape: [1, 3, 3, 1], data: new Array<number>(9).fill(1) },
+              theta: { shape: filterShape, data: [] },
+              noise: { shape: filterShape, data: [] },
+              bias: { shape: [1], data: [0] },
+            },
+            molchanov,
+          ),
+        'shape_mismatch',
+        'theta',
+        message,
+      );
+    }
+  });
+
+  it("the filter's input channels against x's", () => {
+    expectRefusal(
+      () => conv2dGeometry([1, 3, 3, 2], [2, 2, 3, 1]),
+      'shape_mismatch',
+      'filterShape',
+      'HWIO filter has 3 input channels (dimension 2) but xShape [1, 3, 3, 2] has 2 (dimension 3)',
+    );
+    expectRefusal(
+      () =>
+        conv2dBackpropFilter(
+          { shape: [1, 3, 3, 2], data: new Array<number>(18).fill(1) },
+          { shape: [1, 2, 2, 1], data: [1, 1, 1, 1] },
+          [2, 2, 3, 1],
+        ),
+      'shape_mismatch',
+      'filterShape',
+      'HWIO filter has 3 input channels (dimension 2) but x [1, 3, 3, 2] has 2 (dimension 3)',
+    );
+  });
+
+  it("'valid' padding with an input smaller than the kernel, in either direction", () => {
+    expectRefusal(
+      () => conv2dGeometry([1, 3, 1, 1], [1, 2, 1, 1]),
+      'shape_mismatch',
+      'xShape',
+      "'valid' padding needs the input at least as large as the kernel: input 3x1, kernel 1x2",
+    );
+    expectRefusal(
+      () => conv2dGeometry([1, 1, 3, 1], [2, 1, 1, 1], { padding: 'valid' }),
+      'shape_mismatch',
+      'xShape',
+      "'valid' padding needs the input at least as large as the kernel: input 1x3, kernel 2x1",
+    );
+    // 'same' pads instead: a 1x3 input and a 2x1 kernel give a 1x3 output.
+    expect(conv2dGeometry([1, 1, 3, 1], [2, 1, 1, 1], { padding: 'same' })).toMatchObject({
+      outHeight: 1,
+      outWidth: 3,
+      padTop: 0,
+      padBottom: 1,
+    });
+  });
+
+  it("Lasagne's 'same' refuses an even kernel, in either direction; 'valid' and TensorFlow's 'same' take it", () => {
+    const lasagneSame = { padding: 'same', samePadding: 'lasagne' } as const;
+    for (const [kh, kw] of [
+      [2, 3],
+      [3, 2],
+      [2, 2],
+    ] as const) {
+      expectRefusal(
+        () => conv2dGeometry([1, 4, 4, 1], [kh, kw, 1, 1], lasagneSame),
+        'shape_mismatch',
+        'filterShape',
+        `Lasagne's 'same' padding (floor(k / 2) on each side) needs an odd kernel, got ${kh}x${kw}`,
+      );
+    }
+    expect(
+      conv2dGeometry([1, 4, 4, 1], [2, 3, 1, 1], { padding: 'valid', samePadding: 'lasagne' }),
+    ).toMatchObject({
+      outHeight: 3,
+      outWidth: 2,
+    });
+    expect(
+      conv2dGeometry([1, 4, 4, 1], [2, 3, 1, 1], { padding: 'same', samePadding: 'tensorflow' }),
+    ).toMatchObject({
+      outHeight: 4,
+      outWidth: 4,
+      padTop: 0,
+      padBottom: 1,
+      padLeft: 1,
+      padRight: 1,
+    });
+    // bayesgroup-theano's layer: the profile's rule, the argument at fault is theta.
+    const theta = { shape: [2, 2, 1, 1], data: [0.5, -0.5, 0.25, 0.3] };
+    expectRefusal(
+      () =>
+        conv2dEval(
+          {
+            x: { shape: [1, 3, 3, 1], data: new Array<number>(9).fill(1) },
+            theta,
+            noise: { shape: theta.shape, data: [-4, -4, -4, -4] },
+            bias: { shape: [1], data: [0] },
+          },
+          bayesgroup,
+          { padding: 'same' },
+        ),
+      'shape_mismatch',
+      'theta',
+      "Lasagne's 'same' padding (floor(k / 2) on each side) needs an odd kernel, got 2x2",
+    );
+  });
+
+  it('shapes of four non-negative integers, 0 included', () => {
+    const message = (shown: string) => `expected a shape of 4 non-negative integers, got ${shown}`;
+    // One bad entry among good ones; a non-integer that is not negative; a negative integer.
+    for (const [xShape, shown] of [
+      [[1, 3, 3, -1], '[1,3,3,-1]'],
+      [[1, 3, 3, 1.5], '[1,3,3,1.5]'],
+      [[1, -3, 3, 1], '[1,-3,3,1]'],
+      [[1, 3, 3], '[1,3,3]'],
+    ] as const) {
+      expectRefusal(
+        () => conv2dGeometry(xShape, [1, 1, 1, 1]),
+        'invalid_argument',
+        'xShape',
+        message(shown),
+      );
+      expectRefusal(
+        () =>
+          conv2dBackpropInput(
+            { shape: [1, 3, 3, 1], data: new Array<number>(9).fill(0) },
+            { shape: [1, 1, 1, 1], data: [1] },
+            xShape,
+            1,
+            'valid',
+          ),
+        'invalid_argument',
+        'xShape',
+        message(shown),
+      );
+    }
+    expectRefusal(
+      () => conv2dGeometry([1, 3, 3, 1], [2, 2, 1, -1]),
+      'invalid_argument',
+      'filterShape',
+      message('[2,2,1,-1]'),
+    );
+    expectRefusal(
+      () =>
+        conv2dBackpropFilter(
+          { shape: [1, 3, 3, 1], data: new Array<number>(9).fill(0) },
+          { shape: [1, 2, 2, 1], data: [0, 0, 0, 0] },
+          [2, 2, 0.5, 1],
+        ),
+      'invalid_argument',
+      'filterShape',
+      message('[2,2,0.5,1]'),
+    );
+    // An empty batch and an empty output channel count are shapes like any other.
+    expect(conv2dGeometry([0, 3, 3, 1], [2, 2, 1, 0])).toMatchObject({
+      batch: 0,
+      outHeight: 2,
+      outWidth: 2,
+      outChannels: 0,
+    });
+    expect(
+      conv2dBackpropInput(
+        { shape: [0, 2, 2, 1], data: [] },
+        { shape: [2, 2, 1, 1], data: [1, 1, 1, 1] },
+        [0, 3, 3, 1],
+        1,
+        'valid',
+      ),
+    ).toEqual({ shape: [0, 3, 3, 1], data: [] });
+  });
+});
+
+describe("spec/conv2d.md#padding: Lasagne's rule through the plain helpers", () => {
+  // A 1x4 row [1, 2, 3, 4], a 1x3 kernel of ones, stride 2, 'same' (out = 2 either way).
+  // TensorFlow: total = (2 - 1) * 2 + 3 - 4 = 1, all of it after: windows [1 2 3], [3 4 0].
+  // Lasagne: floor(3 / 2) = 1 on each side: windows [0 1 2], [2 3 4].
+  const row = { shape: [1, 1, 4, 1], data: [1, 2, 3, 4] };
+  const ones = { shape: [1, 3, 1, 1], data: [1, 1, 1] };
+
+  it('the same input, two alignments, by hand', () => {
+    expect(conv2d(row, ones, 2, 'same', 'tensorflow')).toEqual({
+      shape: [1, 1, 2, 1],
+      data: [6, 7],
+    });
+    expect(conv2d(row, ones, 2, 'same', 'lasagne')).toEqual({ shape: [1, 1, 2, 1], data: [3, 9] });
+    expect(
+      conv2dGeometry(row.shape, ones.shape, { stride: 2, padding: 'same', samePadding: 'lasagne' }),
+    ).toMatchObject({ outWidth: 2, padLeft: 1, padRight: 1, padTop: 0, padBottom: 0 });
+    expect(conv2dGeometry(row.shape, ones.shape, { stride: 2, padding: 'same' })).toMatchObject({
+      outWidth: 2,
+      padLeft: 0,
+      padRight: 1,
+      padTop: 0,
+      padBottom: 0,
+    });
+  });
+
+  it("the backprops follow the rule: each input pixel's gradient counts the windows that read it", () => {
+    const cotangent = { shape: [1, 1, 2, 1], data: [1, 1] };
+    // Lasagne's windows read pixels {0, 1} and {1, 2, 3}; TensorFlow's {0, 1, 2} and {2, 3}.
+    expect(conv2dBackpropInput(cotangent, ones, row.shape, 2, 'same', 'lasagne').data).toEqual([
+      1, 2, 1, 1,
+    ]);
+    expect(conv2dBackpropInput(cotangent, ones, row.shape, 2, 'same', 'tensorflow').data).toEqual([
+      1, 1, 2, 1,
+    ]);
+    // Tap q reads pixel 2j + q - padLeft: Lasagne [0 + 2, 1 + 3, 2 + 4], TensorFlow [1 + 3, 2 + 4, 3 + 0].
+    expect(conv2dBackpropFilter(row, cotangent, ones.shape, 2, 'same', 'lasagne').data).toEqual([
+      2, 4, 6,
+    ]);
+    expect(conv2dBackpropFilter(row, cotangent, ones.shape, 2, 'same', 'tensorflow').data).toEqual([
+      4, 6, 3,
+    ]);
   });
 });
