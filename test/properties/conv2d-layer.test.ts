@@ -9,7 +9,6 @@
  * enough to do by hand, written out in the comments.
  */
 import { describe, expect, it } from 'vitest';
-import { VdspecError } from '../../src/errors.js';
 import { PROFILES, type Profile } from '../../src/profiles.js';
 import {
   conv2d,
@@ -24,35 +23,7 @@ import {
   type Conv2dTrainInputs,
 } from '../../src/reference/conv2d.js';
 import type { Tensor } from '../../src/tensor.js';
-
-/** A deliberately ill-typed argument, as a JavaScript caller could pass it. */
-function bad<T>(value: unknown): T {
-  return value as T;
-}
-
-function thrown(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
-/** A VdspecError with this code, argument and message (prefixed by the argument when there is one). */
-function expectRefusal(
-  run: () => unknown,
-  code: string,
-  argument: string | undefined,
-  message: string,
-): void {
-  const caught = thrown(run);
-  expect(caught).toBeInstanceOf(VdspecError);
-  const error = caught as VdspecError;
-  expect(error.code).toBe(code);
-  expect(error.argument).toBe(argument);
-  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
-}
+import { expectRefusal, untyped } from './refusals.js';
 
 const zeros = (shape: number[]): Tensor => ({
   shape,
@@ -100,7 +71,7 @@ describe('spec/conv2d.md#errors: checks and messages of the plain helpers', () =
     );
     expectRefusal(() => conv2d(x, filter, 0), 'invalid_argument', 'stride', 'must be >= 1, got 0');
     expectRefusal(
-      () => conv2d(x, filter, 1, 'same', bad('torch')),
+      () => conv2d(x, filter, 1, 'same', untyped('torch')),
       'invalid_argument',
       'samePadding',
       `expected 'tensorflow' or 'lasagne', got "torch"`,
@@ -121,13 +92,13 @@ describe('spec/conv2d.md#errors: checks and messages of the plain helpers', () =
       'must be >= 1, got 0',
     );
     expectRefusal(
-      () => conv2dBackpropInput(cotangent, filter, [1, 3, 3, 2], 1, bad('full')),
+      () => conv2dBackpropInput(cotangent, filter, [1, 3, 3, 2], 1, untyped('full')),
       'invalid_argument',
       'padding',
       `expected 'valid' or 'same', got "full"`,
     );
     expectRefusal(
-      () => conv2dBackpropInput(cotangent, filter, [1, 3, 3, 2], 1, 'same', bad('torch')),
+      () => conv2dBackpropInput(cotangent, filter, [1, 3, 3, 2], 1, 'same', untyped('torch')),
       'invalid_argument',
       'samePadding',
       `expected 'tensorflow' or 'lasagne', got "torch"`,
@@ -174,13 +145,13 @@ describe('spec/conv2d.md#errors: checks and messages of the plain helpers', () =
       'must be >= 1, got 0',
     );
     expectRefusal(
-      () => conv2dBackpropFilter(x, cotangent, [2, 2, 2, 1], 1, bad('full')),
+      () => conv2dBackpropFilter(x, cotangent, [2, 2, 2, 1], 1, untyped('full')),
       'invalid_argument',
       'padding',
       `expected 'valid' or 'same', got "full"`,
     );
     expectRefusal(
-      () => conv2dBackpropFilter(x, cotangent, [2, 2, 2, 1], 1, 'same', bad('torch')),
+      () => conv2dBackpropFilter(x, cotangent, [2, 2, 2, 1], 1, 'same', untyped('torch')),
       'invalid_argument',
       'samePadding',
       `expected 'tensorflow' or 'lasagne', got "torch"`,
@@ -232,11 +203,11 @@ describe('spec/conv2d.md#errors: checks and messages of the layer', () => {
     for (const notObject of [7, null, 'x']) {
       const message = 'expected an object {x, theta, noise, bias, ...}';
       for (const run of [
-        () => conv2dTrain(bad(notObject), molchanov),
-        () => conv2dEval(bad(notObject), molchanov),
-        () => conv2dEvalUnmasked(bad(notObject), molchanov),
-        () => conv2dTrainVjp(bad(notObject), cotangent, molchanov),
-        () => conv2dEvalVjp(bad(notObject), cotangent.output, molchanov),
+        () => conv2dTrain(untyped(notObject), molchanov),
+        () => conv2dEval(untyped(notObject), molchanov),
+        () => conv2dEvalUnmasked(untyped(notObject), molchanov),
+        () => conv2dTrainVjp(untyped(notObject), cotangent, molchanov),
+        () => conv2dEvalVjp(untyped(notObject), cotangent.output, molchanov),
       ]) {
         expectRefusal(run, 'invalid_argument', 'inputs', message);
       }
@@ -247,7 +218,7 @@ describe('spec/conv2d.md#errors: checks and messages of the layer', () => {
     // 7 would otherwise be refused as a missing cotangent.output; null would be dereferenced.
     for (const notObject of [7, null]) {
       expectRefusal(
-        () => conv2dTrainVjp(inputs, bad(notObject), molchanov),
+        () => conv2dTrainVjp(inputs, untyped(notObject), molchanov),
         'invalid_argument',
         'cotangent',
         'expected an object {output, mean?, variance?}',

@@ -11,7 +11,7 @@
 import fc from 'fast-check';
 import { multiply } from 'mathjs';
 import { describe, expect, it } from 'vitest';
-import { isVdspecError, VdspecError } from '../../src/errors.js';
+import { isVdspecError } from '../../src/errors.js';
 import { PROFILE_NAMES, PROFILES, type Profile } from '../../src/profiles.js';
 import {
   conv2d,
@@ -27,6 +27,7 @@ import {
   type Conv2dTrainInputs,
 } from '../../src/reference/conv2d.js';
 import type { Tensor } from '../../src/tensor.js';
+import { expectRefusal, untyped } from './refusals.js';
 
 // ---------------------------------------------------------------------------
 // Helpers written from the spec, independent of the module under test
@@ -1251,30 +1252,6 @@ describe('spec/conv2d.md#errors', () => {
 
 // ---------------------------------------------------------------------------
 // The checks' codes, arguments and whole messages, and the geometry's edges
-
-function thrown(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
-/** A VdspecError with this code, argument and message (the argument prefixes the message). */
-function expectRefusal(run: () => unknown, code: string, argument: string, message: string) {
-  const caught = thrown(run);
-  expect(caught).toBeInstanceOf(VdspecError);
-  const error = caught as VdspecError;
-  expect(error.code).toBe(code);
-  expect(error.argument).toBe(argument);
-  expect(error.message).toBe(`${argument}: ${message}`);
-}
-
-/** Bypasses the option types: the checks exist for callers that do not have them. */
-function untyped<T>(value: unknown): T {
-  return value as T;
-}
 
 describe('spec/conv2d.md#errors: checks and messages of the options', () => {
   const inputs: Conv2dTrainInputs = {

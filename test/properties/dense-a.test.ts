@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { multiply } from 'mathjs';
 import { describe, expect, it } from 'vitest';
 import { VD_KL_C1, VD_KL_C2, VD_KL_C3, VD_LOG_ALPHA_MAX } from '../../src/constants.js';
-import { isVdspecError, VdspecError } from '../../src/errors.js';
+import { isVdspecError } from '../../src/errors.js';
 import { PROFILES, type Profile } from '../../src/profiles.js';
 import {
   denseAKl,
@@ -23,6 +23,7 @@ import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 import { fivePointDerivative, withEntry } from './dense-cases.js';
 import { expectSpecBlock } from './spec-blocks.js';
+import { expectRefusal, untyped } from './refusals.js';
 
 const VD = PROFILES.kingma2015;
 
@@ -482,29 +483,6 @@ describe('spec/dense-a.md#degenerate-sizes and #errors', () => {
   });
 });
 
-/** `call` must throw a VdspecError with this code, argument and whole message. */
-function expectRefusal(
-  call: () => unknown,
-  code: string,
-  argument: string | undefined,
-  message: string,
-): void {
-  let caught: unknown;
-  try {
-    call();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(VdspecError);
-  const error = caught as VdspecError;
-  expect(error.code).toBe(code);
-  expect(error.argument).toBe(argument);
-  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
-}
-
-/** A wrong-typed argument, as a caller from plain JavaScript or JSON could pass it. */
-const bad = <T>(value: unknown): T => value as T;
-
 describe('spec/dense-a.md#errors: checks and messages', () => {
   const ok: DenseATrainInputs = {
     x: t([2, 3], [1, -2, 0.5, 0.25, 1, -1]),
@@ -551,16 +529,26 @@ describe('spec/dense-a.md#errors: checks and messages', () => {
     // A number would otherwise reach the x check (7.x is undefined); null would throw a TypeError.
     for (const inputs of [7, 'x', null]) {
       const trainMessage = 'expected an object {x, theta, noise, bias, eps}';
-      expectRefusal(() => denseATrain(bad(inputs), VD), 'invalid_argument', 'inputs', trainMessage);
       expectRefusal(
-        () => denseATrainVjp(bad(inputs), g, VD),
+        () => denseATrain(untyped(inputs), VD),
+        'invalid_argument',
+        'inputs',
+        trainMessage,
+      );
+      expectRefusal(
+        () => denseATrainVjp(untyped(inputs), g, VD),
         'invalid_argument',
         'inputs',
         trainMessage,
       );
       const klMessage = 'expected an object {theta, noise}';
-      expectRefusal(() => denseAKl(bad(inputs), VD), 'invalid_argument', 'inputs', klMessage);
-      expectRefusal(() => denseAKlVjp(bad(inputs), 1, VD), 'invalid_argument', 'inputs', klMessage);
+      expectRefusal(() => denseAKl(untyped(inputs), VD), 'invalid_argument', 'inputs', klMessage);
+      expectRefusal(
+        () => denseAKlVjp(untyped(inputs), 1, VD),
+        'invalid_argument',
+        'inputs',
+        klMessage,
+      );
     }
   });
 
@@ -610,7 +598,7 @@ describe('spec/dense-a.md#errors: checks and messages', () => {
 
   it('eps: missing, non-finite, or of any shape but [batch, in], each refused naming eps', () => {
     expectRefusal(
-      () => denseATrain({ ...ok, eps: bad<Tensor>(undefined) }, VD),
+      () => denseATrain({ ...ok, eps: untyped<Tensor>(undefined) }, VD),
       'invalid_argument',
       'eps',
       'missing: the noise is an input',

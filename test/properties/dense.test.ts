@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SVD_PRUNE_THRESHOLD } from '../../src/constants.js';
-import { isVdspecError, VdspecError } from '../../src/errors.js';
+import { isVdspecError } from '../../src/errors.js';
 import { PROFILE_NAMES, PROFILES, type Profile } from '../../src/profiles.js';
 import {
   denseEval,
@@ -33,6 +33,7 @@ import {
   type DenseCase,
 } from './dense-cases.js';
 import { expectSpecBlock } from './spec-blocks.js';
+import { expectRefusal, untyped } from './refusals.js';
 
 const ALL = PROFILE_NAMES.map((name) => PROFILES[name]);
 const SVD = ALL.filter((p) => p.algorithm === 'svd');
@@ -769,25 +770,6 @@ describe('spec/dense.md#worked-example', () => {
 // ---------------------------------------------------------------------------
 // Written for the survivors of a Stryker run on src/reference/dense.ts (spec/mutation.md).
 
-function bad<T>(value: unknown): T {
-  return value as T;
-}
-
-/** A VdspecError with this code, argument and message (prefixed by the argument when there is one). */
-function expectRefusal(
-  run: () => unknown,
-  code: string,
-  argument: string | undefined,
-  message: string,
-): void {
-  const caught = thrown(run);
-  expect(caught).toBeInstanceOf(VdspecError);
-  const error = caught as VdspecError;
-  expect(error.code).toBe(code);
-  expect(error.argument).toBe(argument);
-  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
-}
-
 /** One input, one output: x [1, 1], theta [1, 1], noise [1, 1], bias [1], eps [1, 1]. */
 function oneWeight(x: number, theta: number, noise: number, eps = 0): DenseTrainInputs {
   return {
@@ -811,13 +793,13 @@ describe('spec/dense.md#errors: checks and messages', () => {
     for (const notObject of [7, null, 'x']) {
       const message = 'expected an object {x, theta, noise, bias, ...}';
       expectRefusal(
-        () => denseTrain(bad(notObject), profile),
+        () => denseTrain(untyped(notObject), profile),
         'invalid_argument',
         'inputs',
         message,
       );
       expectRefusal(
-        () => denseEval(bad(notObject), profile),
+        () => denseEval(untyped(notObject), profile),
         'invalid_argument',
         'inputs',
         message,
@@ -828,20 +810,20 @@ describe('spec/dense.md#errors: checks and messages', () => {
     for (const options of [7, null, 'trainClip']) {
       const message = 'expected an object {trainClip?}';
       expectRefusal(
-        () => denseTrain(inputs, profile, bad(options)),
+        () => denseTrain(inputs, profile, untyped(options)),
         'invalid_argument',
         'options',
         message,
       );
       expectRefusal(
-        () => denseTrainVjp(inputs, cotangent, profile, bad(options)),
+        () => denseTrainVjp(inputs, cotangent, profile, untyped(options)),
         'invalid_argument',
         'options',
         message,
       );
     }
     expectRefusal(
-      () => denseTrain(inputs, profile, bad({ trainClip: 'yes' })),
+      () => denseTrain(inputs, profile, untyped({ trainClip: 'yes' })),
       'invalid_argument',
       'options.trainClip',
       'expected a boolean, got yes',
@@ -849,7 +831,7 @@ describe('spec/dense.md#errors: checks and messages', () => {
     // 7 would otherwise be refused as a missing cotangent.output; null would be dereferenced.
     for (const notObject of [7, null]) {
       expectRefusal(
-        () => denseTrainVjp(inputs, bad(notObject), profile),
+        () => denseTrainVjp(inputs, untyped(notObject), profile),
         'invalid_argument',
         'cotangent',
         'expected an object {output, mean?, variance?}',

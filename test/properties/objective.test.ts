@@ -18,7 +18,7 @@ import {
   VD_KL_C2,
   VD_KL_C3,
 } from '../../src/constants.js';
-import { isVdspecError, VdspecError } from '../../src/errors.js';
+import { isVdspecError } from '../../src/errors.js';
 import {
   PROFILE_NAMES,
   PROFILES,
@@ -39,6 +39,7 @@ import {
   type LearningRateScheduleKind,
 } from '../../src/reference/objective.js';
 import type { Tensor } from '../../src/tensor.js';
+import { expectRefusal, untyped } from './refusals.js';
 
 // ---------------------------------------------------------------- independent formulas
 
@@ -135,11 +136,6 @@ function expectVdspecError(run: () => unknown, argument: string): void {
   }
   expect(isVdspecError(caught), `expected a VdspecError naming ${argument}`).toBe(true);
   if (isVdspecError(caught)) expect(caught.argument).toBe(argument);
-}
-
-/** Values the type system would reject, for the error tests. */
-function bad<T>(value: unknown): T {
-  return value as T;
 }
 
 // ---------------------------------------------------------------- arbitraries
@@ -758,8 +754,11 @@ describe('spec/objective.md: errors name the argument', () => {
   const profile: ProfileName = 'molchanov2017';
 
   test('kl.layer errors', () => {
-    expectVdspecError(() => layerKl({ theta, noise }, profile, bad<LayerKind>('dense3')), 'layer');
-    expectVdspecError(() => layerKl(bad(null), profile, 'dense'), 'inputs');
+    expectVdspecError(
+      () => layerKl({ theta, noise }, profile, untyped<LayerKind>('dense3')),
+      'layer',
+    );
+    expectVdspecError(() => layerKl(untyped(null), profile, 'dense'), 'inputs');
     expectVdspecError(() => layerKl({ theta, noise }, profile, 'conv2d'), 'theta');
     expectVdspecError(
       () => layerKl({ theta: { shape: [2, 2], data: [0, NaN, 0, 0] }, noise }, profile, 'dense'),
@@ -784,7 +783,7 @@ describe('spec/objective.md: errors name the argument', () => {
       'log_alpha',
     );
     expectVdspecError(
-      () => layerKl({ theta, noise }, bad<ProfileName>('nope'), 'dense'),
+      () => layerKl({ theta, noise }, untyped<ProfileName>('nope'), 'dense'),
       'profile',
     );
     expectVdspecError(() => layerKlVjp({ theta, noise }, NaN, profile, 'dense'), 'cotangent');
@@ -800,7 +799,7 @@ describe('spec/objective.md: errors name the argument', () => {
     expectVdspecError(() => crossEntropy(logits, [0, 3]), 'labels');
     expectVdspecError(() => crossEntropy(logits, [-1, 0]), 'labels');
     expectVdspecError(() => crossEntropy(logits, [0.5, 0]), 'labels');
-    expectVdspecError(() => crossEntropy(logits, bad('01')), 'labels');
+    expectVdspecError(() => crossEntropy(logits, untyped('01')), 'labels');
     expectVdspecError(() => crossEntropyVjp(logits, [0, 1], NaN), 'cotangentMean');
     const ok = { logits, labels: [0, 1], trainSize: 100, klWeight: 1, kl: 3 };
     expectVdspecError(() => sgvbObjective({ ...ok, trainSize: 0 }), 'trainSize');
@@ -809,7 +808,7 @@ describe('spec/objective.md: errors name the argument', () => {
     expectVdspecError(() => sgvbObjective({ ...ok, klWeight: NaN }), 'klWeight');
     expectVdspecError(() => sgvbObjective({ ...ok, kl: Infinity }), 'kl');
     expectVdspecError(() => sgvbObjective({ ...ok, labels: [0, 7] }), 'labels');
-    expectVdspecError(() => sgvbObjective(bad(undefined)), 'inputs');
+    expectVdspecError(() => sgvbObjective(untyped(undefined)), 'inputs');
     expectVdspecError(() => sgvbObjectiveVjp(ok, NaN), 'cotangent');
   });
 
@@ -819,7 +818,7 @@ describe('spec/objective.md: errors name the argument', () => {
     expectVdspecError(() => klWeightSchedule(Infinity), 'epoch');
     expectVdspecError(() => klWeightSchedule(1, { start: -1 }), 'options.start');
     expectVdspecError(() => klWeightSchedule(1, { start: 10, end: 5 }), 'options.end');
-    expectVdspecError(() => klWeightSchedule(1, bad(null)), 'options');
+    expectVdspecError(() => klWeightSchedule(1, untyped(null)), 'options');
     expectVdspecError(() => learningRateSchedule(201, 200, 1e-3, 'lenet300'), 'epoch');
     expectVdspecError(() => learningRateSchedule(-1, 200, 1e-3, 'lenet5'), 'epoch');
     expectVdspecError(() => learningRateSchedule(0, 0, 1e-3, 'lenet5'), 'totalEpochs');
@@ -827,28 +826,13 @@ describe('spec/objective.md: errors name the argument', () => {
     expectVdspecError(() => learningRateSchedule(0, 200, 0, 'lenet5'), 'baseLr');
     expectVdspecError(() => learningRateSchedule(0, 200, NaN, 'lenet5'), 'baseLr');
     expectVdspecError(
-      () => learningRateSchedule(0, 200, 1e-3, bad<LearningRateScheduleKind>('vgg')),
+      () => learningRateSchedule(0, 200, 1e-3, untyped<LearningRateScheduleKind>('vgg')),
       'kind',
     );
   });
 });
 
 // ---------------------------------------------------------------- edges found by mutation testing
-
-/** A refusal: a VdspecError with this code and argument, and exactly this message after "argument: ". */
-function expectRefusal(run: () => unknown, code: string, argument: string, message: string): void {
-  let caught: unknown;
-  try {
-    run();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(VdspecError);
-  const error = caught as VdspecError;
-  expect(error.code).toBe(code);
-  expect(error.argument).toBe(argument);
-  expect(error.message).toBe(`${argument}: ${message}`);
-}
 
 describe('spec/objective.md: checks and messages', () => {
   const theta = { shape: [1, 2], data: [0.3, -0.2] };
@@ -857,13 +841,13 @@ describe('spec/objective.md: checks and messages', () => {
   test('kl.layer: the layer kind and the inputs object', () => {
     const layerMessage = "expected 'dense' or 'conv2d', got dense3";
     expectRefusal(
-      () => layerKl({ theta, noise }, 'molchanov2017', bad<LayerKind>('dense3')),
+      () => layerKl({ theta, noise }, 'molchanov2017', untyped<LayerKind>('dense3')),
       'invalid_argument',
       'layer',
       layerMessage,
     );
     expectRefusal(
-      () => layerKlVjp({ theta, noise }, 1, 'molchanov2017', bad<LayerKind>('dense3')),
+      () => layerKlVjp({ theta, noise }, 1, 'molchanov2017', untyped<LayerKind>('dense3')),
       'invalid_argument',
       'layer',
       layerMessage,
@@ -871,7 +855,7 @@ describe('spec/objective.md: checks and messages', () => {
     // A number, not only null: `typeof` alone must refuse what is not an object.
     for (const inputs of [7, null, 'theta']) {
       expectRefusal(
-        () => layerKl(bad(inputs), 'molchanov2017', 'dense'),
+        () => layerKl(untyped(inputs), 'molchanov2017', 'dense'),
         'invalid_argument',
         'inputs',
         'expected an object {theta, noise}',
@@ -883,8 +867,8 @@ describe('spec/objective.md: checks and messages', () => {
     // null passes `typeof === 'object'`; only its own test keeps it from being destructured.
     for (const inputs of [null, undefined, 7]) {
       const message = 'expected an object {logits, labels, trainSize, klWeight, kl}';
-      expectRefusal(() => sgvbObjective(bad(inputs)), 'invalid_argument', 'inputs', message);
-      expectRefusal(() => sgvbObjectiveVjp(bad(inputs)), 'invalid_argument', 'inputs', message);
+      expectRefusal(() => sgvbObjective(untyped(inputs)), 'invalid_argument', 'inputs', message);
+      expectRefusal(() => sgvbObjectiveVjp(untyped(inputs)), 'invalid_argument', 'inputs', message);
     }
   });
 
@@ -892,7 +876,7 @@ describe('spec/objective.md: checks and messages', () => {
     // A number as options would otherwise read as {} (7.start is undefined) and give the defaults.
     for (const options of [7, null, 'start']) {
       expectRefusal(
-        () => klWeightSchedule(1, bad(options)),
+        () => klWeightSchedule(1, untyped(options)),
         'invalid_argument',
         'options',
         'expected an object {start?, end?}',
@@ -923,7 +907,7 @@ describe('spec/objective.md: checks and messages', () => {
       'must be > 0, got -0.001',
     );
     expectRefusal(
-      () => learningRateSchedule(0, 200, 1e-3, bad<LearningRateScheduleKind>('vgg')),
+      () => learningRateSchedule(0, 200, 1e-3, untyped<LearningRateScheduleKind>('vgg')),
       'invalid_argument',
       'kind',
       "expected 'lenet300' or 'lenet5', got vgg",
