@@ -375,14 +375,17 @@ describe('spec/dense-a.md#vddense_akl', () => {
   });
 });
 
+/** A valid variant-A call: batch 2, 3 inputs, 2 outputs, one log_alpha per input. */
+const OK_INPUTS: DenseATrainInputs = {
+  x: t([2, 3], [1, -2, 0.5, 0.25, 1, -1]),
+  theta: t([3, 2], [0.5, 0.2, -1, 2, 1, 0]),
+  noise: t([3], [-1, 0, -2]),
+  bias: t([2], [0.1, -0.2]),
+  eps: t([2, 3], [0.5, -1, 2, 1, 0, -0.5]),
+};
+
 describe('spec/dense-a.md#degenerate-sizes and #errors', () => {
-  const ok: DenseATrainInputs = {
-    x: t([2, 3], [1, -2, 0.5, 0.25, 1, -1]),
-    theta: t([3, 2], [0.5, 0.2, -1, 2, 1, 0]),
-    noise: t([3], [-1, 0, -2]),
-    bias: t([2], [0.1, -0.2]),
-    eps: t([2, 3], [0.5, -1, 2, 1, 0, -0.5]),
-  };
+  const ok = OK_INPUTS;
 
   it('in = 0: mean = output = b, variance 0, KL 0; batch = 0: empty results, zero gradients', () => {
     const empty = {
@@ -484,13 +487,7 @@ describe('spec/dense-a.md#degenerate-sizes and #errors', () => {
 });
 
 describe('spec/dense-a.md#errors: checks and messages', () => {
-  const ok: DenseATrainInputs = {
-    x: t([2, 3], [1, -2, 0.5, 0.25, 1, -1]),
-    theta: t([3, 2], [0.5, 0.2, -1, 2, 1, 0]),
-    noise: t([3], [-1, 0, -2]),
-    bias: t([2], [0.1, -0.2]),
-    eps: t([2, 3], [0.5, -1, 2, 1, 0, -0.5]),
-  };
+  const ok = OK_INPUTS;
   const klOk = { theta: ok.theta, noise: ok.noise };
   const g = t([2, 2], [1, -1, 0.5, 2]);
 
