@@ -665,6 +665,8 @@ describe('vdspec check: comparison (spec/check.md#tolerance)', () => {
     }
     expect(positionOf(5, [2, 3])).toEqual([1, 2]);
     expect(positionOf(0, [0, 3])).toEqual([0, 0]);
+    // An empty last axis must not turn the axes before it into NaN (0 / 0).
+    expect(positionOf(0, [3, 0])).toEqual([0, 0]);
   });
 
   it('spec/check.md#report: the first differing element is located by flat index and position', () => {
