@@ -9,6 +9,7 @@
  * python3 when `import numpy` works there; otherwise those tests are skipped.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -24,7 +25,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { compareOutputs, positionOf } from '../../src/check/compare.js';
 import { fingerprintCandidates, fingerprintCase } from '../../src/check/fingerprint.js';
-import { loadGoldenSet } from '../../src/check/golden.js';
+import { CheckInfrastructureError } from '../../src/check/errors.js';
+import {
+  deepEqual,
+  goldenFileFromText,
+  loadGoldenFile,
+  loadGoldenSet,
+  opMatcher,
+} from '../../src/check/golden.js';
 import { functionPort } from '../../src/check/port.js';
 import { openProcessPort } from '../../src/check/processPort.js';
 import { renderJunit } from '../../src/check/report.js';
@@ -1685,5 +1693,328 @@ describe('vdspec check: usage (spec/check.md#exit-codes)', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/--port "COMMAND"/);
     expect(r.out).toMatch(/Exit codes: 0/);
+  });
+});
+
+/** The fixture golden file of `op` under `profile`, as text. */
+function fixtureText(profile: ProfileName, op: string): string {
+  return readFileSync(join(dir, 'golden', profile, `${op}.json`), 'utf8');
+}
+
+/** The fixture file with `change` applied to its parsed JSON. */
+function alteredFixture(
+  profile: ProfileName,
+  op: string,
+  change: (file: Record<string, unknown>) => void,
+): string {
+  const file = JSON.parse(fixtureText(profile, op)) as Record<string, unknown>;
+  change(file);
+  return JSON.stringify(file);
+}
+
+/** The golden error `f` throws: a CheckInfrastructureError of kind `golden`. */
+function goldenError(f: () => unknown): CheckInfrastructureError {
+  let thrown: unknown = undefined;
+  try {
+    f();
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown).toBeInstanceOf(CheckInfrastructureError);
+  expect((thrown as CheckInfrastructureError).kind).toBe('golden');
+  return thrown as CheckInfrastructureError;
+}
+
+function manifestJson(entries: { path: string; text: string; cases: number }[]): string {
+  return JSON.stringify({
+    schema: 'vdspec-golden-manifest/1',
+    generator: { name: 'check-test', version: '0', seed: 0 },
+    files: entries.map((e) => ({
+      path: e.path,
+      sha256: createHash('sha256').update(e.text).digest('hex'),
+      cases: e.cases,
+    })),
+  });
+}
+
+describe("spec/check.md#golden-files: the golden set's checks and messages", () => {
+  let root = '';
+  let count = 0;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'vdspec-golden-set-'));
+  });
+  afterAll(() => {
+    if (root !== '') rmSync(root, { recursive: true, force: true });
+  });
+  /** A fresh golden directory holding `files` (relative path to text). */
+  function goldenDir(files: Record<string, string>): string {
+    const g = join(root, `set${count++}`);
+    mkdirSync(g);
+    for (const [relative, text] of Object.entries(files)) {
+      mkdirSync(join(g, relative, '..'), { recursive: true });
+      writeFileSync(join(g, relative), text);
+    }
+    return g;
+  }
+
+  it('an unknown profile is refused with the list of known ones', () => {
+    const g = goldenDir({});
+    expect(goldenError(() => loadGoldenSet(g, 'nope')).message).toBe(
+      'unknown profile "nope"; known profiles: molchanov2017, kingma2015, bayesgroup-theano, ' +
+        'deepbayes-pytorch, state-of-sparsity, state-of-sparsity-nn, pytorch-ard',
+    );
+  });
+
+  it('without a manifest: the directory is listed (its .json files only) and one warning says so', () => {
+    const approx = fixtureText('molchanov2017', 'kl.approx');
+    const g = goldenDir({
+      'molchanov2017/kl.approx.json': approx,
+      'molchanov2017/notes.txt': 'not a golden file',
+    });
+    const set = loadGoldenSet(g, 'molchanov2017');
+    expect(set.warnings).toEqual([
+      `no manifest.json in ${g}: golden files not verified against their sha256`,
+    ]);
+    expect(set.available).toEqual(['kl.approx']);
+    expect(set.files.map((f) => f.op.name)).toEqual(['kl.approx']);
+  });
+
+  it('with a manifest: only the files it lists are read, and no warning', () => {
+    const approx = fixtureText('molchanov2017', 'kl.approx');
+    const g = goldenDir({
+      'molchanov2017/kl.approx.json': approx,
+      'molchanov2017/kl.exact.json': fixtureText('molchanov2017', 'kl.exact'),
+      'manifest.json': manifestJson([
+        { path: 'molchanov2017/kl.approx.json', text: approx, cases: 2 },
+      ]),
+    });
+    const set = loadGoldenSet(g, 'molchanov2017');
+    expect(set.warnings).toEqual([]);
+    expect(set.available).toEqual(['kl.approx']);
+    expect(set.files.map((f) => f.path)).toEqual([join(g, 'molchanov2017/kl.approx.json')]);
+  });
+
+  it('a profile without a directory, or with an empty one, has no golden files', () => {
+    const missing = goldenDir({
+      'kingma2015/kl.approx.json': fixtureText('kingma2015', 'kl.approx'),
+    });
+    expect(goldenError(() => loadGoldenSet(missing, 'molchanov2017')).message).toBe(
+      `no golden files for profile "molchanov2017" in ${missing}`,
+    );
+    const empty = goldenDir({ 'molchanov2017/notes.txt': 'nothing' });
+    expect(goldenError(() => loadGoldenSet(empty, 'molchanov2017')).message).toBe(
+      `no golden files for profile "molchanov2017" in ${empty}`,
+    );
+  });
+
+  it("a case count other than the manifest's is refused", () => {
+    const approx = fixtureText('molchanov2017', 'kl.approx');
+    const g = goldenDir({
+      'molchanov2017/kl.approx.json': approx,
+      'manifest.json': manifestJson([
+        { path: 'molchanov2017/kl.approx.json', text: approx, cases: 3 },
+      ]),
+    });
+    const path = join(g, 'molchanov2017/kl.approx.json');
+    expect(goldenError(() => loadGoldenSet(g, 'molchanov2017')).message).toBe(
+      `golden file ${path} has 2 cases; the manifest says 3`,
+    );
+  });
+
+  it('a file the manifest lists but the directory lacks cannot be read', () => {
+    const g = goldenDir({
+      'manifest.json': manifestJson([
+        { path: 'molchanov2017/kl.approx.json', text: 'absent', cases: 2 },
+      ]),
+    });
+    const path = join(g, 'molchanov2017/kl.approx.json');
+    expect(goldenError(() => loadGoldenSet(g, 'molchanov2017')).message).toBe(
+      `cannot read golden file ${path}: ENOENT: no such file or directory, open '${path}'`,
+    );
+  });
+
+  it('an unreadable manifest (a directory) is a golden error, not a crash', () => {
+    const g = goldenDir({ 'manifest.json/x': '' });
+    expect(goldenError(() => loadGoldenSet(g, 'molchanov2017')).message).toBe(
+      'EISDIR: illegal operation on a directory, read',
+    );
+  });
+
+  it('a file holding another op, or another profile, than its name says is refused', () => {
+    const wrongOp = goldenDir({
+      'molchanov2017/kl.exact.json': fixtureText('molchanov2017', 'kl.approx'),
+    });
+    expect(goldenError(() => loadGoldenSet(wrongOp, 'molchanov2017')).message).toBe(
+      `golden file ${join(wrongOp, 'molchanov2017/kl.exact.json')} holds op "kl.approx"`,
+    );
+    const wrongProfile = goldenDir({
+      'molchanov2017/kl.approx.json': fixtureText('kingma2015', 'kl.approx'),
+    });
+    expect(goldenError(() => loadGoldenSet(wrongProfile, 'molchanov2017')).message).toBe(
+      `golden file ${join(wrongProfile, 'molchanov2017/kl.approx.json')} holds profile "kingma2015"`,
+    );
+  });
+
+  it('an --op matching none lists the ops by name; available ops are sorted by name', () => {
+    // Listed by file name, "a.b.json" comes before "a.json"; by op name "a" comes first.
+    const g = goldenDir({
+      'molchanov2017/a.json': 'never read',
+      'molchanov2017/a.b.json': 'never read',
+      'molchanov2017/kl.approx.json': fixtureText('molchanov2017', 'kl.approx'),
+    });
+    expect(goldenError(() => loadGoldenSet(g, 'molchanov2017', 'svd.*')).message).toBe(
+      '--op svd.* matches none of the golden ops of "molchanov2017": a, a.b, kl.approx',
+    );
+    expect(loadGoldenSet(g, 'molchanov2017', 'kl.approx').available).toEqual([
+      'a',
+      'a.b',
+      'kl.approx',
+    ]);
+  });
+
+  it('an empty entry of --op selects nothing, not a file named ".json"', () => {
+    const g = goldenDir({
+      'molchanov2017/.json': 'never read',
+      'molchanov2017/kl.approx.json': fixtureText('molchanov2017', 'kl.approx'),
+    });
+    const set = loadGoldenSet(g, 'molchanov2017', 'kl.approx,');
+    expect(set.files.map((f) => f.op.name)).toEqual(['kl.approx']);
+    expect(opMatcher('kl.approx,,')('')).toBe(false);
+    expect(opMatcher('')('')).toBe(false);
+  });
+
+  it('--op entries are trimmed', () => {
+    const matches = opMatcher('svd.mask , kl.approx');
+    expect(matches('kl.approx')).toBe(true);
+    expect(matches('svd.mask')).toBe(true);
+    expect(matches('kl.exact')).toBe(false);
+  });
+});
+
+describe("spec/check.md#golden-files: a single golden file's checks and messages", () => {
+  let root = '';
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'vdspec-golden-file-'));
+  });
+  afterAll(() => {
+    if (root !== '') rmSync(root, { recursive: true, force: true });
+  });
+
+  it('loadGoldenFile reads a file, and names one it cannot read', () => {
+    const path = join(root, 'kl.approx.json');
+    writeFileSync(path, fixtureText('molchanov2017', 'kl.approx'));
+    const file = loadGoldenFile(path);
+    expect(file.path).toBe(path);
+    expect(file.op.name).toBe('kl.approx');
+    expect(file.profile.name).toBe('molchanov2017');
+    expect(file.cases.map((c) => c.comment)).toEqual([
+      'the sigmoid approximation on [-8, 8], the threshold, the clip bounds',
+      'the limit at -inf',
+    ]);
+    const missing = join(root, 'absent.json');
+    expect(goldenError(() => loadGoldenFile(missing)).message).toBe(
+      `cannot read golden file ${missing}: ENOENT: no such file or directory, open '${missing}'`,
+    );
+  });
+
+  it("the reader's own refusal becomes a golden error naming the file", () => {
+    const text = alteredFixture('molchanov2017', 'kl.approx', (f) => {
+      f['op'] = 'kl.nope';
+    });
+    expect(goldenError(() => goldenFileFromText(text, 'x.json')).message).toBe(
+      'x.json: /op: unknown operation "kl.nope"',
+    );
+  });
+
+  it('a profile that differs from the definition in one value, or in prune being null, is refused', () => {
+    const stale = (profile: ProfileName) =>
+      `golden file x.json: its profile "${profile}" differs from this vdspec's definition (regenerate the golden files)`;
+    const sqrtEps = alteredFixture('molchanov2017', 'kl.approx', (f) => {
+      (f['profile'] as Record<string, unknown>)['sqrtEps'] = 2e-8;
+    });
+    expect(goldenError(() => goldenFileFromText(sqrtEps, 'x.json')).message).toBe(
+      stale('molchanov2017'),
+    );
+    const noPrune = alteredFixture('molchanov2017', 'kl.approx', (f) => {
+      (f['profile'] as Record<string, unknown>)['prune'] = null;
+    });
+    expect(goldenError(() => goldenFileFromText(noPrune, 'x.json')).message).toBe(
+      stale('molchanov2017'),
+    );
+    // kingma2015 defines no pruning: a prune object where it has null.
+    const withPrune = alteredFixture('kingma2015', 'kl.approx', (f) => {
+      (f['profile'] as Record<string, unknown>)['prune'] = {
+        threshold: 3,
+        comparison: '>',
+        reportComparison: '>',
+        compressionComparison: '>',
+        reportLogAlpha: 'clipped',
+        from: 'clipped',
+      };
+    });
+    expect(goldenError(() => goldenFileFromText(withPrune, 'x.json')).message).toBe(
+      stale('kingma2015'),
+    );
+  });
+
+  it('deepEqual: structural equality of JSON values, key order ignored', () => {
+    expect(deepEqual({ a: 1, b: { c: [1, 'x', null] } }, { b: { c: [1, 'x', null] }, a: 1 })).toBe(
+      true,
+    );
+    const unequal: [unknown, unknown][] = [
+      [1, 2],
+      ['ab', 'cd'],
+      [1, {}],
+      [{}, 1],
+      [null, {}],
+      [{}, null],
+      [[], {}],
+      [{}, []],
+      [{ a: 1 }, { a: 1, b: 2 }],
+      [{ a: 1, b: 2 }, { a: 1 }],
+      [{ a: 1 }, { b: 1 }],
+      [
+        { a: 1, b: 2 },
+        { a: 1, b: 3 },
+      ],
+    ];
+    for (const [a, b] of unequal) expect(deepEqual(a, b), JSON.stringify([a, b])).toBe(false);
+  });
+});
+
+describe("spec/check.md#protocol: a case's inputs are sent in the golden file's encoding", () => {
+  it('a non-finite number input is sent as its string, and decoded for in-process ports', () => {
+    const text = alteredFixture('molchanov2017', 'schedule.kl_weight', (f) => {
+      const cases = f['cases'] as { inputs: Record<string, unknown> }[];
+      cases[0]!.inputs['epoch'] = 'Infinity';
+      cases[1]!.inputs['epoch'] = '-0';
+    });
+    const file = goldenFileFromText(text, 'x.json');
+    expect(file.cases[0]!.rawInputs).toEqual({ epoch: 'Infinity' });
+    expect(file.cases[0]!.inputs).toEqual({ epoch: Infinity });
+    expect(file.cases[1]!.rawInputs).toEqual({ epoch: '-0' });
+    expect(Object.is(file.cases[1]!.inputs['epoch'], -0)).toBe(true);
+  });
+});
+
+describe('spec/check.md#in-process-ports: what a function port says about itself', () => {
+  it('its info, no notes and no stderr', () => {
+    const port = functionPort({
+      name: 'mine',
+      ops: ['kl.approx'],
+      profile: 'kingma2015',
+      dtype: 'float32',
+      run: () => ({}),
+    });
+    expect(port.info).toEqual({
+      name: 'mine',
+      source: 'in-process',
+      kind: 'function',
+      ops: ['kl.approx'],
+      profile: 'kingma2015',
+      dtype: 'float32',
+    });
+    expect(port.notes).toEqual([]);
+    expect(port.stderrTail()).toEqual([]);
   });
 });
