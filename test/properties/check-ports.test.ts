@@ -129,6 +129,30 @@ function expectMalformedCaught(answers: Record<string, unknown>[], place: string
   });
 }
 
+/**
+ * A kit's port started by `command(dtype)`: a hello with a dtype the schema
+ * refuses (float16), and a runner message it refuses (a case without inputs),
+ * each end the port with exit code 2 and the kit's one protocol-error line.
+ */
+function expectSchemaRefusalsEndThePort(command: (dtype: string) => string[]): void {
+  const hello = run(command('float16'), MALFORMED_MESSAGES, VALIDATE);
+  expect(hello.status).toBe(2);
+  expect(hello.answers).toEqual([]);
+  expect(hello.stderr).toMatch(
+    /vdspec_kit: protocol error: this port's hello does not match port-message\.schema\.json at \/dtype: /,
+  );
+  const incoming = run(
+    command('float64'),
+    [MALFORMED_MESSAGES[0]!, { type: 'case', id: 'good#1', op: 'good' }],
+    VALIDATE,
+  );
+  expect(incoming.status).toBe(2);
+  expect(incoming.answers.map((a) => a['type'])).toEqual(['hello']);
+  expect(incoming.stderr).toMatch(
+    /vdspec_kit: protocol error: the runner's case message does not match port-message\.schema\.json at \/: .*inputs/,
+  );
+}
+
 // A case of every kind the kits must handle: special numbers in and out, a PortError, a missing
 // input, an exception, an op not in the table.
 const KIT_MESSAGES = [
@@ -220,22 +244,7 @@ describe('spec/check.md#port-kit: the Python kit validates its messages against 
 
   it('a hello the schema refuses, or a runner message it refuses, ends the port with exit code 2 and one line', (ctx) => {
     const python = needsJsonschema(ctx);
-    const hello = run([python, '-c', port('float16', '0.5')], MALFORMED_MESSAGES, VALIDATE);
-    expect(hello.status).toBe(2);
-    expect(hello.answers).toEqual([]);
-    expect(hello.stderr).toMatch(
-      /vdspec_kit: protocol error: this port's hello does not match port-message\.schema\.json at \/dtype: /,
-    );
-    const incoming = run(
-      [python, '-c', port('float64', '0.5')],
-      [MALFORMED_MESSAGES[0]!, { type: 'case', id: 'good#1', op: 'good' }],
-      VALIDATE,
-    );
-    expect(incoming.status).toBe(2);
-    expect(incoming.answers.map((a) => a['type'])).toEqual(['hello']);
-    expect(incoming.stderr).toMatch(
-      /vdspec_kit: protocol error: the runner's case message does not match port-message\.schema\.json at \/: .*inputs/,
-    );
+    expectSchemaRefusalsEndThePort((dtype) => [python, '-c', port(dtype, '0.5')]);
   });
 
   it.skipIf(!HAS_PYTHON)(
@@ -378,22 +387,7 @@ describe('spec/check.md#port-kit: the Node kit and its example port', () => {
   });
 
   it('a hello the schema refuses, or a runner message it refuses, ends serve() with exit code 2 and one line', () => {
-    const hello = run(nodePort('float16', '0.5'), MALFORMED_MESSAGES, VALIDATE);
-    expect(hello.status).toBe(2);
-    expect(hello.answers).toEqual([]);
-    expect(hello.stderr).toMatch(
-      /vdspec_kit: protocol error: this port's hello does not match port-message\.schema\.json at \/dtype: /,
-    );
-    const incoming = run(
-      nodePort('float64', '0.5'),
-      [MALFORMED_MESSAGES[0]!, { type: 'case', id: 'good#1', op: 'good' }],
-      VALIDATE,
-    );
-    expect(incoming.status).toBe(2);
-    expect(incoming.answers.map((a) => a['type'])).toEqual(['hello']);
-    expect(incoming.stderr).toMatch(
-      /vdspec_kit: protocol error: the runner's case message does not match port-message\.schema\.json at \/: .*inputs/,
-    );
+    expectSchemaRefusalsEndThePort((dtype) => nodePort(dtype, '0.5'));
   });
 
   it('spec/check.md#port-kit: the Node example port passes its two ops of molchanov2017 and declares no other', async () => {
