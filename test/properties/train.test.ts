@@ -3,9 +3,8 @@
  *
  * - the recipe scales the official schedules to the epochs asked for;
  * - the batch order is a seeded permutation, the same in every run;
- * - the trainer uses both where it should: a short run's record holds the
- *   schedule of each epoch (worked out by hand here), and its parameters
- *   equal, bit for bit, steps taken here on the batches of batchOrder;
+ * - (the trainer's own use of both, and the rest of trainRun without the
+ *   command line, are in trainer.test.ts);
  * - a deterministic (baseline) model trains theta and bias only, has no KL
  *   and prunes nothing;
  * - a model's state exported and imported continues bit for bit;
@@ -46,7 +45,6 @@ import { isVdspecError } from '../../src/errors.js';
 import { initBackend } from '../../src/fast/backend.js';
 import { createFastModel } from '../../src/fast/fast-model.js';
 import { LENET_300_100 } from '../../src/fast/networks.js';
-import { loadDataSet, MNIST_SPLIT_SEED, stratifiedSplit } from '../../src/data/mnist.js';
 import { readSparseModel, sparseStats } from '../../src/export/sparse.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { finishRun } from '../../src/train/finish.js';
@@ -62,7 +60,6 @@ import {
   CHECKPOINT_FILE,
   checkRecord,
   makeConfig,
-  permutedLabels,
   RESULTS_FILE,
   trainRun,
   type TrainRecord,
@@ -843,79 +840,6 @@ describe(
   },
 );
 
-describe("spec/train.md#a-run: the trainer's call sites (schedule, batch order), replayed by hand", () => {
-  it('a 4-epoch run records the schedule of each epoch, and its parameters and Adam state equal, bit for bit, steps taken here in the batchOrder of each epoch', async () => {
-    const seed = 7;
-    const n = 150; // two batches per epoch, the second of 50
-    const config = makeConfig({
-      network: 'lenet300',
-      data: 'mnist-small',
-      epochs: 4,
-      seed,
-      trainLimit: n,
-      testLimit: 50,
-    });
-    const dir = join(tempDir(), 'run');
-    const outcome = await trainRun(config, { outDir: dir, resume: false });
-    expect(outcome.status).toBe('complete');
-
-    // spec/train.md#recipe for E = 4, worked by hand: the KL warm-up runs from 5 * 4 / 200 = 0.1
-    // to 20 * 4 / 200 = 0.4, so beta is 0 at epoch index 0 and 1 from index 1; lenet300's rate
-    // is 1e-3 * min(1, 2 (4 - e) / 4): 1e-3 for e = 0, 1, 2 and 5e-4 for e = 3.
-    const schedule = [
-      { learningRate: 1e-3, klWeight: 0 },
-      { learningRate: 1e-3, klWeight: 1 },
-      { learningRate: 1e-3, klWeight: 1 },
-      { learningRate: 5e-4, klWeight: 1 },
-    ];
-    const record = readRecord(dir);
-    expect(
-      record.epochs.map((e) => ({ learningRate: e.learningRate, klWeight: e.klWeight })),
-    ).toEqual(schedule);
-    expect(record.epochs.map((e) => e.epoch)).toEqual([1, 2, 3, 4]);
-
-    // The images of --train-limit 150 (spec/train.md#a-run): stratifiedSplit's "test" indices
-    // of the training labels with the split seed, ascending.
-    const { train } = loadDataSet('mnist-small', MNIST_SPLIT_SEED);
-    const kept = stratifiedSplit(train.labels, { testSize: n, seed: MNIST_SPLIT_SEED }).test;
-    expect([...kept].every((v, i) => i === 0 || v > kept[i - 1]!)).toBe(true);
-    const model = createFastModel({
-      inputShape: [784],
-      layers: LENET_300_100,
-      profile: 'molchanov2017',
-      seed,
-    });
-    const orders: Uint32Array[] = [];
-    schedule.forEach(({ learningRate, klWeight }, e) => {
-      const order = batchOrder(n, seed, e);
-      orders.push(order);
-      for (let from = 0; from < n; from += 100) {
-        const picked = order.subarray(from, Math.min(n, from + 100));
-        const images = new Float32Array(picked.length * 784);
-        picked.forEach((i, k) =>
-          images.set(train.images.subarray(kept[i]! * 784, (kept[i]! + 1) * 784), k * 784),
-        );
-        const x = tf.tensor2d(images, [picked.length, 784]);
-        const labels = Int32Array.from(picked, (i) => train.labels[kept[i]!]!);
-        model.trainStep({ x, labels }, { trainSize: n, klWeight, learningRate });
-        x.dispose();
-      }
-    });
-    // The epochs' orders differ, so an epoch trained in another epoch's order would show.
-    expect(orders[1]).not.toEqual(orders[0]);
-    const mine = model.exportState();
-    model.dispose();
-    const { state } = readCheckpoint(join(dir, CHECKPOINT_FILE), (r) => checkRecord(r, dir));
-    expect(state.step).toBe(8);
-    expect(mine.step).toBe(8);
-    expect(state.tensors.map((t) => t.name)).toEqual(mine.tensors.map((t) => t.name));
-    state.tensors.forEach((t, i) => {
-      const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-      expect(bits(t.data).equals(bits(mine.tensors[i]!.data)), t.name).toBe(true);
-    });
-  });
-});
-
 describe('committed results (README "Results")', () => {
   const runs = readResults(resolve(import.meta.dirname, '../../results'));
 
@@ -985,32 +909,6 @@ describe('committed results (README "Results")', () => {
     expect(readme).toMatch(
       /one\s+thread per run except the LeNet-5-Caffe dense baseline on the original MNIST,\s+which had two/,
     );
-  });
-});
-
-describe('spec/train.md#random-labels: the permuted training labels', () => {
-  it('a permutation of the labels (class counts kept), the same for a seed, another for another seed', () => {
-    fc.assert(
-      fc.property(
-        fc.uint8Array({ min: 0, max: 9, minLength: 2, maxLength: 300 }),
-        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-        (labels, seed) => {
-          const permuted = permutedLabels(labels, seed);
-          expect(permuted.length).toBe(labels.length);
-          expect([...permuted].sort()).toEqual([...labels].sort());
-          expect(permutedLabels(labels, seed)).toEqual(permuted);
-          // The input is not changed in place.
-          expect(permuted).not.toBe(labels);
-        },
-      ),
-      { numRuns: 100 },
-    );
-    // 0..999 distinct: a shuffle moves almost every label, and seeds give different orders.
-    const distinct = Uint8Array.from({ length: 250 }, (_, i) => i);
-    const a = permutedLabels(distinct, 1);
-    const b = permutedLabels(distinct, 2);
-    expect(a.filter((v, i) => v === i).length).toBeLessThan(10);
-    expect(a).not.toEqual(b);
   });
 });
 
