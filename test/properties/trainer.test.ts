@@ -14,7 +14,15 @@
  * the batch order and of the random labels are FNV-1a and xorshift32 done by
  * hand in Python (spec/train.md#a-run, #random-labels).
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -22,7 +30,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import * as tf from '@tensorflow/tfjs';
 
-import { initBackend } from '../../src/fast/backend.js';
+import { activeBackend, initBackend } from '../../src/fast/backend.js';
 import { createFastModel } from '../../src/fast/fast-model.js';
 import { LENET_300_100 } from '../../src/fast/networks.js';
 import { loadDataSet, MNIST_SPLIT_SEED, stratifiedSplit } from '../../src/data/mnist.js';
@@ -186,6 +194,9 @@ describe('makeConfig: defaults, and every refusal with its argument', () => {
       makeConfig({ network: 'lenet300', epochs: 1, multiplicative: true }).reparameterization,
     ).toBe('multiplicative');
     expect(makeConfig({ network: 'lenet300', epochs: 1, initFrom: '' }).initFrom).toBeNull();
+    expect(
+      makeConfig({ network: 'lenet300', epochs: 1, trainLimit: null, testLimit: null }),
+    ).toMatchObject({ trainLimit: null, testLimit: null });
   });
 
   it('refuses each bad field, naming it', () => {
@@ -350,6 +361,8 @@ describe(
       const config = tiny();
       const events: string[] = [];
       const steps: TrainProgress[] = [];
+      const tensorsBefore = tf.memory().numTensors;
+      const began = performance.now();
       const paused = await trainRun(config, {
         outDir: dir,
         resume: false,
@@ -373,34 +386,60 @@ describe(
       expect(paused.record.final).toBeNull();
       expect(paused.record.trainSize).toBe(30);
       expect(paused.record.testSize).toBe(20);
-      expect(paused.record.backends).toHaveLength(1);
+      expect(paused.record.backends).toEqual([activeBackend()]);
+      // Every tensor of the run (the model, the images, each batch) is disposed of.
+      expect(tf.memory().numTensors).toBe(tensorsBefore);
+      const elapsed = (performance.now() - began) / 1000;
       expect(steps.map((s) => [s.epoch, s.epochs, s.step, s.steps, s.sessionSteps])).toEqual([
         [1, 3, 1, 1, 1],
         [2, 3, 1, 1, 2],
       ]);
       expect(steps[0]!.lastEpoch).toBeNull();
       expect(steps[1]!.lastEpoch).toEqual(paused.record.epochs[0]);
-      for (const s of steps) {
+      steps.forEach((s, i) => {
         expect(Number.isFinite(s.loss)).toBe(true);
-        expect(s.accuracy).toBeGreaterThanOrEqual(0);
         expect(s.sessionSeconds).toBeGreaterThan(0);
+        expect(s.sessionSeconds).toBeLessThanOrEqual(elapsed);
+        // One step an epoch: the epoch's training accuracy is that step's.
+        expect(paused.record.epochs[i]!.trainAccuracy).toBeCloseTo(s.accuracy, 12);
+      });
+      for (const e of paused.record.epochs) {
+        expect(e.seconds).toBeGreaterThan(0);
+        expect(e.seconds).toBeLessThanOrEqual(elapsed);
+        expect(e.trainAccuracy).toBeGreaterThanOrEqual(0);
+        expect(e.trainAccuracy).toBeLessThanOrEqual(1);
       }
       expect(resultsOf(dir)).toEqual(paused.record);
 
-      let finishedWith: { testCount: number; xShape: number[]; epochs: number } | null = null;
+      // --test-limit 20: stratifiedSplit's picks of the test labels with the split seed
+      // (spec/train.md#a-run), named by their index in the digits.
+      const { test: fullTest } = loadDataSet('mnist-small', MNIST_SPLIT_SEED);
+      const picks = stratifiedSplit(fullTest.labels, { testSize: 20, seed: MNIST_SPLIT_SEED }).test;
+      let finishedWith: {
+        testCount: number;
+        indices: number[];
+        xShape: number[];
+        epochs: number;
+      } | null = null;
       const done = await trainRun(config, {
         outDir: dir,
         resume: true,
         finish: async (_model, data, record) => {
           finishedWith = {
             testCount: data.test.count,
+            indices: [...data.test.indices],
             xShape: data.xTest.shape,
             epochs: record.epochs.length,
           };
           return { note: 'extra' };
         },
       });
-      expect(finishedWith).toEqual({ testCount: 20, xShape: [20, 784], epochs: 3 });
+      expect(finishedWith).toEqual({
+        testCount: 20,
+        indices: [...picks].map((i) => fullTest.indices[i]!),
+        xShape: [20, 784],
+        epochs: 3,
+      });
       const r = done.record;
       expect(done.status).toBe('complete');
       expect(r.complete).toBe(true);
@@ -440,6 +479,16 @@ describe(
         r,
       );
       expect(readRunConfig(dir)).toEqual(config);
+
+      // The same run straight through: the resumed one continued it exactly.
+      const straight = await trainRun(config, {
+        outDir: join(tempDir(), 'straight'),
+        resume: false,
+      });
+      const withoutTime = (record: TrainRecord) =>
+        record.epochs.map(({ seconds: _seconds, ...rest }) => rest);
+      expect(withoutTime(straight.record)).toEqual(withoutTime(r));
+      expect(straight.record.final!.overall).toEqual(r.final!.overall);
     });
 
     it('a baseline records beta 0 and no KL in every epoch', async () => {
@@ -467,6 +516,18 @@ describe(
       expect(stopped.status).toBe('stopped');
       expect(stopped.record.epochs).toHaveLength(1);
       expect(resultsOf(dir).epochs).toHaveLength(1);
+
+      // Stopped in its first step, a new run leaves its start: no epoch, not complete. A
+      // resume stopped in its first step leaves the files as they were.
+      const early = join(tempDir(), 'early');
+      const atOnce = { shouldStop: () => true };
+      const first = await trainRun(config, { outDir: early, resume: false, ...atOnce });
+      expect(first.status).toBe('stopped');
+      const start = readFileSync(join(early, RESULTS_FILE), 'utf8');
+      expect(resultsOf(early)).toMatchObject({ epochs: [], complete: false, final: null });
+      expect(resultsOf(early).backends).toHaveLength(1);
+      await trainRun(config, { outDir: early, resume: true, ...atOnce });
+      expect(readFileSync(join(early, RESULTS_FILE), 'utf8')).toBe(start);
 
       let finishCalls = 0;
       const atExports = await trainRun(config, {
@@ -593,6 +654,84 @@ describe(
   },
 );
 
+describe('trainRun: what the configuration changes', { timeout: 120_000 }, () => {
+  /** The model a run trains, as `finish` sees it, and the run's record. */
+  async function trained(config: TrainConfig) {
+    let seen: { trainClip: boolean; noiseParameter: string; noiseSizes: number[] } | null = null;
+    const { record } = await trainRun(config, {
+      outDir: join(tempDir(), 'run'),
+      resume: false,
+      finish: async (model) => {
+        seen = {
+          trainClip: model.trainClip,
+          noiseParameter: model.profile.noiseParameter,
+          noiseSizes: model
+            .exportState()
+            .tensors.filter((t) => t.name.endsWith('.noise'))
+            .map((t) => t.data.length),
+        };
+        return {};
+      },
+    });
+    return { record, model: seen! };
+  }
+
+  it('--train-clip and --vd-log-alpha reach the model', async () => {
+    const clip = !PROFILES.molchanov2017.trainClipDefault;
+    expect((await trained(tiny({ epochs: 1, trainClip: clip }))).model.trainClip).toBe(clip);
+    const vd = await trained(
+      tiny({ epochs: 1, profile: 'kingma2015', vdLogAlpha: 'scalar', trainLimit: 10 }),
+    );
+    expect(vd.model.noiseSizes).toEqual([1, 1, 1]);
+  });
+
+  it('--multiplicative trains log_alpha from the additive start: the same first step, then another run', async () => {
+    const additive = await trained(tiny({ epochs: 2 }));
+    const multiplicative = await trained(tiny({ epochs: 2, multiplicative: true }));
+    expect(additive.model.noiseParameter).toBe('log_sigma2');
+    expect(multiplicative.model.noiseParameter).toBe('log_alpha');
+    const [a1, a2] = additive.record.epochs;
+    const [m1, m2] = multiplicative.record.epochs;
+    // Epoch 1 is one step from the same distribution (log_alpha = log_sigma2 - log theta^2 in
+    // float32): the same loss and KL to float32 rounding.
+    expect(Math.abs(m1!.loss - a1!.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(a1!.loss));
+    expect(Math.abs(m1!.kl - a1!.kl)).toBeLessThanOrEqual(1e-5 * Math.abs(a1!.kl));
+    expect(Math.abs(m2!.loss - a2!.loss)).toBeGreaterThan(1e-4 * Math.abs(a2!.loss));
+  });
+
+  it('--random-labels permutes the training labels only', async () => {
+    const truth = await trained(tiny({ epochs: 1 }));
+    const random = await trained(tiny({ epochs: 1, randomLabels: 7 }));
+    expect(random.record.epochs[0]!.dataTerm).not.toBe(truth.record.epochs[0]!.dataTerm);
+    expect(random.record.trainSize).toBe(truth.record.trainSize);
+  });
+
+  it('no --test-limit, or one at or above the 2,000 test images, is every test image', async () => {
+    const runs: TrainRecord[] = [];
+    for (const testLimit of [null, 2000, 5000]) {
+      const { record } = await trainRun(tiny({ epochs: 1, trainLimit: 10, testLimit }), {
+        outDir: join(tempDir(), 'run'),
+        resume: false,
+      });
+      runs.push(record);
+    }
+    expect(runs.map((r) => r.testSize)).toEqual([2000, 2000, 2000]);
+    const metrics = runs.map((r) => [r.epochs[0]!.testAccuracy, r.epochs[0]!.testCrossEntropy]);
+    expect(metrics[1]).toEqual(metrics[0]);
+    expect(metrics[2]).toEqual(metrics[0]);
+  });
+
+  it('a results file that cannot be written is an io_error naming it', async () => {
+    const dir = join(tempDir(), 'run');
+    mkdirSync(join(dir, RESULTS_FILE), { recursive: true });
+    const refusal = await trainRun(tiny(), { outDir: dir, resume: false }).catch((e: unknown) => e);
+    expect(refusal).toMatchObject({ code: 'io_error', argument: 'out' });
+    expect((refusal as Error).message).toMatch(
+      new RegExp(`^out: cannot write ${join(dir, RESULTS_FILE)}: .+`),
+    );
+  });
+});
+
 describe(
   'trainRun --init-from: the theta and bias of a finished baseline',
   { timeout: 120_000 },
@@ -636,13 +775,16 @@ describe(
         ).toBe(true);
       expect(start.step).toBe(0);
 
-      // Resumed, it reads the directory from the record, relative to the run.
+      // Resumed, it continues from its own checkpoint: the baseline is not read again (here
+      // it has moved away).
+      renameSync(base, `${base}-moved`);
       const resumed = await trainRun(tiny({ initFrom: base }), {
         outDir: dir,
         resume: true,
         until: 1,
       });
       expect(resumed.status).toBe('paused');
+      renameSync(`${base}-moved`, base);
 
       const svdRun = join(root, 'svd-full');
       await trainRun(tiny({ epochs: 1 }), { outDir: svdRun, resume: false });
@@ -831,9 +973,12 @@ describe("spec/train.md#a-run: the trainer's call sites (schedule, batch order),
       seed,
     });
     const orders: Uint32Array[] = [];
+    // Each epoch's means over its two steps, as the record should hold them.
+    const means: { loss: number; dataTerm: number; kl: number; trainAccuracy: number }[] = [];
     schedule.forEach(({ learningRate, klWeight }, e) => {
       const order = batchOrder(n, seed, e);
       orders.push(order);
+      const sums = { loss: 0, dataTerm: 0, kl: 0, correct: 0 };
       for (let from = 0; from < n; from += 100) {
         const picked = order.subarray(from, Math.min(n, from + 100));
         const images = new Float32Array(picked.length * 784);
@@ -842,8 +987,23 @@ describe("spec/train.md#a-run: the trainer's call sites (schedule, batch order),
         );
         const x = tf.tensor2d(images, [picked.length, 784]);
         const labels = Int32Array.from(picked, (i) => train.labels[kept[i]!]!);
-        model.trainStep({ x, labels }, { trainSize: n, klWeight, learningRate });
+        const r = model.trainStep({ x, labels }, { trainSize: n, klWeight, learningRate });
+        sums.loss += r.loss;
+        sums.dataTerm += r.dataTerm;
+        sums.kl += r.kl;
+        sums.correct += r.accuracy * picked.length;
         x.dispose();
+      }
+      means.push({
+        loss: sums.loss / 2,
+        dataTerm: sums.dataTerm / 2,
+        kl: sums.kl / 2,
+        trainAccuracy: sums.correct / n,
+      });
+    });
+    record.epochs.forEach((epoch, e) => {
+      for (const key of ['loss', 'dataTerm', 'kl', 'trainAccuracy'] as const) {
+        expect(epoch[key], `epoch ${e + 1} ${key}`).toBeCloseTo(means[e]![key], 12);
       }
     });
     // The epochs' orders differ, so an epoch trained in another epoch's order would show.
