@@ -128,6 +128,25 @@ describe('spec/train.md#a-run: the batch order and the random labels, by their l
   });
 });
 
+describe('batch order', () => {
+  it('is a permutation, the same for the same seed and epoch, another for another epoch', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 500 }),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.nat(300),
+        (count, seed, epoch) => {
+          const order = batchOrder(count, seed, epoch);
+          expect([...order].sort((a, b) => a - b)).toEqual([...Array(count).keys()]);
+          expect(batchOrder(count, seed, epoch)).toEqual(order);
+          if (count >= 20) expect(batchOrder(count, seed, epoch + 1)).not.toEqual(order);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});
+
 describe('makeConfig: defaults, and every refusal with its argument', () => {
   it('fills in the defaults, the recipe and the generator', () => {
     const c = makeConfig({ network: 'lenet5', epochs: 4, threads: 2 });
