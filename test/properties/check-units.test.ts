@@ -263,7 +263,9 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
     );
   });
 
-  const halve = noiseTranslation('deepbayes-pytorch', molchanov).translation!;
+  // Made in each test, not when the file loads: a translation computed at load would hide
+  // translate.ts's mutants from Stryker's per-test coverage (spec/mutation.md).
+  const halving = () => noiseTranslation('deepbayes-pytorch', molchanov).translation!;
 
   it('a case: the golden noise input renamed and scaled, decoded and encoded; other inputs kept in order', () => {
     const c: PortCase = {
@@ -280,7 +282,7 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
         theta: { shape: [1], data: [1] },
       },
     };
-    const { portCase, translated } = translateCase(halve, c);
+    const { portCase, translated } = translateCase(halving(), c);
     expect(translated).toEqual(['input log_sigma2 sent as log_sigma = log_sigma2 / 2']);
     expect(portCase.op).toBe('svd.vjp');
     expect(portCase.caseId).toBe(3);
@@ -293,7 +295,7 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
     expect(c.inputs['log_sigma2']).toEqual({ shape: [3], data: [-8, -0, Infinity] });
 
     const noNoise: PortCase = { op: 'kl.approx', caseId: 0, inputs: { a: 1 }, rawInputs: { a: 1 } };
-    expect(translateCase(halve, noNoise)).toEqual({ portCase: noNoise, translated: [] });
+    expect(translateCase(halving(), noNoise)).toEqual({ portCase: noNoise, translated: [] });
   });
 
   it("an answer: the port's noise gradient scaled back under the golden name, winning over a golden-named one", () => {
@@ -307,7 +309,7 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
         grad_log_sigma: { shape: [2], data: [3, '-Infinity'] },
       },
     };
-    const back = translateAnswer(halve, expected, answer);
+    const back = translateAnswer(halving(), expected, answer);
     expect(back.translated).toEqual([read]);
     expect(back.answer).toEqual({
       kind: 'outputs',
@@ -323,24 +325,27 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
 
     // Not decodable: passed on as given, under the golden name, for the comparison to report.
     const junk = { kind: 'outputs' as const, outputs: { grad_log_sigma: 'junk' } };
-    expect(translateAnswer(halve, expected, junk)).toEqual({
+    expect(translateAnswer(halving(), expected, junk)).toEqual({
       answer: { kind: 'outputs', outputs: { grad_log_sigma2: 'junk' } },
       translated: [read],
     });
     // Not given: stays missing.
     const without = { kind: 'outputs' as const, outputs: { y: 1 } };
-    expect(translateAnswer(halve, expected, without)).toEqual({
+    expect(translateAnswer(halving(), expected, without)).toStrictEqual({
       answer: without,
       translated: [read],
     });
     // Outputs that are no object are left to the comparison.
     for (const outputs of [null, [1], 'x']) {
       const odd = { kind: 'outputs' as const, outputs };
-      expect(translateAnswer(halve, expected, odd)).toEqual({ answer: odd, translated: [read] });
+      expect(translateAnswer(halving(), expected, odd)).toEqual({
+        answer: odd,
+        translated: [read],
+      });
     }
     // No noise gradient expected, or no outputs at all: nothing to translate.
-    expect(translateAnswer(halve, ['y'], answer)).toEqual({ answer, translated: [] });
+    expect(translateAnswer(halving(), ['y'], answer)).toEqual({ answer, translated: [] });
     const error = { kind: 'error' as const, message: 'boom' };
-    expect(translateAnswer(halve, expected, error)).toEqual({ answer: error, translated: [] });
+    expect(translateAnswer(halving(), expected, error)).toEqual({ answer: error, translated: [] });
   });
 });
