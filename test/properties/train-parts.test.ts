@@ -23,8 +23,9 @@ import {
 } from '../../src/constants.js';
 import { isVdspecError } from '../../src/errors.js';
 import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
-import { formatDuration, formatProgress } from '../../src/train/progress.js';
-import { recipeFor, scheduleAt } from '../../src/train/recipe.js';
+import { formatDuration, formatEpochLine, formatProgress } from '../../src/train/progress.js';
+import { isNetworkName, recipeFor, scheduleAt } from '../../src/train/recipe.js';
+import { expectRefusal } from './refusals.js';
 
 const temps: string[] = [];
 function tempDir(): string {
@@ -196,5 +197,175 @@ describe('checkpoint file', () => {
     } catch (e) {
       expect(isVdspecError(e) && e.message.includes(path)).toBe(true);
     }
+  });
+});
+
+describe('the refusals of the pieces: each code, argument and whole message', () => {
+  const header = { hello: 'world' };
+  const asIs = (r: unknown) => r as typeof header;
+  /** An unchecked (VDSPECK1) file: magic, header length, header, then `rest` as is. */
+  const unchecked = (headerText: string, rest: Buffer = Buffer.alloc(0)) => {
+    const json = Buffer.from(headerText, 'utf8');
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(json.length);
+    return Buffer.concat([Buffer.from('VDSPECK1', 'ascii'), length, json, rest]);
+  };
+  const stored = (tensors: object[]) => JSON.stringify({ record: header, step: 1, tensors });
+
+  it('readCheckpoint names the file and what is wrong with it', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.bin');
+    const refused = (bytes: Buffer, why: string) => {
+      writeFileSync(path, bytes);
+      expectRefusal(
+        () => readCheckpoint(path, asIs),
+        'invalid_checkpoint',
+        'checkpoint',
+        `${path} is not a usable vdspec checkpoint: ${why}`,
+      );
+    };
+    const missing = join(dir, 'missing.bin');
+    expectRefusal(
+      () => readCheckpoint(missing, asIs),
+      'io_error',
+      'checkpoint',
+      `cannot read the checkpoint ${missing}: ENOENT: no such file or directory, open '${missing}'`,
+    );
+    // Shorter than magic and length: not a checkpoint, whatever its first bytes.
+    refused(Buffer.from('VDSPECK2abc', 'ascii'), 'it does not start with VDSPECK2');
+    refused(Buffer.from('NOTACHECKPOINT', 'ascii'), 'it does not start with VDSPECK2');
+    // Exactly magic and length, an empty header.
+    refused(unchecked(''), 'the header is not JSON');
+    refused(unchecked('{"a"').subarray(0, 14), 'the header is cut short');
+    refused(unchecked('{"a"'), 'the header is not JSON');
+    refused(
+      unchecked(stored([{ name: 'a', shape: [3] }]), Buffer.alloc(8)),
+      'the data ends inside tensor a (the file is truncated)',
+    );
+    const oneValue = (extra: number) => {
+      const text = stored([{ name: 'b', shape: [1] }]);
+      const pad = (4 - ((12 + Buffer.byteLength(text)) % 4)) % 4;
+      return unchecked(text, Buffer.alloc(pad + 4 + extra));
+    };
+    refused(oneValue(8), '8 bytes follow the last tensor');
+    writeFileSync(path, oneValue(0));
+    expect(readCheckpoint(path, asIs).state.tensors).toEqual([
+      { name: 'b', shape: [1], data: Float32Array.from([0]) },
+    ]);
+    writeFileSync(path, unchecked('{"x": 1}'));
+    let caught: unknown;
+    try {
+      readCheckpoint(path, asIs);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'invalid_checkpoint', argument: 'checkpoint' });
+    expect((caught as Error).message).toMatch(
+      new RegExp(`^checkpoint: ${path} is not a usable vdspec checkpoint: its header: /.+`),
+    );
+  });
+
+  it('a checkpoint without tensors whose header ends the file is read', () => {
+    // A header of 52 bytes: 12 + 52 is a multiple of 4, so no padding, and nothing follows.
+    const text = stored([]).padEnd(52, ' ');
+    expect(Buffer.byteLength(text)).toBe(52);
+    const path = join(tempDir(), 'c.bin');
+    writeFileSync(path, unchecked(text));
+    expect(readCheckpoint(path, asIs)).toEqual({ header, state: { step: 1, tensors: [] } });
+  });
+
+  it('writeCheckpoint says which checkpoint it could not write', () => {
+    const path = tempDir();
+    let caught: unknown;
+    try {
+      writeCheckpoint(path, header, { step: 0, tensors: [] });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'io_error', argument: 'checkpoint' });
+    expect((caught as Error).message).toMatch(
+      new RegExp(`^checkpoint: cannot write the checkpoint ${path}: .+`),
+    );
+  });
+
+  it('recipeFor refuses an epoch count naming --epochs; isNetworkName knows the two networks', () => {
+    expectRefusal(
+      () => recipeFor('lenet300', 0),
+      'invalid_argument',
+      'epochs',
+      'must be an integer >= 1, got 0',
+    );
+    expect(isNetworkName('lenet300')).toBe(true);
+    expect(isNetworkName('lenet5')).toBe(true);
+    expect(isNetworkName('lenet7')).toBe(false);
+    expect(isNetworkName(5)).toBe(false);
+    expect(isNetworkName(undefined)).toBe(false);
+  });
+});
+
+describe('the progress and epoch lines, to the character', () => {
+  const epoch = {
+    epoch: 3,
+    klWeight: 0.25,
+    learningRate: 0.0005,
+    loss: 1234.5678,
+    dataTerm: 1000,
+    kl: 234.5678,
+    trainAccuracy: 0.9876,
+    testAccuracy: 0.975,
+    testCrossEntropy: 0.1,
+    kept: 125,
+    total: 1000,
+    compression: 8,
+    seconds: 12.34,
+  };
+
+  it('a redraw 250 ms after the last is drawn, one sooner is not; a zero duration is 0s', () => {
+    const at = {
+      epoch: 1,
+      epochs: 2,
+      step: 1,
+      steps: 4,
+      loss: 1,
+      accuracy: 1,
+      sessionSeconds: 1,
+      sessionSteps: 1,
+      lastEpoch: null,
+    };
+    expect(formatProgress(at, { lastDraw: 1000 }, 1249)).toBeNull();
+    expect(formatProgress(at, { lastDraw: 1000 }, 1250)).not.toBeNull();
+    expect([0, 0.4].map(formatDuration)).toEqual(['0s', '0s']);
+  });
+
+  it('after an epoch, the live line shows its test accuracy and what it kept', () => {
+    const line = formatProgress(
+      {
+        epoch: 4,
+        epochs: 4,
+        step: 10,
+        steps: 10,
+        loss: 2,
+        accuracy: 0.5,
+        sessionSeconds: 10,
+        sessionSteps: 10,
+        lastEpoch: epoch,
+      },
+      { lastDraw: 0 },
+      0,
+    );
+    expect(line).toBe(
+      `\r\x1b[2Kepoch 4/4 [${'#'.repeat(24)}] 100.0%  ETA 0s  loss 2.0000  acc 50.0%  test 97.5%  kept 12.5% (8.0x)`,
+    );
+  });
+
+  it('the line of a finished epoch, with the sparsity for Sparse VD and without for a baseline', () => {
+    const record = (baseline: boolean) =>
+      ({ config: { epochs: 200, baseline } }) as unknown as Parameters<typeof formatEpochLine>[1];
+    expect(formatEpochLine(epoch, record(false))).toBe(
+      'epoch 3/200  loss 1234.6  train acc 98.8%  test acc 97.5%  kept 12.5% (8.0x)  beta 0.250  lr 5.00e-4  12.3 s',
+    );
+    expect(formatEpochLine(epoch, record(true))).toBe(
+      'epoch 3/200  loss 1234.6  train acc 98.8%  test acc 97.5%  lr 5.00e-4  12.3 s',
+    );
   });
 });

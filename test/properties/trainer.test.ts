@@ -330,8 +330,10 @@ describe('makeConfig: defaults, and every refusal with its argument', () => {
 });
 
 describe('a configuration in words, and whether two agree', () => {
-  const c = tiny();
+  // Made in each test, not when the file loads, where Stryker's per-test coverage would not see
+  // makeConfig's mutants (spec/mutation.md).
   it('describes each field by the flag that sets it', () => {
+    const c = tiny();
     expect(describeConfigField(c, 'network')).toBe('network lenet300');
     expect(describeConfigField(c, 'trainClip')).toBe("the profile's --train-clip default");
     expect(describeConfigField({ ...c, trainClip: true }, 'trainClip')).toBe('--train-clip');
@@ -352,6 +354,7 @@ describe('a configuration in words, and whether two agree', () => {
   });
 
   it('compares --init-from as the directory it names from the run, other fields by value', () => {
+    const c = tiny();
     const run = '/data/runs/svd';
     const relative = { ...c, initFrom: '../base' };
     const absolute = { ...c, initFrom: '/data/runs/base' };
