@@ -337,11 +337,79 @@ describe('spec/check.md#report: the table for people', () => {
     expect(
       last({ ...broken, totals: totals({ passed: 0, failed: 0, notRun: 0, skipped: 4 }) }),
     ).toBe('Result: ERROR: no case was checked (4 skipped) (exit 2)');
-    expect(renderText(broken).split('\n').slice(-3)).toEqual([
+    // Cases failed before the port stopped: it was checked in part.
+    expect(last({ ...broken, totals: totals({ passed: 0, failed: 3, notRun: 3 }) })).toBe(
+      'Result: ERROR: the check could not be completed (3 cases not run) (exit 2)',
+    );
+    // Every op skipped without an error: nothing failed.
+    expect(
+      last({
+        ...clean,
+        totals: totals({ passed: 0, failed: 0, notRun: 0, unknown: 0, skipped: 6 }),
+      }),
+    ).toBe('Result: PASS: 0 cases passed, 6 skipped (exit 0)');
+    expect(renderText(broken).split('\n').slice(-4)).toEqual([
+      '',
       'Error: the port crashed',
       '',
       'Result: ERROR: the check could not be completed (0 cases not run) (exit 2)',
     ]);
+  });
+});
+
+describe('spec/check.md#report: what a report without failures leaves out', () => {
+  it('a passing report is the header, the table and the result line, nothing between', () => {
+    const passing: CheckReport = {
+      ...report,
+      ops: [op({ op: 'svd.mask', section: 's', status: 'passed', cases: 1, passed: 1 })],
+      cases: [caseResult({ op: 'svd.mask', caseId: 0, status: 'passed' })],
+      unknownResults: [],
+      totals: { ops: 1, cases: 1, passed: 1, failed: 0, skipped: 0, notRun: 0, unknown: 0 },
+      notes: [],
+      stderr: [],
+    };
+    expect(renderText(passing).split('\n')).toEqual([
+      'vdspec check: port "my-port" (command: python3 port.py), dtype float64',
+      'profile molchanov2017; golden files test/golden (vdspec 0.1.0, seed 7)',
+      '',
+      'op        status  cases  passed  failed  skipped  not run  worst err/tol  worst |err|',
+      'svd.mask  pass        1       1       0        0        0              -            -',
+      'total                 1       1       0        0        0',
+      TABLE.at(-1),
+      '',
+      'Result: PASS: 1 cases passed, 0 skipped (exit 0)',
+    ]);
+  });
+
+  it('a fingerprint no passed case contradicts, and one contradicted in two ops; an empty translation', () => {
+    const tally = { ...dropsK1, matched: 1, checked: 2 };
+    const r: CheckReport = {
+      ...report,
+      ops: [
+        op({
+          ...report.ops[0]!,
+          fingerprint: [
+            { ...tally, contradicted: 0, contradictedIn: [] },
+            {
+              ...tally,
+              text: 'another',
+              contradicted: 3,
+              contradictedIn: ['svd.mask', 'kl.exact'],
+            },
+          ],
+        }),
+      ],
+      cases: [{ ...portError, translated: [] }],
+      unknownResults: [],
+      notes: [],
+      stderr: [],
+    };
+    const text = renderText(r).split('\n');
+    expect(text).toContain('  kl.approx: 1 of 2 failed cases: drops the constant k1');
+    expect(text).toContain(
+      '  kl.approx: 1 of 2 failed cases: another [contradicted by 3 passed cases of svd.mask, kl.exact]',
+    );
+    expect(text.filter((l) => l.includes('translated'))).toEqual([]);
   });
 });
 
