@@ -263,8 +263,7 @@ describe('spec/check.md#cross-profile-runs: translating the noise parameter', ()
     );
   });
 
-  // Made in each test, not when the file loads: a translation computed at load would hide
-  // translate.ts's mutants from Stryker's per-test coverage (spec/mutation.md).
+  // Made in each test: a failure of noiseTranslation then fails a test, not the file's loading.
   const halving = () => noiseTranslation('deepbayes-pytorch', molchanov).translation!;
 
   it('a case: the golden noise input renamed and scaled, decoded and encoded; other inputs kept in order', () => {

@@ -330,8 +330,6 @@ describe('makeConfig: defaults, and every refusal with its argument', () => {
 });
 
 describe('a configuration in words, and whether two agree', () => {
-  // Made in each test, not when the file loads, where Stryker's per-test coverage would not see
-  // makeConfig's mutants (spec/mutation.md).
   it('describes each field by the flag that sets it', () => {
     const c = tiny();
     expect(describeConfigField(c, 'network')).toBe('network lenet300');
