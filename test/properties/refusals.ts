@@ -7,12 +7,16 @@
 import { expect } from 'vitest';
 import { VdspecError } from '../../src/errors.js';
 
-/** `run` throws a VdspecError with this code, argument and message (prefixed by the argument when there is one). */
+/**
+ * `run` throws a VdspecError with this code, argument and message (prefixed by
+ * the argument when there is one); a RegExp is matched against the whole
+ * message instead, for one that ends in the operating system's words.
+ */
 export function expectRefusal(
   run: () => unknown,
   code: string,
   argument: string | undefined,
-  message: string,
+  message: string | RegExp,
 ): void {
   let caught: unknown;
   try {
@@ -20,11 +24,35 @@ export function expectRefusal(
   } catch (e) {
     caught = e;
   }
+  expectVdspecError(caught, code, argument, message);
+}
+
+/** As expectRefusal, for a call that returns a promise: it rejects with that VdspecError. */
+export async function expectRejection(
+  run: () => Promise<unknown>,
+  code: string,
+  argument: string | undefined,
+  message: string | RegExp,
+): Promise<void> {
+  const caught = await run().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expectVdspecError(caught, code, argument, message);
+}
+
+function expectVdspecError(
+  caught: unknown,
+  code: string,
+  argument: string | undefined,
+  message: string | RegExp,
+): void {
   expect(caught).toBeInstanceOf(VdspecError);
   const error = caught as VdspecError;
   expect(error.code).toBe(code);
   expect(error.argument).toBe(argument);
-  expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
+  if (message instanceof RegExp) expect(error.message).toMatch(message);
+  else expect(error.message).toBe(argument === undefined ? message : `${argument}: ${message}`);
 }
 
 /** A deliberately ill-typed argument, as a JavaScript caller could pass it: the checks exist for them. */

@@ -253,14 +253,10 @@ describe('the refusals of the pieces: each code, argument and whole message', ()
       { name: 'b', shape: [1], data: Float32Array.from([0]) },
     ]);
     writeFileSync(path, unchecked('{"x": 1}'));
-    let caught: unknown;
-    try {
-      readCheckpoint(path, asIs);
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toMatchObject({ code: 'invalid_checkpoint', argument: 'checkpoint' });
-    expect((caught as Error).message).toMatch(
+    expectRefusal(
+      () => readCheckpoint(path, asIs),
+      'invalid_checkpoint',
+      'checkpoint',
       new RegExp(`^checkpoint: ${path} is not a usable vdspec checkpoint: its header: /.+`),
     );
   });
@@ -276,14 +272,10 @@ describe('the refusals of the pieces: each code, argument and whole message', ()
 
   it('writeCheckpoint says which checkpoint it could not write', () => {
     const path = tempDir();
-    let caught: unknown;
-    try {
-      writeCheckpoint(path, header, { step: 0, tensors: [] });
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toMatchObject({ code: 'io_error', argument: 'checkpoint' });
-    expect((caught as Error).message).toMatch(
+    expectRefusal(
+      () => writeCheckpoint(path, header, { step: 0, tensors: [] }),
+      'io_error',
+      'checkpoint',
       new RegExp(`^checkpoint: cannot write the checkpoint ${path}: .+`),
     );
   });

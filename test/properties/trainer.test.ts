@@ -59,7 +59,7 @@ import {
   type TrainProgress,
   type TrainRecord,
 } from '../../src/train/trainer.js';
-import { expectRefusal } from './refusals.js';
+import { expectRefusal, expectRejection } from './refusals.js';
 
 await initBackend();
 
@@ -70,27 +70,6 @@ function tempDir(): string {
   return dir;
 }
 afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-/** A refusal of an async call: its code, argument and whole message, as expectRefusal. */
-async function expectRunRefusal(
-  run: () => Promise<unknown>,
-  code: string,
-  argument: string,
-  message: string,
-): Promise<void> {
-  const caught = await run().then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expectRefusal(
-    () => {
-      throw caught;
-    },
-    code,
-    argument,
-    message,
-  );
-}
 
 /** 30 training images (one step of 100 an epoch) and 20 test images of the 8,000 / 2,000 split. */
 const tinyInput = {
@@ -595,26 +574,26 @@ describe(
       const config = tiny({ epochs: 2 });
       await trainRun(config, { outDir: dir, resume: false, until: 1 });
       const before = readFileSync(join(dir, CHECKPOINT_FILE));
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(config, { outDir: dir, resume: false }),
         'invalid_argument',
         'out',
         `${dir} already holds a run; pass --resume to continue it, or choose another --out`,
       );
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun({ ...config, epochs: 4 }, { outDir: dir, resume: true }),
         'invalid_argument',
         'resume',
         `the run in ${dir} has another configuration (--epochs 2 there, --epochs 4 here)`,
       );
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun({ ...config, seed: 6 }, { outDir: dir, resume: true }),
         'invalid_argument',
         'resume',
         `the run in ${dir} has another configuration (--seed 5 there, --seed 6 here)`,
       );
       for (const until of [0, 3, 1.5]) {
-        await expectRunRefusal(
+        await expectRejection(
           () => trainRun(config, { outDir: dir, resume: true, until }),
           'invalid_argument',
           'until',
@@ -634,7 +613,7 @@ describe(
         { ...header, config: { ...header.config, noise: OLD_NOISE_GENERATOR } },
         state,
       );
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(config, { outDir: old, resume: true }),
         'invalid_argument',
         'resume',
@@ -642,14 +621,14 @@ describe(
       );
 
       const none = join(tempDir(), 'none');
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(config, { outDir: none, resume: true }),
         'invalid_argument',
         'resume',
         `${none} holds no checkpoint to resume`,
       );
       const fresh = join(tempDir(), 'fresh');
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(config, { outDir: fresh, resume: false, until: 3 }),
         'invalid_argument',
         'until',
@@ -658,18 +637,19 @@ describe(
       expect(existsSync(fresh)).toBe(false);
       const file = join(tempDir(), 'a-file');
       writeFileSync(file, 'x');
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(config, { outDir: file, resume: false }),
         'io_error',
         'out',
         `${file} exists and is not a directory`,
       );
       const under = join(file, 'run');
-      const refusal = await trainRun(config, { outDir: under, resume: false }).catch(
-        (e: unknown) => e,
+      await expectRejection(
+        () => trainRun(config, { outDir: under, resume: false }),
+        'io_error',
+        'out',
+        new RegExp(`^out: cannot create ${under}: `),
       );
-      expect(refusal).toMatchObject({ code: 'io_error', argument: 'out' });
-      expect((refusal as Error).message).toMatch(new RegExp(`^out: cannot create ${under}: `));
     });
   },
 );
@@ -744,9 +724,10 @@ describe('trainRun: what the configuration changes', { timeout: 120_000 }, () =>
   it('a results file that cannot be written is an io_error naming it', async () => {
     const dir = join(tempDir(), 'run');
     mkdirSync(join(dir, RESULTS_FILE), { recursive: true });
-    const refusal = await trainRun(tiny(), { outDir: dir, resume: false }).catch((e: unknown) => e);
-    expect(refusal).toMatchObject({ code: 'io_error', argument: 'out' });
-    expect((refusal as Error).message).toMatch(
+    await expectRejection(
+      () => trainRun(tiny(), { outDir: dir, resume: false }),
+      'io_error',
+      'out',
       new RegExp(`^out: cannot write ${join(dir, RESULTS_FILE)}: .+`),
     );
   });
@@ -815,7 +796,7 @@ describe(
         until: 1,
       });
       const refused = (from: string, message: string) =>
-        expectRunRefusal(
+        expectRejection(
           () => trainRun(tiny({ initFrom: from }), { outDir: join(root, 'never'), resume: false }),
           'invalid_argument',
           'init-from',
@@ -833,7 +814,7 @@ describe(
         unfinished,
         `${unfinished} must hold a finished --baseline run of lenet300 (it holds a baseline run of lenet300, 1/2 epochs)`,
       );
-      await expectRunRefusal(
+      await expectRejection(
         () =>
           trainRun(makeConfig({ ...tinyInput, network: 'lenet5', initFrom: base }), {
             outDir: join(root, 'never'),
@@ -857,7 +838,7 @@ describe(
           t.name === 'dense1.bias' ? { name: t.name, shape: [3], data: new Float32Array(3) } : t,
         ),
       });
-      await expectRunRefusal(
+      await expectRejection(
         () => trainRun(tiny({ initFrom: forged }), { outDir: join(root, 'never2'), resume: false }),
         'shape_mismatch',
         'init-from',
