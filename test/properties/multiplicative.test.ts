@@ -15,7 +15,7 @@ import { runTrainCommand } from '../../src/cli/train.js';
 import { SVD_INIT_LOG_SIGMA2 } from '../../src/constants.js';
 import { initBackend } from '../../src/fast/backend.js';
 import { createFastModel } from '../../src/fast/fast-model.js';
-import { LENET_300_100 } from '../../src/fast/networks.js';
+import { LENET_300_100, LENET_5_CAFFE } from '../../src/fast/networks.js';
 import { PROFILES } from '../../src/profiles.js';
 import {
   checkRecord,
@@ -96,6 +96,51 @@ describe('spec/train.md#additive-and-multiplicative', () => {
     x.dispose();
     additive.dispose();
     multiplicative.dispose();
+  });
+
+  it("each layer's start is clipped by its own kind's clip, and a layer without a clip is not clipped", () => {
+    // molchanov2017 clips both kinds to [-8, 8]; a profile whose conv2d and dense clips differ
+    // (and one without a clip) shows which clip each tensor gets.
+    const base = PROFILES.molchanov2017;
+    const profile = multiplicativeProfile({
+      ...base,
+      conv2d: { ...base.conv2d, logAlpha: { ...base.conv2d.logAlpha, clip: { min: -1, max: 2 } } },
+      dense: { ...base.dense, logAlpha: { ...base.dense.logAlpha, clip: null } },
+    });
+    const model = createFastModel({
+      inputShape: [28, 28, 1],
+      layers: LENET_5_CAFFE,
+      seed: 4,
+      profile: multiplicativeProfile(base),
+    });
+    startMultiplicative(model, profile);
+    const seen = { conv2d: { below: 0, inside: 0, above: 0 }, dense: { below: 0, above: 0 } };
+    for (const layer of model.parameters()) {
+      const theta = layer.theta.data;
+      const noise = layer.noise.data;
+      let worst = 0;
+      theta.forEach((w, i) => {
+        const raw = SVD_INIT_LOG_SIGMA2 - Math.log(w * w);
+        let expected = raw;
+        if (layer.kind === 'conv2d') {
+          expected = Math.min(2, Math.max(-1, raw));
+          seen.conv2d[raw < -1 ? 'below' : raw > 2 ? 'above' : 'inside'] += 1;
+        } else {
+          seen.dense[raw < 0 ? 'below' : 'above'] += 1;
+        }
+        worst = Math.max(
+          worst,
+          Math.abs((noise[i] as number) - expected) / Math.max(1, Math.abs(expected)),
+        );
+      });
+      // float32 rounding of a float64 value of magnitude up to ~30.
+      expect(worst, layer.name).toBeLessThan(1e-6);
+    }
+    // The check above saw both bounds of the conv2d clip at work, and dense values on both sides
+    // of 0 (a missing bound read as 0 would clip them).
+    expect(Math.min(...Object.values(seen.conv2d))).toBeGreaterThan(0);
+    expect(Math.min(seen.dense.below, seen.dense.above)).toBeGreaterThan(0);
+    model.dispose();
   });
 
   it('vdspec train --multiplicative records it; with --baseline or a VD profile it is exit 2', async () => {
