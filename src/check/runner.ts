@@ -464,8 +464,12 @@ export async function runCheck(
             );
           }
         } catch (e) {
-          if (!(e instanceof CheckInfrastructureError)) throw e;
-          infrastructureError = e.message;
+          // Whatever stopped this case, the cases after it are listed as not run: an op cut
+          // short must not read as passed.
+          infrastructureError =
+            e instanceof CheckInfrastructureError
+              ? e.message
+              : `internal error while checking: ${messageOf(e)}`;
           results.push(caseResult(file, c, 'not_run'));
         }
       }
