@@ -1,8 +1,9 @@
 /**
  * spec/train.md#pictures: the first layer of a sparse export drawn as the
  * input pixels that keep any weight (dense first layer) or the filters with
- * their pruned taps (one-channel conv first layer). The expected values are
- * read off hand-written models, not computed by the module.
+ * their pruned taps (one-channel conv first layer); a first layer of
+ * neither kind gets no picture, and asking for one is refused. The expected
+ * values are read off hand-written models, not computed by the module.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,12 +12,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { runPicturesCommand } from '../../src/cli/pictures.js';
 import { parseSparseModel } from '../../src/export/sparse.js';
+import type { SparseModel } from '../../src/export/sparse.js';
 import {
+  filtersSpec,
   firstLayerFilters,
   inputPixelMap,
   sparsityPictureSpecs,
 } from '../../src/train/pictures.js';
 import { renderSvg } from '../../src/train/plots.js';
+import { expectRefusal, untyped } from './refusals.js';
 
 const temps: string[] = [];
 afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -129,6 +133,135 @@ describe('spec/train.md#pictures', () => {
         () => {},
       ),
     ).toBe(2);
+  });
+});
+
+/** A 6-pixel input (not a square image) into a dense layer of 2 units. */
+const nonSquareDense = parseSparseModel({
+  format: 'vdspec-sparse',
+  version: 1,
+  inputShape: [6],
+  layers: [
+    {
+      kind: 'dense',
+      shape: [6, 2],
+      rowPointers: [0, 1, 1, 1, 1, 1, 2],
+      columns: [0, 1],
+      values: [1, 2],
+      bias: [0, 0],
+    },
+  ],
+  meta: {},
+});
+
+/** A 2 x 2 one-channel image flattened into a dense layer: square, but the input is not flat. */
+const flattenedDense = parseSparseModel({
+  format: 'vdspec-sparse',
+  version: 1,
+  inputShape: [2, 2, 1],
+  layers: [
+    { kind: 'flatten' },
+    {
+      kind: 'dense',
+      shape: [4, 2],
+      rowPointers: [0, 1, 1, 1, 2],
+      columns: [0, 1],
+      values: [1, 2],
+      bias: [0, 0],
+    },
+  ],
+  meta: {},
+});
+
+/** One 1 x 1 filter on a three-channel image. */
+const threeChannelConv = parseSparseModel({
+  format: 'vdspec-sparse',
+  version: 1,
+  inputShape: [2, 2, 3],
+  layers: [
+    {
+      kind: 'conv2d',
+      shape: [1, 1, 3, 1],
+      stride: [1, 1],
+      padding: 'valid',
+      rowPointers: [0, 1, 1, 1],
+      columns: [0],
+      values: [1],
+      bias: [0],
+    },
+    { kind: 'flatten' },
+  ],
+  meta: {},
+});
+
+describe('spec/train.md#pictures: which first layer gets which picture', () => {
+  const PIXELS_NEEDS = 'the input pixel map needs a dense first layer on a flat square image';
+  const FILTERS_NEEDS = 'the filter picture needs a conv2d first layer on a one-channel image';
+
+  it('the taps come filter by filter, each filter row by row', () => {
+    expect(firstLayerFilters(convModel).map((t) => [t.filter, t.row, t.col, t.value])).toEqual([
+      [0, 0, 0, null],
+      [0, 0, 1, null],
+      [0, 1, 0, -0.25],
+      [0, 1, 1, 2],
+      [1, 0, 0, 0.5],
+      [1, 0, 1, null],
+      [1, 1, 0, 1.5],
+      [1, 1, 1, null],
+    ]);
+  });
+
+  it("a first layer that is neither picture's gets none, and asking for one is refused", () => {
+    for (const [what, model] of [
+      ['6 pixels, not a square', nonSquareDense],
+      ['a square image, flattened', flattenedDense],
+    ] as const) {
+      expect(sparsityPictureSpecs(model, 't'), what).toEqual([]);
+      expectRefusal(() => inputPixelMap(model), 'invalid_argument', 'model', PIXELS_NEEDS);
+      expectRefusal(() => firstLayerFilters(model), 'invalid_argument', 'model', FILTERS_NEEDS);
+    }
+    expect(sparsityPictureSpecs(threeChannelConv, 't')).toEqual([]);
+    expectRefusal(
+      () => firstLayerFilters(threeChannelConv),
+      'invalid_argument',
+      'model',
+      FILTERS_NEEDS,
+    );
+    expectRefusal(() => inputPixelMap(threeChannelConv), 'invalid_argument', 'model', PIXELS_NEEDS);
+    expectRefusal(() => inputPixelMap(convModel), 'invalid_argument', 'model', PIXELS_NEEDS);
+    expectRefusal(() => firstLayerFilters(denseModel), 'invalid_argument', 'model', FILTERS_NEEDS);
+  });
+
+  it('a model without a dense or conv2d layer (the reader refuses one) is refused here too', () => {
+    const noWeights = untyped<SparseModel>({ ...denseModel, layers: [{ kind: 'relu' }] });
+    for (const run of [
+      () => inputPixelMap(noWeights),
+      () => firstLayerFilters(noWeights),
+      () => sparsityPictureSpecs(noWeights, 't'),
+    ]) {
+      expectRefusal(run, 'invalid_argument', 'model', 'the model has no dense or conv2d layer');
+    }
+  });
+
+  it('the filters picture counts the kept taps and centres its colours on 0 at the largest |value|', () => {
+    const spec = (taps: Parameters<typeof filtersSpec>[0]) =>
+      filtersSpec(taps, 't') as unknown as {
+        title: { subtitle: string };
+        spec: { layer: [{ encoding: { color: { scale: { domain: number[] } } } }] };
+      };
+    const some = spec([
+      { filter: 0, row: 0, col: 0, value: 0.5 },
+      { filter: 0, row: 0, col: 1, value: null },
+      { filter: 0, row: 1, col: 0, value: -3 },
+    ]);
+    expect(some.title.subtitle).toBe(
+      'first-layer filters: 2 of 3 taps kept (pruned taps grey, marked x)',
+    );
+    expect(some.spec.layer[0].encoding.color.scale.domain).toEqual([-3, 3]);
+    // Every tap pruned: a tiny range, not [0, 0] (which Vega cannot scale).
+    const none = spec([{ filter: 0, row: 0, col: 0, value: null }]);
+    expect(none.title.subtitle).toMatch(/^first-layer filters: 0 of 1 taps kept/);
+    expect(none.spec.layer[0].encoding.color.scale.domain).toEqual([-1e-12, 1e-12]);
   });
 });
 
