@@ -691,31 +691,38 @@ export function trainingPlotSpecs(input: TrainingPlotsInput): PlotSpec[] {
 // ---------------------------------------------------------------- rendering
 
 /** A Vega / Vega-Lite logger that keeps warnings (for the tests) instead of printing them. */
-class CollectingLogger {
+/**
+ * Vega's logger interface, keeping warnings and errors in `warnings` (or
+ * dropping them). Vega's dataflow calls these methods with `this` set to the
+ * View, so none of them may use `this`.
+ */
+interface VegaLogger {
+  level(level?: number): number | VegaLogger;
+  error(...args: unknown[]): VegaLogger;
+  warn(...args: unknown[]): VegaLogger;
+  info(...args: unknown[]): VegaLogger;
+  debug(...args: unknown[]): VegaLogger;
+}
+
+function collectingLogger(warnings: string[] | undefined): VegaLogger {
   /** Vega's level numbers: 2 is Warn (errors and warnings). */
-  private current = 2;
-  constructor(private readonly warnings: string[] | undefined) {}
-  level(level?: number): number | this {
-    if (level === undefined) return this.current;
-    this.current = level;
-    return this;
-  }
-  private keep(args: unknown[]): this {
-    this.warnings?.push(args.map(String).join(' '));
-    return this;
-  }
-  error(...args: unknown[]): this {
-    return this.keep(args);
-  }
-  warn(...args: unknown[]): this {
-    return this.keep(args);
-  }
-  info(): this {
-    return this;
-  }
-  debug(): this {
-    return this;
-  }
+  let current = 2;
+  const keep = (args: unknown[]): VegaLogger => {
+    warnings?.push(args.map(String).join(' '));
+    return logger;
+  };
+  const logger: VegaLogger = {
+    level: (level?: number) => {
+      if (level === undefined) return current;
+      current = level;
+      return logger;
+    },
+    error: (...args: unknown[]) => keep(args),
+    warn: (...args: unknown[]) => keep(args),
+    info: () => logger,
+    debug: () => logger,
+  };
+  return logger;
 }
 
 /**
@@ -724,7 +731,7 @@ class CollectingLogger {
  * otherwise dropped (a plot must not spam a training log).
  */
 export async function renderSvg(spec: TopLevelSpec, warnings?: string[]): Promise<string> {
-  const logger = new CollectingLogger(warnings);
+  const logger = collectingLogger(warnings);
   const compiled = compileVegaLite(spec, { logger }).spec;
   const view = new View(parseVega(compiled), { renderer: 'none', logger });
   try {
