@@ -690,12 +690,7 @@ export function trainingPlotSpecs(input: TrainingPlotsInput): PlotSpec[] {
 
 // ---------------------------------------------------------------- rendering
 
-/** A Vega / Vega-Lite logger that keeps warnings (for the tests) instead of printing them. */
-/**
- * Vega's logger interface, keeping warnings and errors in `warnings` (or
- * dropping them). Vega's dataflow calls these methods with `this` set to the
- * View, so none of them may use `this`.
- */
+/** Vega's logger interface (vega-util's LoggerInterface). */
 interface VegaLogger {
   level(level?: number): number | VegaLogger;
   error(...args: unknown[]): VegaLogger;
@@ -704,6 +699,11 @@ interface VegaLogger {
   debug(...args: unknown[]): VegaLogger;
 }
 
+/**
+ * A Vega / Vega-Lite logger that keeps warnings and errors in `warnings` (for
+ * the tests) or drops them, instead of printing them. Vega's dataflow calls
+ * these methods with `this` set to the View, so none of them may use `this`.
+ */
 function collectingLogger(warnings: string[] | undefined): VegaLogger {
   /** Vega's level numbers: 2 is Warn (errors and warnings). */
   let current = 2;
