@@ -8,7 +8,7 @@
  * check`; this file talks to it directly in seconds, and is what the mutation
  * runs of `src/check/processPort.ts` use (spec/mutation.md).
  */
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { CheckInfrastructureError } from '../../src/check/errors.js';
 import type { Port, PortCase } from '../../src/check/port.js';
 import { openProcessPort, PROTOCOL, STDERR_TAIL_LINES } from '../../src/check/processPort.js';
+import { delay, expectDead, fakePid } from './port-processes.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const NODE = process.execPath;
@@ -114,38 +115,6 @@ const NON_FINITE_HINT = '; non-finite numbers must be the strings "NaN", "Infini
 const timeoutMessage = (seconds: string, what: string) =>
   `the port sent no answer within ${seconds} s (--timeout) for ${what}: it hangs, is too slow, ` +
   'or keeps its answer in an output buffer (did the port flush stdout after the line?)';
-
-/** The pid the fake port prints first on stderr. */
-function fakePid(text: string): number {
-  const m = /fake-port pid=(\d+)/.exec(text);
-  expect(m).not.toBeNull();
-  return Number(m![1]);
-}
-
-/** Whether `pid` runs (a zombie, reparented where nothing reaps it, counts as dead). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-async function expectDead(pid: number): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (isAlive(pid) && Date.now() < deadline) await delay(20);
-  expect(isAlive(pid), `process ${pid} still running`).toBe(false);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** The port's stderr tail once it holds `lines` lines (stderr and stdout are separate pipes: no order between them). */
 async function stderrOf(port: Port, lines: number): Promise<readonly string[]> {

@@ -44,6 +44,7 @@ import { PROFILE_NAMES, PROFILES, type Profile, type ProfileName } from '../../s
 import { run } from '../../src/reference/run.js';
 import type { Tensor } from '../../src/tensor.js';
 import { FIXTURE_OPS, FIXTURE_TOLERANCE, writeFixtureGoldens } from './check-fixtures.js';
+import { expectDead, fakePid } from './port-processes.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const NUMPY_PORT = here('../../examples/ports/numpy/vdspec_port.py');
@@ -104,39 +105,6 @@ async function check(argv: string[]): Promise<Run> {
 async function checkJson(argv: string[]): Promise<CheckReport> {
   const r = await check([...argv, '--json']);
   return JSON.parse(r.out) as CheckReport;
-}
-
-/** The pid the fake port prints first on stderr. */
-function fakePid(text: string): number {
-  const m = /fake-port pid=(\d+)/.exec(text);
-  expect(m).not.toBeNull();
-  return Number(m![1]);
-}
-
-/**
- * Whether `pid` still runs. A killed grandchild (the port under `sh -c`) is
- * reparented and may stay a zombie where nothing reaps it (a container's
- * init): on Linux a zombie counts as dead.
- */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return true;
-  }
-}
-
-/** SIGKILL reaches a grandchild asynchronously: allow it a moment to die. */
-async function expectDead(pid: number): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(isAlive(pid), `port process ${pid} still running`).toBe(false);
 }
 
 function referencePort(profile: ProfileName, dtype: 'float64' | 'float32' = 'float64') {
