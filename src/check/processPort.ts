@@ -373,7 +373,9 @@ class ProcessPort implements Port {
         this.notes.push(
           this.exit.signal === 'SIGKILL'
             ? `the port did not exit within ${EXIT_GRACE_MS / 1000} s of "bye" and was killed`
-            : `the port exited with code ${String(this.exit.code ?? this.exit.signal)} after "bye" (expected 0)`,
+            : this.exit.code !== null
+              ? `the port exited with code ${this.exit.code} after "bye" (expected 0)`
+              : `the port was killed by ${String(this.exit.signal)} after "bye" (expected exit code 0)`,
         );
       }
     } else if (alive) {

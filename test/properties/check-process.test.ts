@@ -718,7 +718,7 @@ onLine((line, m) => { if (m.type === 'hello') send(hello); }).on('close', () => 
       const signalled = await open(byeExits(`process.kill(process.pid, 'SIGTERM')`));
       await signalled.close();
       expect(signalled.notes).toStrictEqual([
-        'the port exited with code SIGTERM after "bye" (expected 0)',
+        'the port was killed by SIGTERM after "bye" (expected exit code 0)',
       ]);
     });
 
