@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
+import { PROFILES } from '../profiles.js';
 import { NETWORKS } from './recipe.js';
 import { readRecordFile, RESULTS_FILE, type TrainRecord } from './trainer.js';
 
@@ -70,7 +71,7 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
     const c = r.record.config;
     const f = r.record.final!;
     const algorithm =
-      c.profile === 'kingma2015'
+      PROFILES[c.profile].algorithm === 'vd'
         ? `VD (${c.vdLogAlpha === 'input' ? 'alpha per input unit' : c.vdLogAlpha === 'scalar' ? 'alpha per layer' : 'alpha per weight'})`
         : 'Sparse VD';
     const kind =

@@ -577,9 +577,12 @@ describe(
         'input',
         '--out',
         vd,
-        ...small,
+        ...small.filter((a) => a !== '--quiet'),
       ]);
-      expect(v.err).toBe('');
+      // The banner names the algorithm the profile runs: VD, not Sparse VD.
+      expect(v.err.split('\n')[0]).toMatch(
+        /^vdspec train: training lenet300 \(VD, kingma2015\) for 1 epoch on \w+ \(\d+ threads?\), writing to /,
+      );
       expect(readRecord(vd).config.vdLogAlpha).toBe('input');
       const svd = await cli([
         'lenet300',
