@@ -689,6 +689,35 @@ describe('committed results (README "Results")', () => {
     expect(reproduceCommand(run!)).toContain('--init-from runs/lenet5-baseline ');
   });
 
+  it("the README's comparison with the paper's Table 1 quotes the records it names", () => {
+    const readme = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+    const quoted: [network: string, run: string, record: string][] = [
+      ['LeNet-300-100', 'here, dense, 200 epochs', 'mnist-lenet300-baseline'],
+      ['LeNet-300-100', 'here, Sparse VD, 200 epochs', 'mnist-lenet300-svd'],
+      ['LeNet-5-Caffe', 'here, dense, 20 epochs', 'mnist-lenet5-baseline'],
+    ];
+    for (const [network, run, name] of quoted) {
+      const rows = readme.split('\n').filter((l) => l.startsWith(`| ${network} | ${run}`));
+      expect(rows, `${network} ${run}`).toHaveLength(1);
+      const cells = rows[0]!.split('|').map((c) => c.replaceAll('**', '').trim());
+      const [error, compression, kept] = [cells[3]!, cells[4]!, cells[5]!];
+      const final = runs.find((r) => r.name === name)!.record.final!;
+      expect(error, name).toBe(`${(100 * final.testError).toFixed(2)}%`);
+      const c = final.overall.compression;
+      expect(compression, name).toBe(c === 1 ? '1x' : `${c.toFixed(1)}x`);
+      // Each layer's kept percentage, rounded to the digits the README shows.
+      const shown = kept.split(' / ');
+      expect(shown, name).toHaveLength(c === 1 ? 1 : final.layers.length);
+      shown.forEach((text, i) => {
+        const digits = text.split('.')[1]?.length ?? 0;
+        const value = c === 1 ? final.overall.keptPercent : final.layers[i]!.keptPercent;
+        expect(Math.abs(Number(text) - value), `${name} layer ${i}`).toBeLessThanOrEqual(
+          0.5 * 10 ** -digits + 1e-9,
+        );
+      });
+    }
+  });
+
   it('the README table is generated from them', () => {
     expectSpecBlock('../README.md', 'results', resultsTableMarkdown(runs));
   });
