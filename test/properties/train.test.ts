@@ -666,7 +666,11 @@ describe('committed results (README "Results")', () => {
 
   it('name no path of the machine that trained them: --init-from is relative to the run', () => {
     const withBaseline = runs.filter((r) => r.record.config.initFrom !== null);
-    expect(withBaseline.map((r) => r.name)).toEqual(['lenet300-svd-init', 'lenet5-svd-init']);
+    expect(withBaseline.map((r) => r.name)).toEqual([
+      'lenet300-svd-init',
+      'lenet5-svd-init',
+      'mnist-lenet5-svd-e60',
+    ]);
     for (const { name, record } of withBaseline) {
       expect(isAbsolute(record.config.initFrom!), name).toBe(false);
       const dir = resolve(import.meta.dirname, '../../results', name, record.config.initFrom!);
@@ -695,6 +699,11 @@ describe('committed results (README "Results")', () => {
       ['LeNet-300-100', 'here, dense, 200 epochs', 'mnist-lenet300-baseline'],
       ['LeNet-300-100', 'here, Sparse VD, 200 epochs', 'mnist-lenet300-svd'],
       ['LeNet-5-Caffe', 'here, dense, 20 epochs', 'mnist-lenet5-baseline'],
+      [
+        'LeNet-5-Caffe',
+        'here, Sparse VD from the dense network, 60 epochs',
+        'mnist-lenet5-svd-e60',
+      ],
     ];
     for (const [network, run, name] of quoted) {
       const rows = readme.split('\n').filter((l) => l.startsWith(`| ${network} | ${run}`));
@@ -732,14 +741,16 @@ describe('committed results (README "Results")', () => {
       'mnist-lenet300-svd-mult-e20',
       'mnist-lenet300-vd-scalar',
       'mnist-lenet5-baseline',
+      'mnist-lenet5-svd-e60',
     ]);
-    expect(readme).toContain('Six runs drew their training noise with');
+    expect(readme).toContain('Seven runs drew their training noise with');
     const threaded = runs.filter((r) => r.record.config.threads !== 1);
     expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
       ['mnist-lenet5-baseline', 2],
+      ['mnist-lenet5-svd-e60', 2],
     ]);
     expect(readme).toMatch(
-      /one\s+thread per run except the LeNet-5-Caffe dense baseline on the original MNIST,\s+which had two/,
+      /one\s+thread per run except the LeNet-5-Caffe runs on the original MNIST,\s+which had two/,
     );
   });
 });
