@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { RECIPE_EPOCHS } from '../constants.js';
 import { VdspecError } from '../errors.js';
 import { initBackend } from '../fast/backend.js';
-import { PROFILE_NAMES, PROFILES } from '../profiles.js';
+import { PROFILE_NAMES } from '../profiles.js';
 import { finishRun } from '../train/finish.js';
 import { formatProgress, formatEpochLine, type ProgressState } from '../train/progress.js';
 import { NETWORK_NAMES } from '../train/recipe.js';
@@ -19,6 +19,7 @@ import {
   readRunConfig,
   RESULTS_FILE,
   sameField,
+  trainedModelName,
   trainRun,
   type ConfigField,
   type TrainConfig,
@@ -248,7 +249,7 @@ async function run(
         if (options.quiet) return;
         err(
           `vdspec train: ${options.resume ? 'resuming' : 'training'} ${config.network} ` +
-            `(${config.baseline ? 'dense baseline' : `${PROFILES[config.profile].algorithm === 'vd' ? 'VD' : 'Sparse VD'}, ${config.profile}`}) for ` +
+            `(${trainedModelName(config)}${config.baseline ? '' : `, ${config.profile}`}) for ` +
             `${config.epochs} epoch${config.epochs === 1 ? '' : 's'} on ${backend.name} ` +
             `(${config.threads} thread${config.threads === 1 ? '' : 's'}), writing to ${outDir}`,
         );

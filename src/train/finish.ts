@@ -23,7 +23,13 @@ import { sizeOf } from '../tensor.js';
 import { PLOTS_DIR, SPARSE_MODEL_FILE, writeSparsityPictures } from './pictures.js';
 import { writeTrainingPlots, type PlotRun } from './plots.js';
 import { NETWORKS } from './recipe.js';
-import { RESULTS_FILE, initFromDir, readRecordFile, type TrainRecord } from './trainer.js';
+import {
+  RESULTS_FILE,
+  initFromDir,
+  readRecordFile,
+  trainedModelName,
+  type TrainRecord,
+} from './trainer.js';
 
 export { PLOTS_DIR, SPARSE_MODEL_FILE };
 
@@ -128,16 +134,14 @@ export async function finishRun(
   await stopPoint();
   const net = NETWORKS[record.config.network];
   const names = model.layerNames;
-  const runs: PlotRun[] = [
-    { label: record.config.baseline ? 'dense baseline' : 'Sparse VD', epochs: record.epochs },
-  ];
+  const runs: PlotRun[] = [{ label: trainedModelName(record.config), epochs: record.epochs }];
   const base = baselineRun(record, outDir);
   if (base !== null) runs.push(base);
   const logAlpha = model.logAlphaValues().map((values, i) => ({ name: names[i]!, values }));
   const plots = await writeTrainingPlots(
     {
       title:
-        `${net.title}, ${record.config.baseline ? 'dense baseline' : `Sparse VD (${record.config.profile})`}, ` +
+        `${net.title}, ${trainedModelName(record.config)}${record.config.baseline ? '' : ` (${record.config.profile})`}, ` +
         `${record.trainSize.toLocaleString('en-US')} MNIST digits`,
       runs,
       logAlpha,
@@ -154,7 +158,7 @@ export async function finishRun(
     ? []
     : await writeSparsityPictures(
         outDir,
-        `${net.title}, Sparse VD (${record.config.profile}), ${record.trainSize.toLocaleString('en-US')} MNIST digits`,
+        `${net.title}, ${trainedModelName(record.config)} (${record.config.profile}), ${record.trainSize.toLocaleString('en-US')} MNIST digits`,
       );
   return {
     sparseExport: sparse,

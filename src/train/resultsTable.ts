@@ -6,9 +6,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
-import { PROFILES } from '../profiles.js';
 import { NETWORKS } from './recipe.js';
-import { readRecordFile, RESULTS_FILE, type TrainRecord } from './trainer.js';
+import { readRecordFile, RESULTS_FILE, trainedModelName, type TrainRecord } from './trainer.js';
 
 export interface NamedRecord {
   /** The run's directory name, also its --out in the command shown. */
@@ -70,10 +69,11 @@ export function resultsTableMarkdown(runs: readonly NamedRecord[]): string {
   const rows = complete.map((r) => {
     const c = r.record.config;
     const f = r.record.final!;
+    const name = trainedModelName(c);
     const algorithm =
-      PROFILES[c.profile].algorithm === 'vd'
+      name === 'VD'
         ? `VD (${c.vdLogAlpha === 'input' ? 'alpha per input unit' : c.vdLogAlpha === 'scalar' ? 'alpha per layer' : 'alpha per weight'})`
-        : 'Sparse VD';
+        : name;
     const kind =
       (c.baseline
         ? 'dense baseline'

@@ -106,6 +106,15 @@ export interface TrainConfig {
   readonly reparameterization: Reparameterization;
 }
 
+/**
+ * What a run trained, as its banner, plots and the README's Results name it:
+ * the profile's algorithm decides, so a kingma2015 run is never called Sparse VD.
+ */
+export function trainedModelName(config: Pick<TrainConfig, 'baseline' | 'profile'>): string {
+  if (config.baseline) return 'dense baseline';
+  return PROFILES[config.profile].algorithm === 'vd' ? 'VD' : 'Sparse VD';
+}
+
 export type Reparameterization = 'additive' | 'multiplicative';
 
 /** The training noise's generator, as records name it. */

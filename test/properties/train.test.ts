@@ -584,6 +584,13 @@ describe(
         /^vdspec train: training lenet300 \(VD, kingma2015\) for 1 epoch on \w+ \(\d+ threads?\), writing to /,
       );
       expect(readRecord(vd).config.vdLogAlpha).toBe('input');
+      // ...and so do its figures: title, legend and first-layer picture.
+      const vdCurves = readFileSync(join(vd, 'plots', 'curves.vl.json'), 'utf8');
+      expect(vdCurves).toContain('LeNet-300-100, VD (kingma2015), ');
+      expect(vdCurves).toContain('"run":"VD"');
+      expect(vdCurves).not.toContain('"run":"Sparse VD"');
+      const vdPixels = readFileSync(join(vd, 'plots', 'pixels.vl.json'), 'utf8');
+      expect(vdPixels).toContain('LeNet-300-100, VD (kingma2015), ');
       const svd = await cli([
         'lenet300',
         '--vd-log-alpha',
@@ -661,6 +668,23 @@ describe('committed results (README "Results")', () => {
       for (const plot of final.extra['plots'] as string[]) {
         expect(existsSync(join(dir, plot)), `${name}/${plot}`).toBe(true);
       }
+    }
+  });
+
+  it("name in their figures the algorithm the record's profile ran (a VD run is not Sparse VD)", () => {
+    const vdRuns = runs.filter((r) => r.record.config.profile === 'kingma2015');
+    expect(vdRuns.length).toBeGreaterThan(0);
+    for (const { name, record } of runs) {
+      const curves = readFileSync(
+        resolve(import.meta.dirname, '../../results', name, 'plots', 'curves.vl.json'),
+        'utf8',
+      );
+      const expected = record.config.baseline
+        ? 'dense baseline'
+        : record.config.profile === 'kingma2015'
+          ? 'VD (kingma2015)'
+          : `Sparse VD (${record.config.profile})`;
+      expect(curves, name).toContain(`, ${expected}, `);
     }
   });
 
