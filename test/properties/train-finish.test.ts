@@ -338,7 +338,7 @@ describe('finishRun (spec/train.md#results: final.extra)', { timeout: 60_000 }, 
     expect(histogram.title.subtitle[1]).toBe('dashed rule: the pruning threshold log α = 3');
     expect(existsSync(join(out, 'plots/kl.svg'))).toBe(true);
     expect(existsSync(join(out, 'plots/pixels.svg'))).toBe(false);
-    expect(runsDrawn(join(out, 'plots/curves.vl.json'))).toEqual(['Sparse VD']);
+    expect(runsDrawn(join(out, 'plots/curves.vl.json'))).toEqual(['VD']);
   });
 });
 
