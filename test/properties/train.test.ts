@@ -766,13 +766,17 @@ describe('committed results (README "Results")', () => {
       'mnist-lenet300-vd-scalar',
       'mnist-lenet5-baseline',
       'mnist-lenet5-svd-e60',
+      'mnist-lenet5-vd-input',
+      'mnist-lenet5-vd-scalar',
       'mnist-lenet5-vd-weight',
     ]);
-    expect(readme).toContain('Eight runs drew their training noise with');
+    expect(readme).toContain('Ten runs drew their training noise with');
     const threaded = runs.filter((r) => r.record.config.threads !== 1);
     expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
       ['mnist-lenet5-baseline', 2],
       ['mnist-lenet5-svd-e60', 2],
+      ['mnist-lenet5-vd-input', 2],
+      ['mnist-lenet5-vd-scalar', 2],
       ['mnist-lenet5-vd-weight', 2],
     ]);
     expect(readme).toMatch(
