@@ -694,6 +694,7 @@ describe('committed results (README "Results")', () => {
       'lenet300-svd-init',
       'lenet5-svd-init',
       'mnist-lenet5-svd-e60',
+      'mnist-lenet5-svd-e80',
     ]);
     for (const { name, record } of withBaseline) {
       expect(isAbsolute(record.config.initFrom!), name).toBe(false);
@@ -727,6 +728,11 @@ describe('committed results (README "Results")', () => {
         'LeNet-5-Caffe',
         'here, Sparse VD from the dense network, 60 epochs',
         'mnist-lenet5-svd-e60',
+      ],
+      [
+        'LeNet-5-Caffe',
+        'here, Sparse VD from the dense network, 80 epochs',
+        'mnist-lenet5-svd-e80',
       ],
     ];
     for (const [network, run, name] of quoted) {
@@ -766,15 +772,17 @@ describe('committed results (README "Results")', () => {
       'mnist-lenet300-vd-scalar',
       'mnist-lenet5-baseline',
       'mnist-lenet5-svd-e60',
+      'mnist-lenet5-svd-e80',
       'mnist-lenet5-vd-input',
       'mnist-lenet5-vd-scalar',
       'mnist-lenet5-vd-weight',
     ]);
-    expect(readme).toContain('Ten runs drew their training noise with');
+    expect(readme).toContain('Eleven runs drew their training noise with');
     const threaded = runs.filter((r) => r.record.config.threads !== 1);
     expect(threaded.map((r) => [r.name, r.record.config.threads])).toEqual([
       ['mnist-lenet5-baseline', 2],
       ['mnist-lenet5-svd-e60', 2],
+      ['mnist-lenet5-svd-e80', 2],
       ['mnist-lenet5-vd-input', 2],
       ['mnist-lenet5-vd-scalar', 2],
       ['mnist-lenet5-vd-weight', 2],
